@@ -1,0 +1,120 @@
+"""HTTP API: TheRouter's async image contract (submit, poll, fetch) in front of the job stack."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from imagejobs import service
+from imagejobs.httpapi import ApiError, base_url, bearer_key, from_validation_error, json_object_body
+from imagejobs.models import GenerationRequest, JobStatus
+from imagejobs.observability import make_logger
+from imagejobs.settings import Settings
+from imagejobs.wiring import build_deps
+
+logger = make_logger("api")
+deps = build_deps(Settings.from_env())
+app = APIGatewayRestResolver()
+
+ROUTES: dict[str, set[str]] = {
+    r"/v1/images/generations": {"POST"},
+    r"/v1/jobs/[^/]+": {"GET"},
+    r"/v1/jobs/[^/]+/content": {"GET"},
+}
+
+
+def _tenant() -> str:
+    tenant = deps.store.tenant_for_key(bearer_key(app.current_event))
+    if tenant is None:
+        raise ApiError(401, "Incorrect API key provided.", type_="authentication_error", code="invalid_api_key")
+    return tenant
+
+
+def _own_job(job_id: str) -> Any:
+    tenant = _tenant()
+    record = deps.store.get(job_id)
+    if record is None or record.tenant != tenant:
+        raise ApiError(404, f"No job found with id '{job_id}'.", param="id", code="job_not_found")
+    return record
+
+
+@app.post("/v1/images/generations")
+def create_generation() -> Response:
+    tenant = _tenant()
+    if (app.current_event.get_query_string_value("async") or "").lower() != "true":
+        raise ApiError(
+            400,
+            "Image jobs run asynchronously here: call POST /v1/images/generations?async=true and poll the job.",
+            param="async",
+            code="async_required",
+        )
+    body = json_object_body(app.current_event)
+    try:
+        request = GenerationRequest.model_validate(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    idempotency_key = app.current_event.headers.get("idempotency-key") or app.current_event.headers.get(
+        "Idempotency-Key"
+    )
+    try:
+        record, created = service.accept_generation(
+            deps, tenant=tenant, request=request, idempotency_key=idempotency_key
+        )
+    except service.IdempotencyConflict as exc:
+        raise ApiError(409, exc.message, param="Idempotency-Key", code=exc.reason) from None
+    logger.info("job accepted", extra={"job_id": record.id, "created": created, "tenant": tenant})
+    view = service.job_view(deps, record, base_url(app.current_event))
+    return Response(status_code=202, content_type="application/json", body=view)
+
+
+@app.get("/v1/jobs/<job_id>")
+def get_job(job_id: str) -> dict[str, Any]:
+    return service.job_view(deps, _own_job(job_id), base_url(app.current_event))
+
+
+@app.get("/v1/jobs/<job_id>/content")
+def get_content(job_id: str) -> Response:
+    record = _own_job(job_id)
+    if record.status is not JobStatus.SUCCEEDED or not record.outputs:
+        raise ApiError(
+            409,
+            f"Job '{job_id}' is {record.status.value}; its content is available once it has succeeded.",
+            param="id",
+            code="job_not_succeeded",
+        )
+    url = deps.results.presigned_url(record.outputs[0].key, deps.settings.result_url_ttl_seconds)
+    return Response(status_code=302, headers={"Location": url}, body="")
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    path, method = app.current_event.path, app.current_event.http_method
+    for pattern, methods in ROUTES.items():
+        if re.fullmatch(pattern, path):
+            return ApiError(
+                405,
+                f"Method {method} is not allowed on {path}; use {', '.join(sorted(methods))}.",
+                code="method_not_allowed",
+                headers={"Allow": ", ".join(sorted(methods))},
+            ).response()
+    return ApiError(404, f"Unknown route {method} {path}.", code="not_found").response()
+
+
+@app.exception_handler(ApiError)
+def api_error(exc: ApiError) -> Response:
+    return exc.response()
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    logger.exception("unhandled error")
+    return ApiError(500, "The server had an error while processing your request.", type_="server_error").response()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

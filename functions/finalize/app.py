@@ -1,0 +1,23 @@
+"""Finalize: stores a succeeded job's images, or records why a job ended; settles it once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imagejobs import service
+from imagejobs.models import FinalizeInput
+from imagejobs.observability import make_logger
+from imagejobs.settings import Settings
+from imagejobs.wiring import build_deps
+
+logger = make_logger("finalize")
+deps = build_deps(Settings.from_env(), provider=True)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    record = service.finalize(deps, FinalizeInput.model_validate(event))
+    logger.info("job settled", extra={"job_id": record.id, "status": record.status.value})
+    return {"job_id": record.id, "status": record.status.value}

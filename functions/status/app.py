@@ -1,0 +1,23 @@
+"""Status: one provider poll per call; tells the state machine to wait, finalize or end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imagejobs import service
+from imagejobs.models import PollInput
+from imagejobs.observability import make_logger
+from imagejobs.settings import Settings
+from imagejobs.wiring import build_deps
+
+logger = make_logger("status")
+deps = build_deps(Settings.from_env(), provider=True)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = service.poll(deps, PollInput.model_validate(event))
+    logger.info("polled", extra=result.model_dump(exclude_none=True))
+    return result.model_dump(mode="json")

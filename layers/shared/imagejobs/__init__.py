@@ -1,0 +1,1 @@
+"""imagejobs: shared code of the image-job stack (models, logic, adapters)."""

@@ -1,0 +1,33 @@
+"""The one time source of the package.
+
+On AWS this is wall-clock time. The offline runtime runs the stack on a scaled clock
+(IMAGEJOBS_TIME_SCALE=0.01 makes a 60 s generation take 0.6 s of real time while every
+timestamp, wait and deadline still reads in job seconds), so all code asks this module for
+"now" instead of calling time.time(). IMAGEJOBS_CLOCK_ANCHOR is the real instant where the
+scaled clock and the wall clock agree (the runtime's start), so timestamps stay near today.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_IMPORTED_AT = time.time()
+
+
+def time_scale() -> float:
+    try:
+        scale = float(os.environ.get("IMAGEJOBS_TIME_SCALE") or 1)
+    except ValueError:
+        return 1.0
+    return scale if scale > 0 else 1.0
+
+
+def now() -> float:
+    """Seconds since the epoch on the job clock."""
+    scale = time_scale()
+    real = time.time()
+    if scale == 1.0:
+        return real
+    anchor = float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
+    return anchor + (real - anchor) / scale

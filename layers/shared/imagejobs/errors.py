@@ -1,0 +1,77 @@
+"""Domain errors. Adapters raise these; the state machine's Retry/Catch name them by class name.
+
+Transient errors are retried (queue redelivery or Step Functions Retry); final errors end the job
+with `reason` as its error code.
+"""
+
+from __future__ import annotations
+
+
+class ImageJobsError(Exception):
+    """Base class. `reason` is the machine-readable code recorded on a job that ends with it."""
+
+    reason = "internal_error"
+    transient = False
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message or self.__class__.__name__)
+        self.message = message or self.__class__.__name__
+        if reason:
+            self.reason = reason
+
+
+class RateLimited(ImageJobsError):
+    """The provider answered 429; try again after `retry_after` seconds."""
+
+    reason = "rate_limited"
+    transient = True
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message or "provider rate limit reached")
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ImageJobsError):
+    """5xx, connection failure, timeout or an unreadable answer: worth retrying."""
+
+    reason = "provider_unavailable"
+    transient = True
+
+
+class ProviderAuthError(ImageJobsError):
+    """401/403 from the provider: the configured key is wrong. Final for the job."""
+
+    reason = "provider_auth_failed"
+
+
+class ProviderOutOfCredits(ImageJobsError):
+    """402 from the provider. Final for the job."""
+
+    reason = "provider_out_of_credits"
+
+
+class JobRejected(ImageJobsError):
+    """The provider refused the job itself (moderation, invalid parameters). Never retried."""
+
+    reason = "rejected"
+
+    def __init__(self, message: str = "", *, code: str = "rejected") -> None:
+        super().__init__(message or code, reason=code)
+        self.code = code
+
+
+class DownloadFailed(ImageJobsError):
+    """An output could not be fetched from the provider (non-2xx, cut short)."""
+
+    reason = "download_failed"
+    transient = True
+
+
+class JobNotFound(ImageJobsError):
+    reason = "not_found"
+
+
+class StaleTransition(ImageJobsError):
+    """A state change lost a race or would leave a final state (final states never change)."""
+
+    reason = "stale_transition"

@@ -1,0 +1,101 @@
+"""HTTP edge helpers: OpenAI-shaped errors, body parsing, bearer auth, base URL of the API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from pydantic import ValidationError
+
+
+class ApiError(Exception):
+    """An answer in OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return Response(
+            status_code=self.status,
+            content_type="application/json",
+            body=json.dumps(body),
+            headers=self.headers,
+        )
+
+
+def from_validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    location = [str(part) for part in first.get("loc", ())]
+    param = location[0] if location else None
+    kind = first.get("type", "")
+    message = first.get("msg", "invalid request").removeprefix("Value error, ")
+    if kind == "missing":
+        return ApiError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    if kind == "extra_forbidden":
+        return ApiError(400, f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
+    if param:
+        message = f"Invalid value for '{param}': {message}."
+    return ApiError(400, message, param=param, code="invalid_value")
+
+
+def json_object_body(event: APIGatewayProxyEvent) -> dict[str, Any]:
+    content_type = (event.headers.get("content-type") or event.headers.get("Content-Type") or "").lower()
+    if content_type.split(";")[0].strip() != "application/json":
+        raise ApiError(
+            415,
+            "Send the request body as JSON with 'Content-Type: application/json'.",
+            code="unsupported_content_type",
+        )
+    raw = event.decoded_body or ""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(
+            400,
+            "We could not parse the JSON body of your request. Send valid JSON.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def bearer_key(event: APIGatewayProxyEvent) -> str:
+    header = event.headers.get("authorization") or event.headers.get("Authorization") or ""
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+            type_="authentication_error",
+            code="missing_api_key",
+        )
+    return key.strip()
+
+
+def base_url(event: APIGatewayProxyEvent) -> str:
+    """The URL clients used to reach us, stage prefix included (REST API: /Prod/...)."""
+    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
+    proto = headers.get("x-forwarded-proto", "https")
+    host = headers.get("host", "localhost")
+    full_path = str(event.request_context.path or event.path or "")
+    prefix = full_path[: len(full_path) - len(event.path)] if full_path.endswith(event.path) else ""
+    return f"{proto}://{host}{prefix}"

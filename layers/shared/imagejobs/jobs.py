@@ -1,0 +1,64 @@
+"""The job record and its state rules: the one place that says which status may follow which."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from imagejobs.models import Cost, JobError, JobStatus, Output, Usage
+
+# Which status may follow which. Final states have no successors: a settled job never changes.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.IN_PROGRESS, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+    ),
+    JobStatus.IN_PROGRESS: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+    ),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+    JobStatus.EXPIRED: frozenset(),
+}
+
+
+def can_transition(current: JobStatus, new: JobStatus) -> bool:
+    return new in TRANSITIONS[current]
+
+
+def predecessors(new: JobStatus) -> list[JobStatus]:
+    """Statuses a job may be in for `new` to be written (used in conditional writes)."""
+    return [status for status, nexts in TRANSITIONS.items() if new in nexts]
+
+
+class JobRecord(BaseModel):
+    id: str
+    tenant: str
+    source: str = "api"
+    status: JobStatus = JobStatus.QUEUED
+    model: str
+    request: dict[str, Any]
+    request_hash: str
+    created_at: float
+    updated_at: float
+    deadline_at: float
+    submitted_at: float | None = None
+    completed_at: float | None = None
+    provider_job_id: str | None = None
+    execution_arn: str | None = None
+    polls: int = 0
+    outputs: list[Output] = Field(default_factory=list)
+    usage: Usage | None = None
+    cost: Cost | None = None
+    orchestration_cost_usd: str | None = None
+    error: JobError | None = None
+    ttl: int | None = None
+
+    @property
+    def quality(self) -> str:
+        return str(self.request.get("quality", "auto"))
+
+    @property
+    def images_requested(self) -> int:
+        return int(self.request.get("n", 1))

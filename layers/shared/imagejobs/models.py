@@ -1,0 +1,172 @@
+"""Typed edges: requests, jobs, provider answers and Step Functions task payloads."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_PROMPT_CHARS = 32_000
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
+
+Size = Literal["1024x1024", "1536x1024", "1024x1536", "auto"]
+Quality = Literal["low", "medium", "high", "auto"]
+Background = Literal["transparent", "opaque", "auto"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+Moderation = Literal["auto", "low"]
+
+CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class GenerationRequest(BaseModel):
+    """POST /v1/images/generations: every gpt-image-1 parameter and its rules (DESIGN.md §3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str | None = None
+    n: int = Field(default=1, ge=1, le=10)
+    size: Size = "auto"
+    quality: Quality = "auto"
+    background: Background = "auto"
+    output_format: OutputFormat = "png"
+    output_compression: int | None = Field(default=None, ge=0, le=100)
+    moderation: Moderation = "auto"
+    user: str | None = Field(default=None, max_length=256)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be blank")
+        return prompt
+
+    @field_validator("n", "output_compression", mode="before")
+    @classmethod
+    def _integers_only(cls, value: Any) -> Any:
+        # JSON true/1.5/"3" are not integers; pydantic's lax mode would accept some of them.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("must be an integer")
+        return value
+
+    @model_validator(mode="after")
+    def _format_rules(self) -> GenerationRequest:
+        if self.background == "transparent" and self.output_format == "jpeg":
+            raise ValueError("background 'transparent' needs output_format 'png' or 'webp'")
+        if self.output_compression is not None and self.output_format == "png":
+            raise ValueError("output_compression applies to jpeg and webp only")
+        return self
+
+    def with_model(self, default_model: str) -> GenerationRequest:
+        return self if self.model else self.model_copy(update={"model": default_model})
+
+    def provider_body(self) -> dict[str, Any]:
+        """What is sent upstream: the caller's parameters, our own fields left out."""
+        return self.model_dump(exclude_none=True)
+
+
+class Usage(BaseModel):
+    """OpenAI-style usage block as reported by the provider."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    input_tokens_details: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def text_input_tokens(self) -> int:
+        details = self.input_tokens_details
+        if "text_tokens" in details:
+            return details["text_tokens"]
+        return self.input_tokens - details.get("image_tokens", 0)
+
+    @property
+    def image_input_tokens(self) -> int:
+        return self.input_tokens_details.get("image_tokens", 0)
+
+
+class ProviderJob(BaseModel):
+    """The provider's job object (TheRouter's async contract), normalised."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: JobStatus
+    created_at: float | None = None
+    completed_at: float | None = None
+    unsigned_urls: list[str] = Field(default_factory=list)
+    usage: Usage | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class Cost(BaseModel):
+    amount: str  # decimal string, never a float
+    currency: str = "USD"
+    basis: Literal["usage", "per_image"]
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class Output(BaseModel):
+    bucket: str
+    key: str
+    content_type: str
+    bytes: int
+
+
+class PollInput(BaseModel):
+    """What the state machine hands the status step (and the Wait reads back)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    next_poll_seconds: int = 0
+
+
+class PollResult(BaseModel):
+    """What the status step returns; the Choice state reads `action`."""
+
+    job_id: str
+    action: Literal["wait", "finalize", "end"]
+    next_poll_seconds: int = 0
+    provider_status: str
+    final_status: JobStatus | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class FinalizeInput(BaseModel):
+    """Input of the finalize step: the success path, a decided end, or a caught error."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    action: str = "finalize"
+    final_status: JobStatus | None = None
+    reason: str | None = None
+    message: str | None = None
+    error: dict[str, Any] | None = None  # Step Functions Catch: {"Error": ..., "Cause": ...}

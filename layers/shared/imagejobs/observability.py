@@ -1,0 +1,49 @@
+"""Logger and metrics, made in one place.
+
+Metrics use EphemeralMetrics (a fresh metric set per job) rather than the shared `Metrics`
+singleton store: a job's metrics are flushed right where the job settles, and nothing another
+invocation added can leak into them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from imagejobs.jobs import JobRecord
+from imagejobs.models import JobStatus
+
+NAMESPACE = "ImageJobs"
+SERVICE = "imagejobs"
+
+
+def make_logger(function: str) -> Logger:
+    return Logger(service=SERVICE, function_role=function)
+
+
+class EmfMetrics:
+    """Writes one EMF document per settled job (CloudWatch turns it into metrics)."""
+
+    def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
+        metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        metrics.add_dimension(name="model", value=record.model)
+        metrics.add_dimension(name="quality", value=record.quality)
+        metrics.add_metadata(key="job_id", value=record.id)
+        metrics.add_metadata(key="final_status", value=record.status.value)
+        if record.status is JobStatus.SUCCEEDED:
+            metrics.add_metric(name="JobSucceeded", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(record.outputs))
+            if record.submitted_at and record.completed_at:
+                seconds = max(0.0, record.completed_at - record.submitted_at)
+                metrics.add_metric(name="GenerationSeconds", unit=MetricUnit.Seconds, value=seconds)
+        else:
+            metrics.add_metric(name="JobFailed", unit=MetricUnit.Count, value=1)
+        if record.cost is not None:
+            metrics.add_metric(name="JobCostUSD", unit=MetricUnit.NoUnit, value=float(record.cost.amount))
+        metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=record.polls)
+        metrics.add_metric(
+            name="OrchestrationCostUSD", unit=MetricUnit.NoUnit, value=float(orchestration_cost_usd)
+        )
+        metrics.flush_metrics()

@@ -1,0 +1,77 @@
+"""Job cost: what the image cost (from prices.json, never hard-coded) and what orchestrating it cost."""
+
+from __future__ import annotations
+
+import json
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from imagejobs.models import Cost, Usage
+
+MILLION = Decimal(1_000_000)
+CENT_FRACTION = Decimal("0.000001")  # costs are kept to a millionth of a dollar
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+@cache
+def price_table() -> dict[str, Any]:
+    text = resources.files("imagejobs").joinpath("prices.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def model_prices(model: str) -> dict[str, Any]:
+    models: dict[str, Any] = price_table()["models"]
+    if model in models:
+        return models[model]
+    # "gpt-image-1" and "openai/gpt-image-1" name the same model.
+    for name, prices in models.items():
+        if name.split("/")[-1] == model.split("/")[-1]:
+            return prices
+    raise UnknownModel(model)
+
+
+def image_price(model: str, quality: str) -> Decimal:
+    prices = model_prices(model)
+    if quality == "auto":
+        quality = prices["auto_quality_priced_as"]
+    return Decimal(prices["per_image"][quality])
+
+
+def job_cost(model: str, quality: str, images: int, usage: Usage | None) -> Cost:
+    """Usage tokens when the provider reported them, the per-image table otherwise."""
+    prices = model_prices(model)
+    if usage is not None and usage.total_tokens > 0:
+        per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
+        amount = (
+            usage.text_input_tokens * per_million["text_input"]
+            + usage.image_input_tokens * per_million["image_input"]
+            + usage.output_tokens * per_million["output"]
+        ) / MILLION
+        return Cost(amount=_money(amount), currency=prices["currency"], basis="usage")
+    amount = image_price(model, quality) * images
+    return Cost(amount=_money(amount), currency=prices["currency"], basis="per_image")
+
+
+def orchestration_cost(polls: int, invocations: int | None = None) -> Decimal:
+    """Estimated Step Functions transitions plus Lambda requests and GB-seconds for one job.
+
+    Invocations default to intake + submit + one status call per poll + finalize.
+    """
+    aws = price_table()["aws"]
+    transitions = int(aws["transitions_fixed"]) + int(aws["transitions_per_poll"]) * polls
+    calls = invocations if invocations is not None else 3 + polls
+    gb_seconds = Decimal(aws["lambda_memory_gb"]) * Decimal(aws["lambda_seconds_per_invocation"])
+    amount = (
+        transitions * Decimal(aws["step_functions_per_transition"])
+        + calls * (Decimal(aws["lambda_per_request"]) + gb_seconds * Decimal(aws["lambda_per_gb_second"]))
+    )
+    return amount.quantize(Decimal("0.00000001"), rounding=ROUND_HALF_UP)
+
+
+def _money(amount: Decimal) -> str:
+    return str(amount.quantize(CENT_FRACTION, rounding=ROUND_HALF_UP))

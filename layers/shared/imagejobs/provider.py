@@ -1,0 +1,165 @@
+"""The upstream provider (TheRouter's async image API) over httpx. HTTP failures become domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from imagejobs.errors import (
+    DownloadFailed,
+    JobRejected,
+    ProviderAuthError,
+    ProviderOutOfCredits,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagejobs.models import GenerationRequest, JobStatus, ProviderJob, Usage
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+DOWNLOAD_CHUNK = 1024 * 1024
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """Unix seconds (int, float or numeric string) or an ISO-8601 string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    header = response.headers.get("retry-after")
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return None
+
+
+def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            return error.get("code"), str(error.get("message") or "")
+    except ValueError:
+        pass
+    return None, response.text[:200]
+
+
+def raise_for_provider_error(response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    code, message = _error_fields(response)
+    if status == 429:
+        raise RateLimited(message or "provider rate limit", retry_after=_retry_after(response))
+    if status in (401, 403):
+        raise ProviderAuthError(f"provider refused the API key ({status})")
+    if status == 402:
+        raise ProviderOutOfCredits(message or "provider account is out of credits")
+    if status >= 500 or status == 408:
+        raise ProviderUnavailable(f"provider answered {status}")
+    raise JobRejected(message or f"provider answered {status}", code=code or "invalid_request")
+
+
+def parse_job(body: Any) -> ProviderJob:
+    if not isinstance(body, dict) or "id" not in body or "status" not in body:
+        raise ProviderUnavailable("provider answered with something that is not a job object")
+    try:
+        status = JobStatus(body["status"])
+    except ValueError as exc:
+        raise ProviderUnavailable(f"provider reported unknown status {body['status']!r}") from exc
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    usage = body.get("usage")
+    return ProviderJob(
+        id=str(body["id"]),
+        status=status,
+        created_at=parse_timestamp(body.get("created_at")),
+        completed_at=parse_timestamp(body.get("completed_at")),
+        unsigned_urls=[str(url) for url in body.get("unsigned_urls") or []],
+        usage=Usage.model_validate(usage) if isinstance(usage, dict) else None,
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+    )
+
+
+class ProviderClient:
+    def __init__(self, base_url: str, api_key: str, client: httpx.Client | None = None) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        headers.update(extra or {})
+        return headers
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(f"provider timed out: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(f"provider unreachable: {type(exc).__name__}") from exc
+
+    def _json(self, response: httpx.Response) -> Any:
+        raise_for_provider_error(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable("provider answered with malformed JSON") from exc
+
+    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
+        response = self._send(
+            "POST",
+            f"{self._base_url}/v1/images/generations",
+            params={"async": "true"},
+            json=request.provider_body(),
+            headers=self._headers({"Idempotency-Key": idempotency_key}),
+        )
+        return parse_job(self._json(response))
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        response = self._send(
+            "GET", f"{self._base_url}/v1/jobs/{provider_job_id}", headers=self._headers()
+        )
+        return parse_job(self._json(response))
+
+    @contextmanager
+    def download(self, url: str) -> Iterator[Iterator[bytes]]:
+        """Stream one output. Yields an iterator of chunks; raises DownloadFailed if cut short."""
+        try:
+            with self._client.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    raise DownloadFailed(f"output download answered {response.status_code}")
+                expected = response.headers.get("content-length")
+                yield _checked_chunks(response, int(expected) if expected else None)
+        except httpx.HTTPError as exc:
+            raise DownloadFailed(f"output download broke: {type(exc).__name__}") from exc
+
+
+def _checked_chunks(response: httpx.Response, expected: int | None) -> Iterator[bytes]:
+    received = 0
+    for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+        received += len(chunk)
+        yield chunk
+    if expected is not None and received != expected:
+        raise DownloadFailed(f"output download cut short: {received} of {expected} bytes")

@@ -1,0 +1,29 @@
+"""Environment settings, validated once at cold start (template.yaml Globals set them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    jobs_table: str = Field(alias="JOBS_TABLE")
+    results_bucket: str = Field(alias="RESULTS_BUCKET")
+    submit_queue_url: str = Field(alias="SUBMIT_QUEUE_URL")
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
+    provider_base_url: str = Field(alias="PROVIDER_BASE_URL")
+    provider_secret_id: str = Field(alias="PROVIDER_SECRET_ID")
+    default_model: str = Field(default="openai/gpt-image-1", alias="DEFAULT_MODEL")
+    job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
+    result_url_ttl_seconds: int = Field(default=3600, ge=60, le=604_800, alias="RESULT_URL_TTL_SECONDS")
+    job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
+    submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
+    secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        return cls.model_validate(dict(environ if environ is not None else os.environ))

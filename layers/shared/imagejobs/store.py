@@ -1,0 +1,177 @@
+"""DynamoDB adapter: job records and API keys in one table, state changes as conditional writes."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from imagejobs.errors import StaleTransition
+from imagejobs.jobs import JobRecord, predecessors
+from imagejobs.models import JobStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+else:
+    Table = Any
+
+JOB_PREFIX = "job#"
+KEY_PREFIX = "apikey#"
+
+
+def to_dynamo(value: Any) -> Any:
+    """DynamoDB takes Decimal, not float; None attributes are left out."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class JobStore:
+    def __init__(self, table_name: str, table: Table | None = None) -> None:
+        self._table = table if table is not None else boto3.resource("dynamodb").Table(table_name)
+
+    # -- jobs -------------------------------------------------------------------------------
+    def create(self, record: JobRecord) -> bool:
+        """Write a new job; False if a job with this id exists already."""
+        item = to_dynamo(record.model_dump(mode="json"))
+        item["pk"] = JOB_PREFIX + record.id
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        item = self._table.get_item(Key={"pk": JOB_PREFIX + job_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        item = from_dynamo(item)
+        item.pop("pk", None)
+        return JobRecord.model_validate(item)
+
+    def record_submission(self, job_id: str, provider_job_id: str, at: float) -> None:
+        """Remember the provider's job id; a second, different id for the same job is refused."""
+        self._update(
+            job_id,
+            "SET provider_job_id = :pid, submitted_at = if_not_exists(submitted_at, :at), updated_at = :at",
+            "(attribute_not_exists(provider_job_id) OR provider_job_id = :pid) AND #status IN (:queued, :running)",
+            {":pid": provider_job_id, ":at": at, ":queued": "queued", ":running": "in_progress"},
+        )
+
+    def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
+        self._update(
+            job_id,
+            "SET execution_arn = :arn, updated_at = :at",
+            "attribute_exists(pk)",
+            {":arn": execution_arn, ":at": at},
+        )
+
+    def record_poll(self, job_id: str, provider_status: JobStatus, at: float) -> JobRecord:
+        """Count one status poll; move queued -> in_progress when the provider says so."""
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":one": 1, ":at": at, ":queued": "queued", ":running": "in_progress"}
+        update = "SET updated_at = :at ADD polls :one"
+        if provider_status is JobStatus.IN_PROGRESS:
+            update = "SET updated_at = :at, #status = :running ADD polls :one"
+        try:
+            result = self._table.update_item(
+                Key={"pk": JOB_PREFIX + job_id},
+                UpdateExpression=update,
+                ConditionExpression="#status IN (:queued, :running)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise StaleTransition(f"job {job_id} is already final") from exc
+            raise
+        item = from_dynamo(result["Attributes"])
+        item.pop("pk", None)
+        return JobRecord.model_validate(item)
+
+    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool:
+        """Move a job to a final status with its result fields. True only for the one writer that
+        made the change: everything that must happen once per job (metrics, events) hangs on it."""
+        allowed = predecessors(status)
+        values: dict[str, Any] = {":new": status.value}
+        placeholders = []
+        for index, previous in enumerate(allowed):
+            values[f":p{index}"] = previous.value
+            placeholders.append(f":p{index}")
+        sets = ["#status = :new"]
+        names = {"#status": "status"}
+        for index, (name, value) in enumerate(fields.items()):
+            names[f"#f{index}"] = name
+            values[f":f{index}"] = value
+            sets.append(f"#f{index} = :f{index}")
+        try:
+            self._table.update_item(
+                Key={"pk": JOB_PREFIX + job_id},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=f"#status IN ({', '.join(placeholders)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_dynamo(values),
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def _update(self, job_id: str, update: str, condition: str, values: dict[str, Any]) -> None:
+        names = {"#status": "status"} if "#status" in condition or "#status" in update else None
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": JOB_PREFIX + job_id},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": to_dynamo(values),
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            self._table.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise StaleTransition(f"job {job_id}: {update} refused") from exc
+            raise
+
+    # -- API keys ---------------------------------------------------------------------------
+    def put_api_key(self, api_key: str, tenant: str, created_at: float) -> None:
+        """Keys are stored as their SHA-256 only; the plaintext is shown once to whoever made it."""
+        self._table.put_item(
+            Item=to_dynamo({"pk": KEY_PREFIX + hash_key(api_key), "tenant": tenant, "created_at": created_at})
+        )
+
+    def tenant_for_key(self, api_key: str) -> str | None:
+        item = self._table.get_item(Key={"pk": KEY_PREFIX + hash_key(api_key)}).get("Item")
+        if not item or item.get("revoked"):
+            return None
+        return str(item["tenant"])

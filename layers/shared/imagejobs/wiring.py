@@ -1,0 +1,61 @@
+"""Builds the real adapters from settings. Handlers call this once at cold start."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from aws_lambda_powertools.utilities import parameters
+
+from imagejobs.aws import Executions, ResultStore, SubmitQueue
+from imagejobs.observability import EmfMetrics
+from imagejobs.provider import DEFAULT_TIMEOUT, ProviderClient
+from imagejobs.service import Deps
+from imagejobs.settings import Settings
+from imagejobs.store import JobStore
+
+
+def provider_api_key(settings: Settings) -> str:
+    """The provider key from Secrets Manager, cached by Powertools Parameters (never logged).
+
+    The secret holds either the bare key or {"api_key": "..."}."""
+    value = str(parameters.get_secret(settings.provider_secret_id, max_age=settings.secret_cache_seconds))
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value.strip()
+    if isinstance(parsed, dict) and "api_key" in parsed:
+        return str(parsed["api_key"])
+    return value.strip()
+
+
+class LazyProvider:
+    """Reads the key on first use (and after the cache expires), keeps one connection pool."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._http = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+    def _client(self) -> ProviderClient:
+        return ProviderClient(self._settings.provider_base_url, provider_api_key(self._settings), self._http)
+
+    def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._client().submit(*args, **kwargs)
+
+    def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._client().get(*args, **kwargs)
+
+    def download(self, url: str):  # type: ignore[no-untyped-def]
+        return self._client().download(url)
+
+
+def build_deps(settings: Settings, *, provider: bool = False) -> Deps:
+    return Deps(
+        settings=settings,
+        store=JobStore(settings.jobs_table),
+        queue=SubmitQueue(settings.submit_queue_url),
+        loops=Executions(settings.state_machine_arn),
+        provider=LazyProvider(settings) if provider else None,
+        results=ResultStore(settings.results_bucket),
+        metrics=EmfMetrics(),
+    )

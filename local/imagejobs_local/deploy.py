@@ -1,0 +1,270 @@
+"""template.yaml -> CloudFormation (aws-sam-translator, offline) -> moto, with the known gaps fixed.
+
+Each fix answers one gap of moto 5.2.5 (DESIGN.md §7):
+- local CodeUri/ContentUri/DefinitionUri paths become placeholder s3:// URIs (uploaded as zips);
+- API Gateway resources are left out (moto cannot deploy SAM's RestApi `Body`, nor invoke Lambda
+  through it); the local gateway serves the routes from the template's Api events instead;
+- the state machine is left out of the stack and created through the Step Functions API, where
+  moto's ASL interpreter runs it, with DefinitionSubstitutions resolved from stack outputs;
+- Secrets Manager secrets and S3 bucket policies are not in moto's CloudFormation: secrets are
+  created first (their ARN folded into the template), bucket policies applied after the deploy,
+  without conditional Deny statements (moto ignores Conditions, so aws:SecureTransport=false
+  would deny every request).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACT_BUCKET = "imagejobs-local-artifacts"
+SUBST_OUTPUT_PREFIX = "LocalSubstitution"
+LEFT_OUT_PREFIXES = ("AWS::ApiGateway::", "AWS::ApiGatewayV2::")
+
+
+@dataclass
+class Route:
+    method: str  # ANY or an HTTP verb
+    path: str  # API Gateway resource path, e.g. /v1/jobs/{id}
+    function_logical_id: str
+
+
+@dataclass
+class Deployment:
+    stack_name: str
+    outputs: dict[str, str]
+    physical_ids: dict[str, str]  # logical id -> physical id
+    code_dirs: dict[str, Path]  # artifact key -> local source folder
+    routes: list[Route]
+    state_machine_arn: str
+    function_names: dict[str, str] = field(default_factory=dict)  # logical id -> function name
+    function_code: dict[str, Path] = field(default_factory=dict)  # logical id -> source folder
+
+
+class _StaticPolicyLoader(ManagedPolicyLoader):
+    """SAM asks IAM for AWS-managed policy ARNs; offline we answer by name."""
+
+    def __init__(self) -> None:
+        pass
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def load_template(path: Path = ROOT / "template.yaml") -> dict[str, Any]:
+    return yaml_parse(path.read_text(encoding="utf-8"))
+
+
+def api_routes(template: dict[str, Any]) -> list[Route]:
+    routes = []
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (resource["Properties"].get("Events") or {}).values():
+            if event.get("Type") == "Api":
+                props = event["Properties"]
+                routes.append(Route(props["Method"].upper(), props["Path"], logical_id))
+    return routes
+
+
+def _localise_code(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path], dict[str, Any]]:
+    """Swap local paths for placeholder S3 URIs; return the state machine separately."""
+    template = copy.deepcopy(template)
+    code_dirs: dict[str, Path] = {}
+    state_machines: dict[str, Any] = {}
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            value = props.get(key)
+            if isinstance(value, str) and not value.startswith("s3://"):
+                artifact = value.strip("/")
+                code_dirs[artifact] = ROOT / artifact
+                props[key] = f"s3://{ARTIFACT_BUCKET}/{artifact}"
+        if resource.get("Type") == "AWS::Serverless::StateMachine":
+            state_machines[logical_id] = copy.deepcopy(props)
+            props["DefinitionUri"] = f"s3://{ARTIFACT_BUCKET}/statemachine.json"
+    return template, code_dirs, state_machines
+
+
+def _references(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value[0] if isinstance(value, list) else str(value).split(".")[0]
+                found.add(target)
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                found.update(name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", str(text)))
+                found |= _references(value[1] if isinstance(value, list) and len(value) > 1 else {})
+            elif key == "DependsOn":
+                found.update([value] if isinstance(value, str) else value)
+            else:
+                found |= _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _references(item)
+    return found
+
+
+def to_local_cloudformation(template: dict[str, Any], parameters: dict[str, str]) -> tuple[dict[str, Any], dict[str, Path], dict[str, Any]]:
+    sam, code_dirs, state_machines = _localise_code(template)
+    cfn = transform(sam, parameters, _StaticPolicyLoader())
+    resources = cfn["Resources"]
+    removed = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"].startswith(LEFT_OUT_PREFIXES) or resource["Type"] == "AWS::StepFunctions::StateMachine"
+    }
+    changed = True
+    while changed:  # drop whatever depends on a dropped resource (e.g. Lambda permissions for the API)
+        changed = False
+        for logical_id, resource in resources.items():
+            if logical_id not in removed and _references(resource) & removed:
+                removed.add(logical_id)
+                changed = True
+    for logical_id in removed:
+        resources.pop(logical_id)
+    cfn["Outputs"] = {
+        name: output for name, output in (cfn.get("Outputs") or {}).items() if not _references(output) & removed
+    }
+    for machine in state_machines.values():
+        for key, value in (machine.get("DefinitionSubstitutions") or {}).items():
+            cfn["Outputs"][SUBST_OUTPUT_PREFIX + key] = {"Value": value}
+    return cfn, code_dirs, state_machines
+
+
+def _zip_of(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*.py")):
+            archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1") -> Deployment:
+    template = load_template()
+    cfn, code_dirs, state_machines = to_local_cloudformation(template, parameters)
+
+    s3 = boto3.client("s3", region_name=region)
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    for artifact, folder in code_dirs.items():
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=artifact, Body=_zip_of(folder))
+
+    # moto's CloudFormation has no Secrets Manager secrets: create them first, fold their ARN in.
+    secrets = boto3.client("secretsmanager", region_name=region)
+    for logical_id, resource in list(cfn["Resources"].items()):
+        if resource["Type"] == "AWS::SecretsManager::Secret":
+            arn = secrets.create_secret(
+                Name=f"{stack_name}-{logical_id}", SecretString=secrets.get_random_password()["RandomPassword"]
+            )["ARN"]
+            cfn["Resources"].pop(logical_id)
+            cfn = _replace_ref(cfn, logical_id, arn)
+    # ...nor bucket policies: apply them after the deploy, resolved against the stack.
+    deferred = {
+        logical_id: cfn["Resources"].pop(logical_id)
+        for logical_id, resource in list(cfn["Resources"].items())
+        if resource["Type"] == "AWS::S3::BucketPolicy"
+    }
+
+    cloudformation = boto3.client("cloudformation", region_name=region)
+    cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise RuntimeError(f"local deploy of {stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    for resource in deferred.values():
+        policy = _resolve_in_stack(stack["StackId"], resource["Properties"], region)
+        document = policy["PolicyDocument"]
+        # moto evaluates bucket policies but not their Condition blocks: the TLS-only Deny would
+        # deny every request. Conditional Denies are left out offline; the rest is applied.
+        document["Statement"] = [
+            st for st in document["Statement"] if not (st.get("Effect") == "Deny" and "Condition" in st)
+        ]
+        if document["Statement"]:
+            s3.put_bucket_policy(Bucket=policy["Bucket"], Policy=json.dumps(document))
+    physical = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+        for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    }
+
+    sfn = boto3.client("stepfunctions", region_name=region)
+    state_machine_arn = ""
+    for logical_id, machine in state_machines.items():
+        definition = (ROOT / machine["DefinitionUri"]).read_text(encoding="utf-8")
+        for key in machine.get("DefinitionSubstitutions") or {}:
+            definition = definition.replace("${" + key + "}", outputs.pop(SUBST_OUTPUT_PREFIX + key))
+        name = _resolve_name(machine.get("Name"), stack_name) or f"{stack_name}-{logical_id}"
+        role = physical.get(f"{logical_id}Role")
+        role_arn = boto3.client("iam", region_name=region).get_role(RoleName=role)["Role"]["Arn"] if role else (
+            f"arn:aws:iam::123456789012:role/{name}"
+        )
+        state_machine_arn = sfn.create_state_machine(
+            name=name, definition=definition, roleArn=role_arn, type=machine.get("Type", "STANDARD")
+        )["stateMachineArn"]
+        physical[logical_id] = state_machine_arn
+
+    functions = {
+        logical_id: physical[logical_id]
+        for logical_id, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+    return Deployment(
+        stack_name=stack_name,
+        outputs=outputs,
+        physical_ids=physical,
+        code_dirs=code_dirs,
+        routes=api_routes(template),
+        function_code={
+            logical_id: ROOT / resource["Properties"]["CodeUri"].strip("/")
+            for logical_id, resource in template["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::Function"
+        },
+        state_machine_arn=state_machine_arn,
+        function_names=functions,
+    )
+
+
+def _resolve_name(name: Any, stack_name: str) -> str | None:
+    if isinstance(name, dict) and "Fn::Sub" in name and isinstance(name["Fn::Sub"], str):
+        return name["Fn::Sub"].replace("${AWS::StackName}", stack_name)
+    return name if isinstance(name, str) else None
+
+
+def _replace_ref(node: Any, logical_id: str, value: str) -> Any:
+    if isinstance(node, dict):
+        if node == {"Ref": logical_id}:
+            return value
+        return {k: _replace_ref(v, logical_id, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_ref(v, logical_id, value) for v in node]
+    return node
+
+
+def _resolve_in_stack(stack_id: str, properties: Any, region: str) -> Any:
+    """Resolve intrinsic functions the way moto's CloudFormation does (its own resolver)."""
+    from moto.cloudformation.models import cloudformation_backends
+    from moto.cloudformation.parsing import clean_json
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    stack = cloudformation_backends[DEFAULT_ACCOUNT_ID][region].stacks[stack_id]
+    return clean_json(copy.deepcopy(properties), stack.resource_map)

@@ -1,0 +1,165 @@
+"""A local stand-in for API Gateway (REST, Lambda proxy integration).
+
+Routes come from the template's Api events. Each HTTP request becomes an API Gateway proxy event
+(headers, multi-value headers, query strings, path parameters, base64 body for binary content),
+the function is invoked through moto's Lambda API, and the proxy result becomes the HTTP answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+
+from imagejobs_local.deploy import Route
+
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", path)
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+    return re.compile(f"^{pattern}$")
+
+
+def _specificity(route: Route) -> tuple[int, int, int]:
+    """Literal paths first, then fewer parameters, then greedy {proxy+} routes last (as API Gateway)."""
+    return ("+}" in route.path, route.path.count("{"), -route.path.count("/"))
+
+
+class LocalGateway:
+    def __init__(self, routes: list[Route], function_names: dict[str, str], region: str,
+                 host: str = "127.0.0.1", port: int = 0, stage: str = "") -> None:
+        self._routes = [(route, _compile(route.path)) for route in sorted(routes, key=_specificity)]
+        self._functions = function_names
+        self._lambda = boto3.client("lambda", region_name=region)
+        self._stage = stage
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalGateway:
+        threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route, pattern in self._routes:
+            found = pattern.match(path)
+            if found and route.method in ("ANY", method):
+                return route, found.groupdict()
+        return None
+
+    def proxy_event(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
+                    route: Route, path_parameters: dict[str, str], source_ip: str) -> dict[str, Any]:
+        url = urlsplit(raw_path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        single_headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        host, port = self._server.server_address[:2]
+        headers = [*headers, ("X-Forwarded-Proto", "http"), ("X-Forwarded-Port", str(port)),
+                   ("X-Forwarded-For", source_ip)]
+        for name, value in headers:
+            single_headers[name] = value
+            multi_headers.setdefault(name, []).append(value)
+        content_type = single_headers.get("Content-Type", single_headers.get("content-type", ""))
+        is_text = not body or content_type.startswith(TEXT_TYPES)
+        stage_path = f"/{self._stage}{url.path}" if self._stage else url.path
+        return {
+            "resource": route.path,
+            "path": url.path,
+            "httpMethod": method,
+            "headers": single_headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+            "multiValueQueryStringParameters": query or None,
+            "pathParameters": path_parameters or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route.path,
+                "httpMethod": method,
+                "path": stage_path,
+                "stage": self._stage or "local",
+                "requestId": str(uuid.uuid4()),
+                "requestTimeEpoch": int(time.time() * 1000),
+                "protocol": "HTTP/1.1",
+                "identity": {"sourceIp": source_ip, "userAgent": single_headers.get("User-Agent")},
+                "accountId": "123456789012",
+                "apiId": "local",
+            },
+            "body": (body.decode("utf-8") if is_text else base64.b64encode(body).decode()) if body else None,
+            "isBase64Encoded": bool(body) and not is_text,
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _error(self, status: int, message: str, code: str) -> None:
+                body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+                self._answer(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+            def _dispatch(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_PAYLOAD_BYTES:
+                    self._error(413, "Request too large: the HTTP API takes at most 10 MB.", "request_too_large")
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(length) if length else b""
+                path = urlsplit(self.path).path
+                found = gateway.match(self.command, path)
+                if found is None:
+                    self._error(404, f"Unknown route {self.command} {path}.", "not_found")
+                    return
+                route, params = found
+                event = gateway.proxy_event(
+                    self.command, self.path, list(self.headers.items()), body, route, params, self.client_address[0]
+                )
+                response = gateway._lambda.invoke(
+                    FunctionName=gateway._functions[route.function_logical_id], Payload=json.dumps(event).encode()
+                )
+                payload = json.loads(response["Payload"].read() or b"null")
+                if "FunctionError" in response or not isinstance(payload, dict) or "statusCode" not in payload:
+                    self._error(502, "Internal server error", "bad_gateway")
+                    return
+                headers = dict(payload.get("headers") or {})
+                for name, values in (payload.get("multiValueHeaders") or {}).items():
+                    headers[name] = ", ".join(values)
+                raw = payload.get("body") or ""
+                data = base64.b64decode(raw) if payload.get("isBase64Encoded") else raw.encode("utf-8")
+                self._answer(int(payload["statusCode"]), headers, data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+        return Handler

@@ -1,0 +1,149 @@
+"""Runs Lambda functions in this process instead of Docker, behind moto's own Lambda service.
+
+Every invocation in moto (Invoke API, Step Functions lambda:invoke, our SQS poller, the local
+gateway) goes through `LambdaFunction._invoke_lambda`; we replace it with a call of the real
+handler module. Like Lambda, a function gets separate instances (each its own module copy, loaded
+with the function's environment: a cold start), and an instance handles one event at a time; so a
+handler's module-level state is never shared between concurrent invocations. What the handler
+prints (Powertools logs, EMF metrics) goes to the function's CloudWatch log group, as on AWS.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import sys
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+_capture = threading.local()
+
+
+class _ThreadStdout(io.TextIOBase):
+    """sys.stdout that writes to the current invocation's log buffer, if this thread has one."""
+
+    def __init__(self, real: TextIO) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        buffer = getattr(_capture, "buffer", None)
+        return buffer.write(text) if buffer is not None else self.real.write(text)
+
+    def flush(self) -> None:
+        if getattr(_capture, "buffer", None) is None:
+            self.real.flush()
+
+
+@dataclass
+class FunctionCode:
+    folder: Path
+    handler: str  # "app.handler"
+    instances: list[ModuleType] = field(default_factory=list)  # idle, warm instances
+    cold_starts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LambdaContext:
+    def __init__(self, function: Any) -> None:
+        self.function_name = function.function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = function.function_arn
+        self.memory_limit_in_mb = int(function.memory_size or 128)
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.function_name}"
+        self.log_stream_name = "local"
+        self._timeout = int(function.timeout or 3)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._timeout * 1000
+
+
+_registry: dict[str, FunctionCode] = {}
+_env_lock = threading.Lock()
+_installed = False
+
+
+def register(function_name: str, folder: Path, handler: str = "app.handler") -> None:
+    _registry[function_name] = FunctionCode(folder=folder, handler=handler)
+
+
+def unregister(function_names: list[str]) -> None:
+    for name in function_names:
+        _registry.pop(name, None)
+
+
+def cold_starts(function_name: str) -> int:
+    return _registry[function_name].cold_starts
+
+
+def _load_instance(function: Any, code: FunctionCode) -> ModuleType:
+    module_name, _, _ = code.handler.partition(".")
+    with _env_lock:  # environment variables are process-wide: set them while the module loads
+        os.environ.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = function.function_name
+        code.cold_starts += 1
+        unique = f"imagejobs_fn_{function.function_name.replace('-', '_')}_{code.cold_starts}"
+        spec = importlib.util.spec_from_file_location(unique, code.folder / f"{module_name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
+    code = _registry.get(self.function_name)
+    if code is None:
+        return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "no local code"}), True, ""
+    with code.lock:
+        module = code.instances.pop() if code.instances else None
+    buffer = io.StringIO()
+    _capture.buffer = buffer
+    errored = False
+    try:
+        if module is None:
+            module = _load_instance(self, code)
+        handler = getattr(module, code.handler.partition(".")[2])
+        if isinstance(event, str):
+            event = json.loads(event or "{}")
+        result = handler(event, LambdaContext(self))
+        response = json.dumps(result)
+    except Exception as exc:  # the Lambda runtime turns any exception into an error payload
+        errored = True
+        response = json.dumps(
+            {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
+        )
+        buffer.write(f"[ERROR] {type(exc).__name__}: {exc}\n")
+    finally:
+        _capture.buffer = None
+        if module is not None:
+            with code.lock:
+                code.instances.append(module)
+    logs = buffer.getvalue()
+    if logs:
+        self.logs_backend.ensure_log_group(self.logs_group_name)
+        self.save_logs(logs)
+    return response, errored, logs
+
+
+def install() -> None:
+    """Patch moto once per process; stdout gets the per-thread capture."""
+    global _installed
+    if _installed:
+        return
+    from moto.awslambda.models import LambdaFunction
+
+    LambdaFunction._invoke_lambda = _invoke_in_process  # type: ignore[method-assign]
+    if not isinstance(sys.stdout, _ThreadStdout):
+        sys.stdout = _ThreadStdout(sys.stdout)
+    _installed = True

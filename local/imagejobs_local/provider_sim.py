@@ -1,0 +1,334 @@
+"""A simulated upstream provider: a real HTTP server speaking TheRouter's async image contract.
+
+It renders real images with Pillow in the requested size, format and background, reports an
+OpenAI-style usage block, and follows its own clock (imagejobs.clock, scaled in tests) so a
+"90 s" generation can take a fraction of a second. Behaviour is chosen per job by markers in the
+prompt, e.g. "[sim:fail]"; `Behaviour` is where fault knobs live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import re
+import secrets
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image, ImageDraw
+
+from imagejobs import clock
+
+# Output tokens per image at 1024x1024 (OpenAI's published figures for gpt-image-1).
+OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
+SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
+MARKER = re.compile(r"\[sim:([a-z_]+)(?:=([0-9.]+))?\]")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Generation time in job seconds: uniform(low, high), or lognormal around `median`."""
+
+    kind: str = "uniform"
+    low: float = 30.0
+    high: float = 180.0
+    median: float = 60.0
+    sigma: float = 0.5
+
+    def draw(self, rng: random.Random) -> float:
+        if self.kind == "zero":
+            return 0.0
+        if self.kind == "lognormal":
+            return min(self.high * 3, rng.lognormvariate(0, self.sigma) * self.median)
+        return rng.uniform(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What this job will do, read from prompt markers. Unknown markers are ignored."""
+
+    outcome: str = "succeeded"  # succeeded | failed | expired | cancelled | never
+    reject_at_submit: str | None = None  # e.g. "moderation_blocked"
+    latency: float | None = None  # job seconds, overrides the server's distribution
+
+    @classmethod
+    def from_prompt(cls, prompt: str) -> Behaviour:
+        values: dict[str, Any] = {}
+        for name, number in MARKER.findall(prompt):
+            if name in ("fail", "failed"):
+                values["outcome"] = "failed"
+            elif name in ("expire", "expired"):
+                values["outcome"] = "expired"
+            elif name in ("cancel", "cancelled"):
+                values["outcome"] = "cancelled"
+            elif name == "never":
+                values["outcome"] = "never"
+            elif name == "moderation":
+                values["reject_at_submit"] = "moderation_blocked"
+            elif name == "latency" and number:
+                values["latency"] = float(number)
+        return cls(**values)
+
+
+@dataclass
+class SimJob:
+    id: str
+    request: dict[str, Any]
+    behaviour: Behaviour
+    created_at: float
+    latency: float
+    polls: int = 0
+
+    @property
+    def finishes_at(self) -> float:
+        return self.created_at + self.latency
+
+    def status(self, now: float) -> str:
+        if now < self.created_at + min(2.0, self.latency * 0.1):
+            return "queued"
+        if self.behaviour.outcome == "never" or now < self.finishes_at:
+            return "in_progress"
+        return self.behaviour.outcome
+
+
+@dataclass
+class SimStats:
+    submissions: Counter[str] = field(default_factory=Counter)  # idempotency key -> jobs created
+    submit_calls: int = 0
+    poll_calls: int = 0
+    downloads: int = 0
+
+
+class SimulatedProvider:
+    def __init__(
+        self,
+        *,
+        api_key: str = "sim-provider-key",
+        latency: Latency | None = None,
+        seed: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.latency = latency or Latency()
+        self.stats = SimStats()
+        self._rng = random.Random(seed)
+        self._jobs: dict[str, SimJob] = {}
+        self._by_key: dict[str, str] = {}
+        self._rendered: dict[tuple[str, int], bytes] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SimulatedProvider:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sim-provider", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- the contract --------------------------------------------------------------------------
+    def create_job(self, body: dict[str, Any], idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return 400, _error("Missing required parameter: 'prompt'.", "invalid_request_error", "prompt")
+        behaviour = Behaviour.from_prompt(prompt)
+        if behaviour.reject_at_submit:
+            return 400, _error(
+                "Your request was rejected by the safety system.", "invalid_request_error",
+                None, behaviour.reject_at_submit,
+            )
+        with self._lock:
+            self.stats.submit_calls += 1
+            if idempotency_key and idempotency_key in self._by_key:
+                return 202, self.job_object(self._jobs[self._by_key[idempotency_key]])
+            job_id = "img_sim_" + secrets.token_hex(10)
+            latency = behaviour.latency if behaviour.latency is not None else self.latency.draw(self._rng)
+            job = SimJob(id=job_id, request=dict(body), behaviour=behaviour, created_at=clock.now(), latency=latency)
+            self._jobs[job_id] = job
+            if idempotency_key:
+                self._by_key[idempotency_key] = job_id
+            self.stats.submissions[idempotency_key or job_id] += 1
+        return 202, self.job_object(job)
+
+    def job_object(self, job: SimJob) -> dict[str, Any]:
+        status = job.status(clock.now())
+        body: dict[str, Any] = {
+            "id": job.id,
+            "object": "image_job",
+            "status": status,
+            "model": job.request.get("model", "openai/gpt-image-1"),
+            "created_at": int(job.created_at),
+            "polling_url": f"{self.base_url}/v1/jobs/{job.id}",
+            "expires_at": int(job.created_at + 86_400),
+        }
+        if status == "succeeded":
+            ext = job.request.get("output_format", "png")
+            body["completed_at"] = _iso(job.finishes_at)  # the other timestamp form, on purpose
+            body["unsigned_urls"] = [
+                f"{self.base_url}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
+            ]
+            body["usage"] = _usage(job.request)
+        elif status == "failed":
+            body["error"] = {"code": "generation_failed", "message": "the model could not generate this image"}
+        elif status == "expired":
+            body["error"] = {"code": "job_expired", "message": "the job expired before it ran"}
+        elif status == "cancelled":
+            body["error"] = {"code": "job_cancelled", "message": "the job was cancelled"}
+        return body
+
+    def get_job(self, job_id: str) -> SimJob | None:
+        with self._lock:
+            self.stats.poll_calls += 1
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.polls += 1
+            return job
+
+    def image_bytes(self, job_id: str, index: int) -> bytes | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status(clock.now()) != "succeeded" or index >= int(job.request.get("n", 1)):
+            return None
+        key = (job_id, index)
+        if key not in self._rendered:
+            self._rendered[key] = render(job.request, index)
+        self.stats.downloads += 1
+        return self._rendered[key]
+
+
+def render(request: dict[str, Any], index: int) -> bytes:
+    """A real image in the requested size, format and background (content derived from the prompt)."""
+    width, height = SIZES.get(str(request.get("size", "auto")), (1024, 1024))
+    fmt = str(request.get("output_format", "png"))
+    seed = hashlib.sha256(f"{request.get('prompt')}#{index}".encode()).digest()
+    transparent = request.get("background") == "transparent" and fmt in ("png", "webp")
+    mode = "RGBA" if transparent else "RGB"
+    image = Image.new(mode, (width, height), (0, 0, 0, 0) if transparent else (seed[0], seed[1], seed[2]))
+    draw = ImageDraw.Draw(image)
+    for band in range(8):
+        colour = (seed[3 + band], seed[11 + band], seed[19 + band], 255)
+        inset = band * min(width, height) // 18
+        draw.ellipse((inset, inset, width - inset, height - inset), outline=colour, width=12)
+    draw.text((24, 24), str(request.get("prompt", ""))[:80], fill=(255, 255, 255, 255))
+    out = io.BytesIO()
+    save_args: dict[str, Any] = {}
+    if fmt in ("jpeg", "webp") and request.get("output_compression") is not None:
+        save_args["quality"] = max(1, int(request["output_compression"]))
+    image.save(out, format={"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt], **save_args)
+    return out.getvalue()
+
+
+def _usage(request: dict[str, Any]) -> dict[str, Any]:
+    quality = str(request.get("quality", "auto"))
+    per_image = OUTPUT_TOKENS.get(quality, OUTPUT_TOKENS["medium"])
+    text_tokens = max(1, len(str(request.get("prompt", ""))) // 4)
+    output = per_image * int(request.get("n", 1))
+    return {
+        "input_tokens": text_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+        "output_tokens": output,
+        "total_tokens": text_tokens + output,
+    }
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
+                  raw: bytes | None = None, content_type: str = "application/json") -> None:
+            payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _authorised(self) -> bool:
+            if self.headers.get("Authorization") == f"Bearer {sim.api_key}":
+                return True
+            self._send(401, _error("Incorrect API key provided.", "authentication_error", None, "invalid_api_key"))
+            return False
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if url.path != "/v1/images/generations":
+                self._send(404, _error("Unknown route.", "invalid_request_error"))
+                return
+            if not self._authorised():
+                return
+            if parse_qs(url.query).get("async") != ["true"]:
+                self._send(400, _error("This simulator only serves ?async=true.", "invalid_request_error", "async"))
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                self._send(400, _error("Invalid JSON body.", "invalid_request_error"))
+                return
+            if not isinstance(body, dict):
+                self._send(400, _error("The body must be a JSON object.", "invalid_request_error"))
+                return
+            status, answer = sim.create_job(body, self.headers.get("Idempotency-Key"))
+            self._send(status, answer)
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            if len(parts) == 3 and parts[0] == "files":
+                index = parts[2].split(".")[0]
+                data = sim.image_bytes(parts[1], int(index)) if index.isdigit() else None
+                if data is None:
+                    self._send(404, _error("No such file.", "invalid_request_error"))
+                    return
+                fmt = parts[2].rsplit(".", 1)[-1]
+                self._send(200, raw=data, content_type=f"image/{fmt}")
+                return
+            if len(parts) in (3, 4) and parts[:2] == ["v1", "jobs"]:
+                if not self._authorised():
+                    return
+                job = sim.get_job(parts[2])
+                if job is None:
+                    self._send(404, _error(f"No job '{parts[2]}'.", "invalid_request_error", "id", "job_not_found"))
+                    return
+                body = sim.job_object(job)
+                if len(parts) == 4 and parts[3] == "content":
+                    if body["status"] != "succeeded":
+                        self._send(409, _error("Job has not succeeded.", "invalid_request_error"))
+                        return
+                    self._send(302, headers={"Location": body["unsigned_urls"][0]})
+                    return
+                self._send(200, body)
+                return
+            self._send(404, _error("Unknown route.", "invalid_request_error"))
+
+    return Handler

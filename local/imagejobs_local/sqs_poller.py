@@ -1,0 +1,108 @@
+"""Lambda's SQS event source mapping, done the way AWS does it.
+
+moto invokes a mapped function inline inside SendMessage, with a fixed receive count and without
+partial batch responses. We take the mappings away from moto's queues and poll instead: receive a
+batch (ApproximateReceiveCount and all), invoke the function, delete what succeeded (honouring
+ReportBatchItemFailures), and let the rest come back after the queue's visibility timeout (on the
+job clock), so redrive to the dead-letter queue happens in moto's SQS as configured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import Any
+
+import boto3
+
+from imagejobs import clock
+
+
+class QueuePoller:
+    def __init__(self, mapping: dict[str, Any], region: str, workers: int = 4) -> None:
+        self._mapping = mapping
+        self._sqs = boto3.client("sqs", region_name=region)
+        self._lambda = boto3.client("lambda", region_name=region)
+        queue_name = mapping["EventSourceArn"].rsplit(":", 1)[1]
+        self._queue_url = self._sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["All"])["Attributes"]
+        self._visibility = int(attributes.get("VisibilityTimeout", 30))
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sqs-poller-{queue_name}-{i}", daemon=True) for i in range(workers)
+        ]
+        self.batches = 0
+
+    def start(self) -> QueuePoller:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once(wait_seconds=1)
+            except Exception:  # the poller must outlive a failed batch; the message comes back
+                if self._stop.wait(0.2):
+                    return
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        received = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=min(10, int(self._mapping.get("BatchSize", 10))),
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = received.get("Messages", [])
+        if not messages:
+            return 0
+        self.batches += 1
+        event = {"Records": [self._record(message) for message in messages]}
+        response = self._lambda.invoke(FunctionName=self._mapping["FunctionArn"], Payload=json.dumps(event).encode())
+        payload = response["Payload"].read()
+        failed: set[str] = {m["MessageId"] for m in messages}
+        if "FunctionError" not in response:
+            failed = set()
+            if "ReportBatchItemFailures" in (self._mapping.get("FunctionResponseTypes") or []):
+                body = json.loads(payload or b"null") or {}
+                failed = {item["itemIdentifier"] for item in body.get("batchItemFailures", [])}
+        retry_after = max(0, math.ceil(self._visibility * clock.time_scale()))
+        for message in messages:
+            if message["MessageId"] in failed:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=retry_after
+                )
+            else:
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody"),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._mapping["EventSourceArn"],
+            "awsRegion": self._mapping["EventSourceArn"].split(":")[3],
+        }
+
+
+def take_over_mappings(region: str) -> list[dict[str, Any]]:
+    """Detach moto's inline SQS invocation; return the SQS mappings for our pollers."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    for queue in sqs_backends[DEFAULT_ACCOUNT_ID][region].queues.values():
+        queue.lambda_event_source_mappings.clear()
+    mappings = boto3.client("lambda", region_name=region).list_event_source_mappings()["EventSourceMappings"]
+    return [m for m in mappings if m["EventSourceArn"].startswith("arn:aws:sqs:") and m.get("State") == "Enabled"]

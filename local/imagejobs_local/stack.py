@@ -1,0 +1,171 @@
+"""The whole stack offline: moto (in-process or as a local server), template.yaml deployed into it,
+handlers run in-process, the simulated provider, and the local API gateway."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from imagejobs import clock
+from imagejobs.store import JobStore
+from imagejobs_local import clock_patches, deploy, lambdas
+from imagejobs_local.gateway import LocalGateway
+from imagejobs_local.provider_sim import Latency, SimulatedProvider
+from imagejobs_local.sqs_poller import QueuePoller, take_over_mappings
+
+REGION = "us-east-1"
+LOCAL_TENANT = "local"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class StackOptions:
+    server: bool = False  # True: a moto server on 127.0.0.1 (reachable by aws cli, curl, boto3)
+    time_scale: float = 0.01
+    parameters: dict[str, str] = field(default_factory=dict)
+    latency: Latency = field(default_factory=Latency)
+    gateway: bool = True
+    gateway_port: int = 0
+    moto_port: int = 0
+    seed: int | None = None
+    log_level: str = "WARNING"
+    api_key: str | None = None
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.stack_name = "imagejobs-" + uuid.uuid4().hex[:8]
+        self.provider = SimulatedProvider(latency=self.options.latency, seed=self.options.seed)
+        self.api_key = self.options.api_key or "sk-local-" + secrets.token_hex(16)
+        self.deployment: deploy.Deployment | None = None
+        self.gateway: LocalGateway | None = None
+        self.pollers: list[QueuePoller] = []
+        self.aws_endpoint_url: str | None = None
+        self._mock: Any = None
+        self._server: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        options = self.options
+        self._set_env(
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_SESSION_TOKEN="testing",
+            IMAGEJOBS_TIME_SCALE=str(options.time_scale),
+            IMAGEJOBS_CLOCK_ANCHOR=repr(time.time()),
+            POWERTOOLS_TRACE_DISABLED="true",
+        )
+        if options.server:
+            from moto.core.config import default_user_config
+            from moto.server import ThreadedMotoServer
+
+            default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+            port = options.moto_port or free_port()
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self._server.start()
+            self.aws_endpoint_url = f"http://127.0.0.1:{port}"
+            self._set_env(AWS_ENDPOINT_URL=self.aws_endpoint_url, MOTO_PORT=str(port))
+        else:
+            from moto import mock_aws
+
+            self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+            self._mock.start()
+        lambdas.install()
+        clock_patches.install()
+        self.provider.start()
+
+        parameters = {"ProviderBaseUrl": self.provider.base_url, "LogLevel": options.log_level}
+        parameters.update(options.parameters)
+        self.deployment = deploy.deploy(self.stack_name, parameters, REGION)
+        for logical_id, name in self.deployment.function_names.items():
+            lambdas.register(name, self.deployment.function_code[logical_id])
+        boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+            SecretId=self.outputs["ProviderApiKeySecretArn"], SecretString=self.provider.api_key
+        )
+        self.store.put_api_key(self.api_key, LOCAL_TENANT, clock.now())
+        self.pollers = [QueuePoller(mapping, REGION).start() for mapping in take_over_mappings(REGION)]
+        if options.gateway:
+            self.gateway = LocalGateway(
+                self.deployment.routes, self.deployment.function_names, REGION, port=options.gateway_port
+            ).start()
+        return self
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self.gateway:
+            self.gateway.stop()
+        self._stop_executions()
+        self.provider.stop()
+        if self.deployment:
+            lambdas.unregister(list(self.deployment.function_names.values()))
+        if self._mock is not None:
+            self._mock.stop()
+        if self._server is not None:
+            self._server.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what users and tests need --------------------------------------------------------------
+    @property
+    def outputs(self) -> dict[str, str]:
+        assert self.deployment is not None
+        return self.deployment.outputs
+
+    @property
+    def base_url(self) -> str:
+        assert self.gateway is not None, "started without the gateway"
+        return self.gateway.base_url
+
+    @property
+    def store(self) -> JobStore:
+        return JobStore(self.outputs["JobsTableName"], boto3.resource("dynamodb", region_name=REGION).Table(
+            self.outputs["JobsTableName"]))
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    def function_name(self, logical_id: str) -> str:
+        assert self.deployment is not None
+        return self.deployment.function_names[logical_id]
+
+    def _set_env(self, **values: str) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _stop_executions(self) -> None:
+        if not self.deployment or not self.deployment.state_machine_arn:
+            return
+        sfn = self.client("stepfunctions")
+        try:
+            running = sfn.list_executions(stateMachineArn=self.deployment.state_machine_arn, statusFilter="RUNNING")
+            for execution in running.get("executions", []):
+                sfn.stop_execution(executionArn=execution["executionArn"])
+        except Exception:
+            pass
