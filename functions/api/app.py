@@ -86,8 +86,7 @@ def get_content(job_id: str) -> Response:
             param="id",
             code="job_not_succeeded",
         )
-    url = deps.results.presigned_url(record.outputs[0].key, deps.settings.result_url_ttl_seconds)
-    return Response(status_code=302, headers={"Location": url}, body="")
+    return Response(status_code=302, headers={"Location": service.output_urls(deps, record)[0]}, body="")
 
 
 @app.not_found

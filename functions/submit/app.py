@@ -41,4 +41,6 @@ def submit_record(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=submit_record, processor=processor, context=context)
+    return dict(
+        process_partial_response(event=event, record_handler=submit_record, processor=processor, context=context)
+    )

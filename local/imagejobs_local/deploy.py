@@ -121,7 +121,9 @@ def _references(node: Any) -> set[str]:
     return found
 
 
-def to_local_cloudformation(template: dict[str, Any], parameters: dict[str, str]) -> tuple[dict[str, Any], dict[str, Path], dict[str, Any]]:
+def to_local_cloudformation(
+    template: dict[str, Any], parameters: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Path], dict[str, Any]]:
     sam, code_dirs, state_machines = _localise_code(template)
     cfn = transform(sam, parameters, _StaticPolicyLoader())
     resources = cfn["Resources"]
@@ -190,7 +192,9 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
     )
     stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     if stack["StackStatus"] != "CREATE_COMPLETE":
-        raise RuntimeError(f"local deploy of {stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason')}")
+        raise RuntimeError(
+            f"local deploy of {stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason')}"
+        )
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     for resource in deferred.values():
         policy = _resolve_in_stack(stack["StackId"], resource["Properties"], region)
@@ -215,8 +219,10 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
             definition = definition.replace("${" + key + "}", outputs.pop(SUBST_OUTPUT_PREFIX + key))
         name = _resolve_name(machine.get("Name"), stack_name) or f"{stack_name}-{logical_id}"
         role = physical.get(f"{logical_id}Role")
-        role_arn = boto3.client("iam", region_name=region).get_role(RoleName=role)["Role"]["Arn"] if role else (
-            f"arn:aws:iam::123456789012:role/{name}"
+        role_arn = (
+            boto3.client("iam", region_name=region).get_role(RoleName=role)["Role"]["Arn"]
+            if role
+            else (f"arn:aws:iam::123456789012:role/{name}")
         )
         state_machine_arn = sfn.create_state_machine(
             name=name, definition=definition, roleArn=role_arn, type=machine.get("Type", "STANDARD")

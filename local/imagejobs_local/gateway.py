@@ -37,8 +37,15 @@ def _specificity(route: Route) -> tuple[int, int, int]:
 
 
 class LocalGateway:
-    def __init__(self, routes: list[Route], function_names: dict[str, str], region: str,
-                 host: str = "127.0.0.1", port: int = 0, stage: str = "") -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        function_names: dict[str, str],
+        region: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stage: str = "",
+    ) -> None:
         self._routes = [(route, _compile(route.path)) for route in sorted(routes, key=_specificity)]
         self._functions = function_names
         self._lambda = boto3.client("lambda", region_name=region)
@@ -49,7 +56,7 @@ class LocalGateway:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> LocalGateway:
         threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True).start()
@@ -66,15 +73,27 @@ class LocalGateway:
                 return route, found.groupdict()
         return None
 
-    def proxy_event(self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes,
-                    route: Route, path_parameters: dict[str, str], source_ip: str) -> dict[str, Any]:
+    def proxy_event(
+        self,
+        method: str,
+        raw_path: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        route: Route,
+        path_parameters: dict[str, str],
+        source_ip: str,
+    ) -> dict[str, Any]:
         url = urlsplit(raw_path)
         query = parse_qs(url.query, keep_blank_values=True)
         single_headers: dict[str, str] = {}
         multi_headers: dict[str, list[str]] = {}
-        host, port = self._server.server_address[:2]
-        headers = [*headers, ("X-Forwarded-Proto", "http"), ("X-Forwarded-Port", str(port)),
-                   ("X-Forwarded-For", source_ip)]
+        port = self._server.server_address[1]
+        headers = [
+            *headers,
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Port", str(port)),
+            ("X-Forwarded-For", source_ip),
+        ]
         for name, value in headers:
             single_headers[name] = value
             multi_headers.setdefault(name, []).append(value)

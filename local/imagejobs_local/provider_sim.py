@@ -130,7 +130,7 @@ class SimulatedProvider:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> SimulatedProvider:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sim-provider", daemon=True)
@@ -149,8 +149,10 @@ class SimulatedProvider:
         behaviour = Behaviour.from_prompt(prompt)
         if behaviour.reject_at_submit:
             return 400, _error(
-                "Your request was rejected by the safety system.", "invalid_request_error",
-                None, behaviour.reject_at_submit,
+                "Your request was rejected by the safety system.",
+                "invalid_request_error",
+                None,
+                behaviour.reject_at_submit,
             )
         with self._lock:
             self.stats.submit_calls += 1
@@ -262,8 +264,14 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
 
-        def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
-                  raw: bytes | None = None, content_type: str = "application/json") -> None:
+        def _send(
+            self,
+            status: int,
+            body: Any = None,
+            headers: dict[str, str] | None = None,
+            raw: bytes | None = None,
+            content_type: str = "application/json",
+        ) -> None:
             payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
             self.send_response(status)
             self.send_header("Content-Type", content_type)

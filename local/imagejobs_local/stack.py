@@ -3,6 +3,7 @@ handlers run in-process, the simulated provider, and the local API gateway."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -76,6 +77,7 @@ class LocalStack:
             from moto.server import ThreadedMotoServer
 
             default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per AWS call
             port = options.moto_port or free_port()
             self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             self._server.start()
@@ -138,17 +140,24 @@ class LocalStack:
         return self.deployment.outputs
 
     @property
+    def state_machine_arn(self) -> str:
+        assert self.deployment is not None
+        return self.deployment.state_machine_arn
+
+    @property
     def base_url(self) -> str:
         assert self.gateway is not None, "started without the gateway"
         return self.gateway.base_url
 
     @property
     def store(self) -> JobStore:
-        return JobStore(self.outputs["JobsTableName"], boto3.resource("dynamodb", region_name=REGION).Table(
-            self.outputs["JobsTableName"]))
+        return JobStore(
+            self.outputs["JobsTableName"],
+            boto3.resource("dynamodb", region_name=REGION).Table(self.outputs["JobsTableName"]),
+        )
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)
+        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
 
     def function_name(self, logical_id: str) -> str:
         assert self.deployment is not None

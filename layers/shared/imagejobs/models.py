@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_PROMPT_CHARS = 32_000
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
     SUCCEEDED = "succeeded"
@@ -23,9 +23,7 @@ class JobStatus(str, Enum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
-)
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 
 Size = Literal["1024x1024", "1536x1024", "1024x1536", "auto"]
 Quality = Literal["low", "medium", "high", "auto"]

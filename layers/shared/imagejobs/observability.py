@@ -43,7 +43,5 @@ class EmfMetrics:
         if record.cost is not None:
             metrics.add_metric(name="JobCostUSD", unit=MetricUnit.NoUnit, value=float(record.cost.amount))
         metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=record.polls)
-        metrics.add_metric(
-            name="OrchestrationCostUSD", unit=MetricUnit.NoUnit, value=float(orchestration_cost_usd)
-        )
+        metrics.add_metric(name="OrchestrationCostUSD", unit=MetricUnit.NoUnit, value=float(orchestration_cost_usd))
         metrics.flush_metrics()

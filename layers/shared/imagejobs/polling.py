@@ -76,6 +76,4 @@ def decide(
         )
     interval = next_interval(now - submitted_at, quality)
     interval = min(interval, max(1, math.ceil(deadline_at - now)))
-    return PollResult(
-        job_id=job_id, action="wait", next_poll_seconds=interval, provider_status=status.value
-    )
+    return PollResult(job_id=job_id, action="wait", next_poll_seconds=interval, provider_status=status.value)

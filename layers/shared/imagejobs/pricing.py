@@ -66,9 +66,8 @@ def orchestration_cost(polls: int, invocations: int | None = None) -> Decimal:
     transitions = int(aws["transitions_fixed"]) + int(aws["transitions_per_poll"]) * polls
     calls = invocations if invocations is not None else 3 + polls
     gb_seconds = Decimal(aws["lambda_memory_gb"]) * Decimal(aws["lambda_seconds_per_invocation"])
-    amount = (
-        transitions * Decimal(aws["step_functions_per_transition"])
-        + calls * (Decimal(aws["lambda_per_request"]) + gb_seconds * Decimal(aws["lambda_per_gb_second"]))
+    amount = transitions * Decimal(aws["step_functions_per_transition"]) + calls * (
+        Decimal(aws["lambda_per_request"]) + gb_seconds * Decimal(aws["lambda_per_gb_second"])
     )
     return amount.quantize(Decimal("0.00000001"), rounding=ROUND_HALF_UP)
 

@@ -87,7 +87,7 @@ def parse_job(body: Any) -> ProviderJob:
         status = JobStatus(body["status"])
     except ValueError as exc:
         raise ProviderUnavailable(f"provider reported unknown status {body['status']!r}") from exc
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     usage = body.get("usage")
     return ProviderJob(
         id=str(body["id"]),
@@ -138,9 +138,7 @@ class ProviderClient:
         return parse_job(self._json(response))
 
     def get(self, provider_job_id: str) -> ProviderJob:
-        response = self._send(
-            "GET", f"{self._base_url}/v1/jobs/{provider_job_id}", headers=self._headers()
-        )
+        response = self._send("GET", f"{self._base_url}/v1/jobs/{provider_job_id}", headers=self._headers())
         return parse_job(self._json(response))
 
     @contextmanager

@@ -41,6 +41,7 @@ class Store(Protocol):
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None: ...
     def record_poll(self, job_id: str, provider_status: JobStatus, at: float) -> JobRecord: ...
     def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool: ...
+    def tenant_for_key(self, api_key: str) -> str | None: ...
 
 
 class Queue(Protocol):
@@ -54,9 +55,7 @@ class Loops(Protocol):
 class Results(Protocol):
     bucket: str
 
-    def put_stream(
-        self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]
-    ) -> Output: ...
+    def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output: ...
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str: ...
 
@@ -125,9 +124,7 @@ def accept_generation(
         if existing is None or existing.tenant != tenant:
             raise IdempotencyConflict("Idempotency-Key could not be used; try another key")
         if existing.request_hash != fingerprint:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different request body"
-            )
+            raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
         return existing, False
     _need(deps.queue, "queue").send(job_id)
     return record, True
@@ -175,8 +172,11 @@ def poll(deps: Deps, poll_input: PollInput) -> PollResult:
         raise JobNotFound(f"job {poll_input.job_id} does not exist")
     if record.status.final:
         return PollResult(
-            job_id=record.id, action="end", provider_status=record.status.value,
-            final_status=record.status, reason="already_final",
+            job_id=record.id,
+            action="end",
+            provider_status=record.status.value,
+            final_status=record.status,
+            reason="already_final",
         )
     if record.provider_job_id is None:
         raise StaleTransition(f"job {record.id} has no provider job id")
@@ -246,7 +246,10 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
     provider_job = provider.get(_need(record.provider_job_id, "provider job id"))
     if provider_job.status is not JobStatus.SUCCEEDED or not provider_job.unsigned_urls:
         return end_job(
-            deps, job_id, JobStatus.FAILED, "provider_inconsistent",
+            deps,
+            job_id,
+            JobStatus.FAILED,
+            "provider_inconsistent",
             f"provider reported {provider_job.status.value} with {len(provider_job.unsigned_urls)} outputs",
         )
     output_format = str(record.request.get("output_format", "png"))
@@ -304,6 +307,12 @@ def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, 
 
 
 # -- the job object served over HTTP --------------------------------------------------------------
+def output_urls(deps: Deps, record: JobRecord) -> list[str]:
+    """Fresh presigned GET URLs of a job's stored outputs (re-issued on every call)."""
+    results = _need(deps.results, "results")
+    return [results.presigned_url(output.key, deps.settings.result_url_ttl_seconds) for output in record.outputs]
+
+
 def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": record.id,
@@ -325,9 +334,5 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         "error": record.error.model_dump() if record.error else None,
     }
     if record.status is JobStatus.SUCCEEDED:
-        results = _need(deps.results, "results")
-        view["unsigned_urls"] = [
-            results.presigned_url(output.key, deps.settings.result_url_ttl_seconds)
-            for output in record.outputs
-        ]
+        view["unsigned_urls"] = output_urls(deps, record)
     return view

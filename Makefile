@@ -1,0 +1,50 @@
+# imagejobs: every target installs what it needs (a venv with pinned packages, the npm validator).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local
+PORT ?= 0
+
+.PHONY: demo serve test lint types template pytest bench clean
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+## The main job: the offline demo (3 generation jobs over HTTP, images into ./out/)
+demo: $(VENV)/.stamp
+	$(PY) -m imagejobs_local.demo
+
+## The offline stack in the foreground on 127.0.0.1 (PORT=8080 to choose)
+serve: $(VENV)/.stamp
+	$(PY) -m imagejobs_local.serve --port $(PORT)
+
+## The whole gate: lint, types, template and ASL checks, tests
+test: lint types template pytest
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+
+types: $(VENV)/.stamp
+	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local
+	for handler in functions/*/app.py; do $(VENV)/bin/mypy $$handler || exit 1; done
+
+template: $(VENV)/.stamp node_modules/.stamp
+	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) -m imagejobs_local.asl_check --out $(VENV)/asl
+	for asl in $(VENV)/asl/*.asl.json; do node_modules/.bin/asl-validator --json-path $$asl || exit 1; done
+
+pytest: $(VENV)/.stamp
+	$(PY) -m pytest
+
+bench: $(VENV)/.stamp
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache

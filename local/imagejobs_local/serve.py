@@ -1,0 +1,72 @@
+"""`make serve`: the offline stack in the foreground on 127.0.0.1 until interrupted.
+
+Prints the settings a client needs as KEY=value lines (paste them into `export`), then serves:
+the HTTP API (TheRouter's async contract), and moto's AWS endpoint for aws cli / boto3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from imagejobs_local.provider_sim import Latency
+from imagejobs_local.stack import REGION, LocalStack, StackOptions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="HTTP API port (0: a free one)")
+    parser.add_argument(
+        "--time-scale", type=float, default=0.1,
+        help="job seconds per real second, inverted: 0.1 runs a 60 s generation in 6 s; 1 is real time",
+    )
+    parser.add_argument("--latency-low", type=float, default=30.0, help="simulated generation time, low (s)")
+    parser.add_argument("--latency-high", type=float, default=180.0, help="simulated generation time, high (s)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+
+    stack = LocalStack(
+        StackOptions(
+            server=True,
+            gateway_port=args.port,
+            time_scale=args.time_scale,
+            latency=Latency(low=args.latency_low, high=args.latency_high),
+            log_level=args.log_level,
+        )
+    )
+    stack.start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        settings = {
+            "IMAGEJOBS_BASE_URL": stack.base_url,
+            "IMAGEJOBS_API_KEY": stack.api_key,
+            "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "IMAGEJOBS_RESULTS_BUCKET": stack.outputs["ResultsBucketName"],
+            "IMAGEJOBS_TABLE": stack.outputs["JobsTableName"],
+            "IMAGEJOBS_STATE_MACHINE_ARN": stack.state_machine_arn,
+        }
+        for name, value in settings.items():
+            print(f"{name}={value}")
+        print(
+            f"# serving on {stack.base_url} (time scale {args.time_scale}); Ctrl-C stops. Try:\n"
+            f'# curl -s -X POST "{stack.base_url}/v1/images/generations?async=true" '
+            f'-H "Authorization: Bearer {stack.api_key}" -H "Content-Type: application/json" '
+            "-d '{\"prompt\": \"a lighthouse at dawn\", \"quality\": \"low\"}'",
+            flush=True,
+        )
+        stopped.wait()
+    finally:
+        stack.stop()
+        print("# stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

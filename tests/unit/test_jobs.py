@@ -1,0 +1,21 @@
+"""Job state rules: forward only, and a final state never changes."""
+
+import pytest
+
+from imagejobs.jobs import can_transition, predecessors
+from imagejobs.models import FINAL_STATUSES, JobStatus
+
+
+@pytest.mark.parametrize("final", sorted(FINAL_STATUSES))
+def test_a_final_job_never_changes_state(final: JobStatus) -> None:
+    assert not any(can_transition(final, other) for other in JobStatus)
+
+
+def test_jobs_move_forward_only() -> None:
+    assert can_transition(JobStatus.QUEUED, JobStatus.IN_PROGRESS)
+    assert not can_transition(JobStatus.IN_PROGRESS, JobStatus.QUEUED)
+    assert can_transition(JobStatus.QUEUED, JobStatus.FAILED)  # e.g. refused at submit
+
+
+def test_settle_conditions_come_from_the_same_rules() -> None:
+    assert set(predecessors(JobStatus.SUCCEEDED)) == {JobStatus.QUEUED, JobStatus.IN_PROGRESS}

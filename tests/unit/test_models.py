@@ -1,0 +1,71 @@
+"""Request rules of gpt-image-1 (DESIGN.md §3), as a caller meets them."""
+
+import pytest
+from pydantic import ValidationError
+
+from imagejobs.models import MAX_PROMPT_CHARS, GenerationRequest
+
+
+def test_defaults_fill_a_minimal_request() -> None:
+    request = GenerationRequest.model_validate({"prompt": "a cat"})
+    assert (request.n, request.size, request.quality, request.output_format) == (1, "auto", "auto", "png")
+
+
+def test_every_documented_parameter_is_accepted() -> None:
+    request = GenerationRequest.model_validate(
+        {
+            "prompt": "a cat",
+            "model": "openai/gpt-image-1",
+            "n": 10,
+            "size": "1536x1024",
+            "quality": "high",
+            "background": "opaque",
+            "output_format": "webp",
+            "output_compression": 80,
+            "moderation": "low",
+            "user": "user-42",
+        }
+    )
+    assert request.provider_body()["output_compression"] == 80
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   "}, "prompt"),
+        ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
+        ({"prompt": "a", "size": "512x512"}, "size"),
+        ({"prompt": "a", "quality": "ultra"}, "quality"),
+        ({"prompt": "a", "background": "green"}, "background"),
+        ({"prompt": "a", "output_format": "gif"}, "output_format"),
+        ({"prompt": "a", "n": 0}, "n"),
+        ({"prompt": "a", "n": 11}, "n"),
+        ({"prompt": "a", "n": True}, "n"),
+        ({"prompt": "a", "n": 2.5}, "n"),
+        ({"prompt": "a", "output_format": "jpeg", "output_compression": 101}, "output_compression"),
+        ({"prompt": "a", "moderation": "none"}, "moderation"),
+        ({"prompt": "a", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_values_name_the_parameter(body: dict, param: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        GenerationRequest.model_validate(body)
+    assert caught.value.errors()[0]["loc"][0] == param
+
+
+def test_prompt_of_exactly_the_limit_is_fine() -> None:
+    assert GenerationRequest.model_validate({"prompt": "x" * MAX_PROMPT_CHARS})
+
+
+def test_transparent_background_needs_png_or_webp() -> None:
+    with pytest.raises(ValidationError, match="transparent"):
+        GenerationRequest.model_validate({"prompt": "a", "background": "transparent", "output_format": "jpeg"})
+    assert GenerationRequest.model_validate({"prompt": "a", "background": "transparent", "output_format": "webp"})
+
+
+def test_output_compression_is_for_jpeg_and_webp_only() -> None:
+    with pytest.raises(ValidationError, match="output_compression"):
+        GenerationRequest.model_validate({"prompt": "a", "output_compression": 50})
+    assert GenerationRequest.model_validate({"prompt": "a", "output_format": "jpeg", "output_compression": 50})

@@ -1,0 +1,135 @@
+"""The provider client maps every HTTP outcome to a domain error (httpx.MockTransport, no network)."""
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from imagejobs.errors import (
+    DownloadFailed,
+    JobRejected,
+    ProviderAuthError,
+    ProviderOutOfCredits,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagejobs.models import GenerationRequest, JobStatus
+from imagejobs.provider import ProviderClient, parse_timestamp
+
+REQUEST = GenerationRequest(prompt="a cat")
+
+
+def client_answering(answer: Callable[[httpx.Request], httpx.Response]) -> ProviderClient:
+    return ProviderClient("https://provider.test", "sk-test", httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+def job_body(**fields: object) -> dict:
+    return {"id": "img_p1", "object": "image_job", "status": "queued", "created_at": 1_800_000_000, **fields}
+
+
+def test_submit_sends_async_flag_key_and_idempotency_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json=job_body())
+
+    job = client_answering(answer).submit(REQUEST, idempotency_key="img_ours")
+    assert job.id == "img_p1" and job.status is JobStatus.QUEUED
+    assert seen[0].url.params["async"] == "true"
+    assert seen[0].headers["authorization"] == "Bearer sk-test"
+    assert seen[0].headers["idempotency-key"] == "img_ours"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (401, {"error": {"message": "bad key"}}, ProviderAuthError),
+        (402, {"error": {"message": "no credits"}}, ProviderOutOfCredits),
+        (500, {"error": {"message": "boom"}}, ProviderUnavailable),
+        (502, None, ProviderUnavailable),
+        (503, None, ProviderUnavailable),
+        (400, {"error": {"code": "moderation_blocked", "message": "refused"}}, JobRejected),
+    ],
+)
+def test_http_errors_become_domain_errors(status: int, body: dict | None, error: type[Exception]) -> None:
+    client = client_answering(lambda _: httpx.Response(status, json=body) if body else httpx.Response(status))
+    with pytest.raises(error):
+        client.submit(REQUEST, idempotency_key="k")
+
+
+def test_moderation_refusal_keeps_its_code() -> None:
+    client = client_answering(
+        lambda _: httpx.Response(400, json={"error": {"code": "moderation_blocked", "message": "refused"}})
+    )
+    with pytest.raises(JobRejected) as caught:
+        client.submit(REQUEST, idempotency_key="k")
+    assert caught.value.code == "moderation_blocked"
+
+
+def test_429_carries_retry_after() -> None:
+    client = client_answering(lambda _: httpx.Response(429, headers={"Retry-After": "7"}, json={"error": {}}))
+    with pytest.raises(RateLimited) as caught:
+        client.get("img_p1")
+    assert caught.value.retry_after == 7.0
+
+
+def test_429_without_retry_after() -> None:
+    with pytest.raises(RateLimited) as caught:
+        client_answering(lambda _: httpx.Response(429)).get("img_p1")
+    assert caught.value.retry_after is None
+
+
+def test_malformed_json_and_unknown_status_are_transient() -> None:
+    with pytest.raises(ProviderUnavailable):
+        client_answering(lambda _: httpx.Response(200, content=b"{not json")).get("img_p1")
+    with pytest.raises(ProviderUnavailable):
+        client_answering(lambda _: httpx.Response(200, json=job_body(status="dreaming"))).get("img_p1")
+
+
+def test_connection_failures_and_timeouts_are_transient() -> None:
+    def reset(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection reset", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    for answer in (reset, slow):
+        with pytest.raises(ProviderUnavailable):
+            client_answering(answer).get("img_p1")
+
+
+def test_both_timestamp_forms_are_read() -> None:
+    assert parse_timestamp(1_800_000_000) == 1_800_000_000.0
+    assert parse_timestamp("1800000000") == 1_800_000_000.0
+    assert parse_timestamp("2027-01-15T08:00:00Z") == parse_timestamp("2027-01-15T08:00:00+00:00")
+    assert parse_timestamp("2027-01-15T08:00:00Z") == 1_800_000_000.0
+    assert parse_timestamp("not a time") is None
+
+
+def test_succeeded_job_with_iso_completion_and_usage() -> None:
+    body = job_body(
+        status="succeeded",
+        completed_at="2027-01-15T08:01:30Z",
+        unsigned_urls=["https://files.test/0.png"],
+        usage={"input_tokens": 10, "output_tokens": 272, "total_tokens": 282},
+    )
+    job = client_answering(lambda _: httpx.Response(200, json=body)).get("img_p1")
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.completed_at == 1_800_000_090.0  # ISO string beside a unix created_at
+    assert job.usage is not None and job.usage.output_tokens == 272
+
+
+def test_download_cut_short_is_detected() -> None:
+    def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": "100"}, content=b"x" * 60)
+
+    client = client_answering(answer)
+    with pytest.raises((DownloadFailed, httpx.HTTPError)), client.download("https://files.test/0.png") as chunks:
+        b"".join(chunks)
+
+
+def test_download_answering_403_fails() -> None:
+    client = client_answering(lambda _: httpx.Response(403))
+    with pytest.raises(DownloadFailed), client.download("https://files.test/0.png") as chunks:
+        b"".join(chunks)
