@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from imagejobs import clock
 
@@ -225,7 +225,9 @@ def render(request: dict[str, Any], index: int) -> bytes:
         colour = (seed[3 + band], seed[11 + band], seed[19 + band], 255)
         inset = band * min(width, height) // 18
         draw.ellipse((inset, inset, width - inset, height - inset), outline=colour, width=12)
-    draw.text((24, 24), str(request.get("prompt", ""))[:80], fill=(255, 255, 255, 255))
+    font = ImageFont.load_default(size=max(16, width // 32))
+    draw.text((32, 32), str(request.get("prompt", ""))[:60], fill=(255, 255, 255, 255), font=font)
+    draw.text((32, height - 80), f"image {index + 1} - simulated provider", fill=(255, 255, 255, 255), font=font)
     out = io.BytesIO()
     save_args: dict[str, Any] = {}
     if fmt in ("jpeg", "webp") and request.get("output_compression") is not None:

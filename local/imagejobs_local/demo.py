@@ -1,0 +1,134 @@
+"""`make demo`: the offline stack, three generation jobs over HTTP the way TheRouter's async clients
+run them (POST ...?async=true -> 202 -> GET /v1/jobs/{id} until final -> download unsigned_urls),
+images written to ./out/, and a table of what each job did and cost."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from imagejobs_local.provider_sim import Latency
+from imagejobs_local.stack import LocalStack, StackOptions
+
+FINAL = {"succeeded", "failed", "cancelled", "expired"}
+JOBS: list[dict[str, Any]] = [
+    {"prompt": "A lighthouse on a cliff at dawn, watercolor", "size": "1024x1024", "quality": "low"},
+    {
+        "prompt": "A red fox in fresh snow, telephoto photograph",
+        "size": "1536x1024",
+        "quality": "medium",
+        "output_format": "jpeg",
+        "output_compression": 85,
+    },
+    {
+        "prompt": "A paper-cut hummingbird sticker",
+        "size": "1024x1536",
+        "quality": "high",
+        "background": "transparent",
+        "output_format": "webp",
+        "n": 2,
+    },
+]
+
+
+def run(out_dir: Path, time_scale: float) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"starting the offline stack (template.yaml on moto, simulated provider, time scale {time_scale}) ...")
+    started = time.monotonic()
+    with LocalStack(StackOptions(server=True, time_scale=time_scale, latency=Latency(low=30, high=120))) as stack:
+        print(f"stack up in {time.monotonic() - started:.1f} s; API at {stack.base_url}\n")
+        client = httpx.Client(
+            base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+        )
+        jobs: dict[str, dict[str, Any]] = {}
+        for body in JOBS:
+            answer = client.post("/v1/images/generations", params={"async": "true"}, json=body)
+            answer.raise_for_status()
+            job = answer.json()
+            jobs[job["id"]] = job
+            print(f"submitted {job['id']}  {answer.status_code} {job['status']:<11} {body['prompt'][:48]}")
+        print()
+        jobs = follow(client, jobs)
+        rows = [download(client, job, out_dir) for job in jobs.values()]
+    print_table(rows)
+    print(f"\nimages written to {out_dir.resolve()}/")
+    return 0 if all(row["status"] == "succeeded" for row in rows) else 1
+
+
+def follow(client: httpx.Client, jobs: dict[str, dict[str, Any]], timeout: float = 300) -> dict[str, dict[str, Any]]:
+    """Poll each job's polling_url until it is final, showing one progress line as they move."""
+    deadline = time.monotonic() + timeout
+    interactive = sys.stdout.isatty()
+    last_line = ""
+    while time.monotonic() < deadline and any(job["status"] not in FINAL for job in jobs.values()):
+        for job_id, job in jobs.items():
+            if job["status"] not in FINAL:
+                jobs[job_id] = client.get(f"/v1/jobs/{job_id}").json()
+        line = "  ".join(f"{job_id[-6:]}: {job['status']} ({job['polls']} polls)" for job_id, job in jobs.items())
+        if line != last_line:
+            print(("\r" + line.ljust(110)) if interactive else line, end="" if interactive else "\n", flush=True)
+            last_line = line
+        time.sleep(0.1)
+    if interactive:
+        print()
+    return jobs
+
+
+def download(client: httpx.Client, job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    images = []
+    for index, url in enumerate(job.get("unsigned_urls") or []):
+        response = httpx.get(url, timeout=30)  # a plain GET: the URL carries its own authorisation
+        response.raise_for_status()
+        picture = Image.open(io.BytesIO(response.content))
+        extension = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}[str(picture.format)]
+        path = out_dir / f"{job['id']}-{index}.{extension}"
+        path.write_bytes(response.content)
+        images.append(f"{path.name} {picture.width}x{picture.height}")
+    seconds = (job["completed_at"] - job["created_at"]) if job.get("completed_at") else None
+    cost = job.get("cost") or {}
+    return {
+        "id": job["id"],
+        "status": job["status"],
+        "polls": job.get("polls", 0),
+        "seconds": seconds,
+        "images": images,
+        "cost": cost.get("amount", "-"),
+        "basis": cost.get("basis", "-"),
+        "loop": (job.get("orchestration_cost") or {}).get("amount", "-"),
+        "error": (job.get("error") or {}).get("code"),
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = f"{'job id':<28} {'status':<10} {'polls':>5} {'seconds':>7} {'images':>6} {'cost USD':>9} {'basis':<9} {'loop USD':>10}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for row in rows:
+        seconds = f"{row['seconds']:.0f}" if row["seconds"] is not None else "-"
+        print(
+            f"{row['id']:<28} {row['status']:<10} {row['polls']:>5} {seconds:>7} {len(row['images']):>6} "
+            f"{row['cost']:>9} {row['basis']:<9} {row['loop']:>10}"
+            + (f"  error: {row['error']}" if row["error"] else "")
+        )
+    print("\nseconds: job time from accepted to finished, on the simulated clock; loop USD: Step Functions + Lambda")
+    for row in rows:
+        for image in row["images"]:
+            print(f"  {image}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--time-scale", type=float, default=0.02, help="0.02 runs a 60 s generation in 1.2 s")
+    args = parser.parse_args(argv)
+    return run(args.out, args.time_scale)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
