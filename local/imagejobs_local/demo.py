@@ -44,9 +44,7 @@ def run(out_dir: Path, time_scale: float) -> int:
     started = time.monotonic()
     with LocalStack(StackOptions(server=True, time_scale=time_scale, latency=Latency(low=30, high=120))) as stack:
         print(f"stack up in {time.monotonic() - started:.1f} s; API at {stack.base_url}\n")
-        client = httpx.Client(
-            base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
-        )
+        client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
         jobs: dict[str, dict[str, Any]] = {}
         for body in JOBS:
             answer = client.post("/v1/images/generations", params={"async": "true"}, json=body)
@@ -107,7 +105,10 @@ def download(client: httpx.Client, job: dict[str, Any], out_dir: Path) -> dict[s
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = f"{'job id':<28} {'status':<10} {'polls':>5} {'seconds':>7} {'images':>6} {'cost USD':>9} {'basis':<9} {'loop USD':>10}"
+    header = (
+        f"{'job id':<28} {'status':<10} {'polls':>5} {'seconds':>7} {'images':>6} "
+        f"{'cost USD':>9} {'basis':<9} {'loop USD':>10}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         seconds = f"{row['seconds']:.0f}" if row["seconds"] is not None else "-"

@@ -103,6 +103,8 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "no local code"}), True, ""
     with code.lock:
         module = code.instances.pop() if code.instances else None
+    if not isinstance(sys.stdout, _ThreadStdout):  # test runners swap sys.stdout; wrap whatever is there
+        sys.stdout = _ThreadStdout(sys.stdout)
     buffer = io.StringIO()
     _capture.buffer = buffer
     errored = False
@@ -144,6 +146,4 @@ def install() -> None:
     from moto.awslambda.models import LambdaFunction
 
     LambdaFunction._invoke_lambda = _invoke_in_process  # type: ignore[method-assign]
-    if not isinstance(sys.stdout, _ThreadStdout):
-        sys.stdout = _ThreadStdout(sys.stdout)
     _installed = True

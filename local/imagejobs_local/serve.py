@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="HTTP API port (0: a free one)")
     parser.add_argument(
-        "--time-scale", type=float, default=0.1,
+        "--time-scale",
+        type=float,
+        default=0.1,
         help="job seconds per real second, inverted: 0.1 runs a 60 s generation in 6 s; 1 is real time",
     )
     parser.add_argument("--latency-low", type=float, default=30.0, help="simulated generation time, low (s)")
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             f"# serving on {stack.base_url} (time scale {args.time_scale}); Ctrl-C stops. Try:\n"
             f'# curl -s -X POST "{stack.base_url}/v1/images/generations?async=true" '
             f'-H "Authorization: Bearer {stack.api_key}" -H "Content-Type: application/json" '
-            "-d '{\"prompt\": \"a lighthouse at dawn\", \"quality\": \"low\"}'",
+            '-d \'{"prompt": "a lighthouse at dawn", "quality": "low"}\'',
             flush=True,
         )
         stopped.wait()

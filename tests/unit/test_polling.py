@@ -9,7 +9,12 @@ T0 = 1_800_000_000.0
 def decide(status: JobStatus, now: float, polls: int = 1, deadline: float = 900, **job: object):
     return polling.decide(
         ProviderJob(id="p1", status=status, **job),
-        job_id="img_1", quality="medium", submitted_at=T0, deadline_at=T0 + deadline, now=now, polls=polls,
+        job_id="img_1",
+        quality="medium",
+        submitted_at=T0,
+        deadline_at=T0 + deadline,
+        now=now,
+        polls=polls,
         deadline_seconds=deadline,
     )
 

@@ -19,10 +19,16 @@ def test_per_image_prices(quality: str, price: str) -> None:
 @pytest.mark.parametrize(
     ("usage", "price"),
     [
-        (Usage(input_tokens=1_000_000, input_tokens_details={"text_tokens": 1_000_000}, total_tokens=1_000_000), "6.00"),
         (
-            Usage(input_tokens=1_000_000, input_tokens_details={"text_tokens": 0, "image_tokens": 1_000_000},
-                  total_tokens=1_000_000),
+            Usage(input_tokens=1_000_000, input_tokens_details={"text_tokens": 1_000_000}, total_tokens=1_000_000),
+            "6.00",
+        ),
+        (
+            Usage(
+                input_tokens=1_000_000,
+                input_tokens_details={"text_tokens": 0, "image_tokens": 1_000_000},
+                total_tokens=1_000_000,
+            ),
             "12.00",
         ),
         (Usage(output_tokens=1_000_000, total_tokens=1_000_000), "48.00"),
@@ -36,7 +42,9 @@ def test_token_prices_per_million(usage: Usage, price: str) -> None:
 
 def test_usage_wins_over_the_per_image_table_and_adds_up() -> None:
     usage = Usage(
-        input_tokens=50, input_tokens_details={"text_tokens": 40, "image_tokens": 10}, output_tokens=4160,
+        input_tokens=50,
+        input_tokens_details={"text_tokens": 40, "image_tokens": 10},
+        output_tokens=4160,
         total_tokens=4210,
     )
     cost = pricing.job_cost("gpt-image-1", "high", images=1, usage=usage)

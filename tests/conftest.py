@@ -1,0 +1,37 @@
+"""Shared fixtures: the real template deployed into moto (in-process), with the simulated provider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from imagejobs_local.provider_sim import Latency
+from imagejobs_local.stack import LocalStack, StackOptions
+
+# 30-60 job seconds of generation run in 0.15-0.3 s of real time.
+TEST_TIME_SCALE = 0.005
+# Long enough for every normal test job, short enough that a job that never finishes expires
+# within 1.5 s of real time.
+TEST_DEADLINE_SECONDS = 300
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    options = StackOptions(
+        time_scale=TEST_TIME_SCALE,
+        latency=Latency(low=30, high=60),
+        seed=7,
+        parameters={"JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS)},
+    )
+    with LocalStack(options) as running:
+        yield running
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
+    ) as client:
+        yield client

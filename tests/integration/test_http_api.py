@@ -1,0 +1,168 @@
+"""The HTTP API as a TheRouter client meets it: 202 job objects, OpenAI-shaped errors, no job for bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from imagejobs import clock
+from imagejobs_local.stack import LocalStack
+from tests.helpers import load_event, wait_for_job
+
+GENERATIONS = "/v1/images/generations?async=true"
+
+
+def job_count(stack: LocalStack) -> int:
+    table = stack.client("dynamodb")
+    items = table.scan(
+        TableName=stack.outputs["JobsTableName"],
+        Select="COUNT",
+        FilterExpression="begins_with(pk, :job)",
+        ExpressionAttributeValues={":job": {"S": "job#"}},
+    )
+    return int(items["Count"])
+
+
+def assert_openai_error(answer: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    return error
+
+
+def test_submit_answers_202_with_therouters_job_object(stack: LocalStack, api: httpx.Client) -> None:
+    answer = api.post(GENERATIONS, json={"prompt": "a cat", "quality": "low"})
+    assert answer.status_code == 202
+    job = answer.json()
+    assert job["id"].startswith("img_")
+    assert (job["object"], job["status"], job["model"]) == ("image_job", "queued", "openai/gpt-image-1")
+    assert job["polling_url"] == f"{stack.base_url}/v1/jobs/{job['id']}"
+    assert isinstance(job["created_at"], int) and job["expires_at"] > job["created_at"]
+
+
+def test_poll_then_fetch_content(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = api.post(GENERATIONS, json={"prompt": "a cat", "quality": "low", "n": 2}).json()["id"]
+    early = api.get(f"/v1/jobs/{job_id}/content")
+    job = wait_for_job(api, job_id)
+
+    assert_openai_error(early, 409)
+    assert job["status"] == "succeeded" and len(job["unsigned_urls"]) == 2
+    assert job["cost"]["currency"] == "USD" and job["cost"]["basis"] == "usage"
+    content = api.get(f"/v1/jobs/{job_id}/content")
+    assert content.status_code == 302
+    assert f"results/{job_id}/0.png" in content.headers["location"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({}, 400, "prompt"),
+        ({"prompt": "x" * 32_001}, 400, "prompt"),
+        ({"prompt": "a", "size": "640x480"}, 400, "size"),
+        ({"prompt": "a", "quality": "best"}, 400, "quality"),
+        ({"prompt": "a", "background": "pink"}, 400, "background"),
+        ({"prompt": "a", "output_format": "bmp"}, 400, "output_format"),
+        ({"prompt": "a", "n": 0}, 400, "n"),
+        ({"prompt": "a", "n": 11}, 400, "n"),
+        ({"prompt": "a", "background": "transparent", "output_format": "jpeg"}, 400, None),
+        ({"prompt": "a", "output_compression": 50}, 400, None),
+    ],
+)
+def test_bad_parameters_get_a_clear_400_and_no_job(
+    stack: LocalStack, api: httpx.Client, body: dict, status: int, param: str | None
+) -> None:
+    before = job_count(stack)
+    error = assert_openai_error(api.post(GENERATIONS, json=body), status, param)
+    assert error["type"] == "invalid_request_error"
+    assert job_count(stack) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b'"a cat"', "application/json", 400),
+        (b"prompt=a+cat", "application/x-www-form-urlencoded", 415),
+        (b'{"prompt": "a cat"}', "text/plain", 415),
+    ],
+)
+def test_unreadable_bodies_get_a_clear_4xx_and_no_job(
+    stack: LocalStack, api: httpx.Client, content: bytes, content_type: str, status: int
+) -> None:
+    before = job_count(stack)
+    assert_openai_error(api.post(GENERATIONS, content=content, headers={"Content-Type": content_type}), status)
+    assert job_count(stack) == before
+
+
+def test_missing_or_wrong_key_is_401(stack: LocalStack) -> None:
+    for headers in ({}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": "Basic abc"}):
+        answer = httpx.post(stack.base_url + GENERATIONS, json={"prompt": "a"}, headers=headers)
+        assert assert_openai_error(answer, 401)["type"] == "authentication_error"
+        assert_openai_error(httpx.get(f"{stack.base_url}/v1/jobs/img_x", headers=headers), 401)
+
+
+def test_unknown_job_is_404(api: httpx.Client) -> None:
+    assert_openai_error(api.get("/v1/jobs/img_doesnotexist"), 404, "id")
+    assert_openai_error(api.get("/v1/jobs/img_doesnotexist/content"), 404, "id")
+
+
+def test_another_tenants_job_is_404(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = api.post(GENERATIONS, json={"prompt": "mine", "quality": "low"}).json()["id"]
+    stack.store.put_api_key("sk-other-tenant", "other", clock.now())
+    other = httpx.get(f"{stack.base_url}/v1/jobs/{job_id}", headers={"Authorization": "Bearer sk-other-tenant"})
+    assert_openai_error(other, 404)
+
+
+def test_unsupported_method_is_405(api: httpx.Client) -> None:
+    for method, path in (("DELETE", "/v1/images/generations"), ("PUT", "/v1/jobs/img_1"), ("GET", GENERATIONS)):
+        answer = api.request(method, path)
+        assert_openai_error(answer, 405)
+        assert answer.headers["allow"]
+
+
+def test_unknown_route_is_404_in_openai_shape(api: httpx.Client) -> None:
+    assert_openai_error(api.get("/v1/nothing/here"), 404)
+
+
+def test_sync_calls_are_refused_with_a_pointer_to_async(api: httpx.Client) -> None:
+    error = assert_openai_error(api.post("/v1/images/generations", json={"prompt": "a"}), 400, "async")
+    assert "async=true" in error["message"]
+
+
+def test_idempotency_key_returns_the_first_job(stack: LocalStack, api: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "order-1234"}
+    first = api.post(GENERATIONS, json={"prompt": "a cat", "quality": "low"}, headers=headers)
+    again = api.post(GENERATIONS, json={"prompt": "a cat", "quality": "low"}, headers=headers)
+    other_body = api.post(GENERATIONS, json={"prompt": "a dog", "quality": "low"}, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert_openai_error(other_body, 409, "Idempotency-Key")
+    wait_for_job(api, first.json()["id"])
+    assert stack.provider.stats.submissions[first.json()["id"]] == 1
+
+
+def test_api_gateway_sample_event_through_the_function(stack: LocalStack) -> None:
+    """The events/ file (AWS's REST proxy event shape, stage prefix and all) straight into the function."""
+    event = load_event("api_create_generation", **{"sk-local-replace-me": stack.api_key})
+    answer = stack.client("lambda").invoke(
+        FunctionName=stack.function_name("ApiFunction"), Payload=json.dumps(event).encode()
+    )
+    result = json.loads(answer["Payload"].read())
+    job = json.loads(result["body"])
+    assert result["statusCode"] == 202
+    assert job["polling_url"] == f"https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod/v1/jobs/{job['id']}"
+
+    get_event = load_event("api_get_job", img_replace_me=job["id"], **{"sk-local-replace-me": stack.api_key})
+    answer = stack.client("lambda").invoke(
+        FunctionName=stack.function_name("ApiFunction"), Payload=json.dumps(get_event).encode()
+    )
+    fetched = json.loads(answer["Payload"].read())
+    assert fetched["statusCode"] == 200 and json.loads(fetched["body"])["id"] == job["id"]
