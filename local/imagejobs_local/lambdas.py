@@ -2,10 +2,14 @@
 
 Every invocation in moto (Invoke API, Step Functions lambda:invoke, our SQS poller, the local
 gateway) goes through `LambdaFunction._invoke_lambda`; we replace it with a call of the real
-handler module. Like Lambda, a function gets separate instances (each its own module copy, loaded
-with the function's environment: a cold start), and an instance handles one event at a time; so a
-handler's module-level state is never shared between concurrent invocations. What the handler
-prints (Powertools logs, EMF metrics) goes to the function's CloudWatch log group, as on AWS.
+handler module, loaded once per function with the function's environment (its cold start).
+
+On Lambda an execution environment is a process that handles one event at a time, and libraries
+rely on that: Powertools' event handler keeps the current event in a class attribute, its Logger
+shares formatter state per service name, and environment variables are process-wide. Here all
+functions share one process, so invocations take turns (one at a time, in arrival order); the
+stack around them (executions, queue pollers, the gateway) still runs concurrently. What a
+handler prints (Powertools logs, EMF metrics) goes to the function's CloudWatch log group.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 import threading
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -45,9 +49,8 @@ class _ThreadStdout(io.TextIOBase):
 class FunctionCode:
     folder: Path
     handler: str  # "app.handler"
-    instances: list[ModuleType] = field(default_factory=list)  # idle, warm instances
+    module: ModuleType | None = None  # the warm instance, after the cold start
     cold_starts: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class LambdaContext:
@@ -66,7 +69,9 @@ class LambdaContext:
 
 
 _registry: dict[str, FunctionCode] = {}
-_env_lock = threading.Lock()
+# One invocation at a time (see above). Reentrant, in case a handler ever invokes another
+# function synchronously on its own thread.
+_turn = threading.RLock()
 _installed = False
 
 
@@ -85,15 +90,14 @@ def cold_starts(function_name: str) -> int:
 
 def _load_instance(function: Any, code: FunctionCode) -> ModuleType:
     module_name, _, _ = code.handler.partition(".")
-    with _env_lock:  # environment variables are process-wide: set them while the module loads
-        os.environ.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = function.function_name
-        code.cold_starts += 1
-        unique = f"imagejobs_fn_{function.function_name.replace('-', '_')}_{code.cold_starts}"
-        spec = importlib.util.spec_from_file_location(unique, code.folder / f"{module_name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    os.environ.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
+    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = function.function_name
+    code.cold_starts += 1
+    unique = f"imagejobs_fn_{function.function_name.replace('-', '_')}_{code.cold_starts}"
+    spec = importlib.util.spec_from_file_location(unique, code.folder / f"{module_name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 
@@ -101,20 +105,23 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     code = _registry.get(self.function_name)
     if code is None:
         return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "no local code"}), True, ""
-    with code.lock:
-        module = code.instances.pop() if code.instances else None
+    with _turn:
+        return _run(self, code, event)
+
+
+def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]:
     if not isinstance(sys.stdout, _ThreadStdout):  # test runners swap sys.stdout; wrap whatever is there
         sys.stdout = _ThreadStdout(sys.stdout)
     buffer = io.StringIO()
     _capture.buffer = buffer
     errored = False
     try:
-        if module is None:
-            module = _load_instance(self, code)
-        handler = getattr(module, code.handler.partition(".")[2])
+        if code.module is None:
+            code.module = _load_instance(function, code)
+        handler = getattr(code.module, code.handler.partition(".")[2])
         if isinstance(event, str):
             event = json.loads(event or "{}")
-        result = handler(event, LambdaContext(self))
+        result = handler(event, LambdaContext(function))
         response = json.dumps(result)
     except Exception as exc:  # the Lambda runtime turns any exception into an error payload
         errored = True
@@ -128,13 +135,10 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         buffer.write(f"[ERROR] {type(exc).__name__}: {exc}\n")
     finally:
         _capture.buffer = None
-        if module is not None:
-            with code.lock:
-                code.instances.append(module)
     logs = buffer.getvalue()
     if logs:
-        self.logs_backend.ensure_log_group(self.logs_group_name)
-        self.save_logs(logs)
+        function.logs_backend.ensure_log_group(function.logs_group_name)
+        function.save_logs(logs)
     return response, errored, logs
 
 
