@@ -44,8 +44,11 @@ IMPORT_BOTO3 = "import time; start = time.perf_counter(); import boto3; print(ti
 def _median_seconds(code: str, *args: str) -> float:
     env = {**os.environ, **HANDLER_ENV, "PYTHONPATH": str(ROOT / "layers/shared")}
     samples = [
-        float(subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                             check=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
         for _ in range(RUNS)
     ]
     return statistics.median(samples)
@@ -57,7 +60,8 @@ def import_times() -> None:
     print(f"{'import boto3 alone':<28} {boto3_alone * 1000:8.1f} ms   1.00x")
     for app in sorted((ROOT / "functions").glob("*/app.py")):
         seconds = _median_seconds(IMPORT_HANDLER, str(app))
-        print(f"{'functions/' + app.parent.name + '/app.py':<28} {seconds * 1000:8.1f} ms   {seconds / boto3_alone:.2f}x")
+        name = f"functions/{app.parent.name}/app.py"
+        print(f"{name:<28} {seconds * 1000:8.1f} ms   {seconds / boto3_alone:.2f}x")
 
 
 def concurrent_jobs(count: int = 20) -> None:
@@ -68,13 +72,15 @@ def concurrent_jobs(count: int = 20) -> None:
     started = time.monotonic()
     with LocalStack(StackOptions(time_scale=0.01, latency=Latency(kind="zero"))) as stack:
         print(f"stack start (translate + deploy into moto): {time.monotonic() - started:.2f} s")
-        client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"},
-                              timeout=60)
+        client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=60)
 
         def one_job(index: int) -> float:
             begun = time.monotonic()
-            answer = client.post("/v1/images/generations", params={"async": "true"},
-                                 json={"prompt": f"bench {index}", "quality": "low", "size": "1024x1024"})
+            answer = client.post(
+                "/v1/images/generations",
+                params={"async": "true"},
+                json={"prompt": f"bench {index}", "quality": "low", "size": "1024x1024"},
+            )
             if answer.status_code != 202:
                 raise RuntimeError(f"submit answered {answer.status_code}: {answer.text}")
             job = answer.json()
