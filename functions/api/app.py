@@ -66,6 +66,8 @@ def create_generation() -> Response:
         )
     except service.IdempotencyConflict as exc:
         raise ApiError(409, exc.message, param="Idempotency-Key", code=exc.reason) from None
+    except service.EnqueueFailed as exc:
+        raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
     logger.info("job accepted", extra={"job_id": record.id, "created": created, "tenant": tenant})
     view = service.job_view(deps, record, base_url(app.current_event))
     return Response(status_code=202, content_type="application/json", body=view)

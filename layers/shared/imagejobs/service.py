@@ -98,6 +98,11 @@ class IdempotencyConflict(ImageJobsError):
     reason = "idempotency_key_reused"
 
 
+class EnqueueFailed(ImageJobsError):
+    reason = "enqueue_failed"
+    transient = True
+
+
 def accept_generation(
     deps: Deps, *, tenant: str, request: GenerationRequest, idempotency_key: str | None = None
 ) -> tuple[JobRecord, bool]:
@@ -126,7 +131,12 @@ def accept_generation(
         if existing.request_hash != fingerprint:
             raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
         return existing, False
-    _need(deps.queue, "queue").send(job_id)
+    try:
+        _need(deps.queue, "queue").send(job_id)
+    except Exception as exc:
+        # Never leave a queued job that nothing will pick up: it ends, saying why.
+        end_job(deps, job_id, JobStatus.FAILED, "enqueue_failed", f"the job could not be queued: {type(exc).__name__}")
+        raise EnqueueFailed("the job could not be queued; try again") from exc
     return record, True
 
 

@@ -1,0 +1,68 @@
+"""Job logic with fakes of our own interfaces: nothing is lost when a step fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from imagejobs import service
+from imagejobs.jobs import JobRecord
+from imagejobs.models import GenerationRequest, JobStatus
+from imagejobs.settings import Settings
+
+SETTINGS = Settings.from_env(
+    {
+        "JOBS_TABLE": "t",
+        "RESULTS_BUCKET": "b",
+        "SUBMIT_QUEUE_URL": "q",
+        "STATE_MACHINE_ARN": "arn:sm",
+        "PROVIDER_BASE_URL": "https://p",
+        "PROVIDER_SECRET_ID": "s",
+    }
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobRecord] = {}
+
+    def create(self, record: JobRecord) -> bool:
+        if record.id in self.jobs:
+            return False
+        self.jobs[record.id] = record
+        return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.jobs.get(job_id)
+
+    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool:
+        record = self.jobs[job_id]
+        if record.status.final:
+            return False
+        self.jobs[job_id] = JobRecord.model_validate({**record.model_dump(), **fields, "status": status})
+        return True
+
+    def tenant_for_key(self, api_key: str) -> str | None:
+        return None
+
+
+class BrokenQueue:
+    def send(self, job_id: str) -> None:
+        raise ConnectionError("queue unreachable")
+
+
+def test_a_job_that_cannot_be_queued_ends_failed_instead_of_waiting_forever() -> None:
+    store = MemoryStore()
+    deps = service.Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
+    with pytest.raises(service.EnqueueFailed):
+        service.accept_generation(deps, tenant="t1", request=GenerationRequest(prompt="a cat"))
+    (record,) = store.jobs.values()
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.code == "enqueue_failed"
+
+
+def test_idempotency_key_is_per_tenant() -> None:
+    assert service.new_job_id("t1", "k") == service.new_job_id("t1", "k")
+    assert service.new_job_id("t1", "k") != service.new_job_id("t2", "k")
+    assert service.new_job_id("t1", None) != service.new_job_id("t1", None)
