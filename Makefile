@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local
 PORT ?= 0
+TIME_SCALE ?= 0.1
 
 .PHONY: demo serve test lint types template pytest bench clean
 
@@ -23,7 +24,7 @@ demo: $(VENV)/.stamp
 
 ## The offline stack in the foreground on 127.0.0.1 (PORT=8080 to choose)
 serve: $(VENV)/.stamp
-	$(PY) -m imagejobs_local.serve --port $(PORT)
+	$(PY) -m imagejobs_local.serve --port $(PORT) --time-scale $(TIME_SCALE)
 
 ## The whole gate: lint, types, template and ASL checks, tests
 test: lint types template pytest
