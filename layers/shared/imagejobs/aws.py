@@ -9,7 +9,8 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from imagejobs.models import Output
+from imagejobs.errors import ObjectMissing
+from imagejobs.models import ObjectInfo, ObjectRef, Output
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -20,12 +21,29 @@ else:
 
 
 class SubmitQueue:
-    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
+    def __init__(self, queue_url: str, dead_letter_url: str | None = None, client: SQSClient | None = None) -> None:
         self._url = queue_url
+        self._dead_letter_url = dead_letter_url
         self._client = client or boto3.client("sqs")
 
     def send(self, job_id: str) -> None:
         self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"job_id": job_id}))
+
+    def retry_after(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message come back in `seconds` (SQS caps visibility at 12 hours)."""
+        self._client.change_message_visibility(
+            QueueUrl=self._url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43_200))
+        )
+
+    def dead_letter(self, body: str, reason: str) -> None:
+        """Park a message we can never process in the dead-letter queue, with the reason beside it."""
+        if not self._dead_letter_url:
+            raise RuntimeError("no dead-letter queue configured")
+        self._client.send_message(
+            QueueUrl=self._dead_letter_url,
+            MessageBody=body,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}},
+        )
 
 
 class Executions:
@@ -73,6 +91,47 @@ class _ChunkReader:
         return data
 
 
+class Objects:
+    """Reads S3 objects by reference: edit inputs, uploads and the inbox rules document."""
+
+    def __init__(self, client: S3Client | None = None) -> None:
+        self._client = client or boto3.client("s3")
+
+    def _version(self, ref: ObjectRef) -> dict[str, Any]:
+        return {"VersionId": ref.version_id} if ref.version_id else {}
+
+    def head(self, ref: ObjectRef) -> ObjectInfo:
+        try:
+            answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **self._version(ref))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} no longer exists") from exc
+            raise
+        return ObjectInfo(
+            size=int(answer.get("ContentLength", 0)),
+            etag=str(answer.get("ETag", "")).strip('"') or None,
+            version_id=answer.get("VersionId"),
+            content_type=answer.get("ContentType"),
+            metadata={k.lower(): v for k, v in answer.get("Metadata", {}).items()},
+        )
+
+    def read(self, ref: ObjectRef) -> bytes:
+        try:
+            answer = self._client.get_object(Bucket=ref.bucket, Key=ref.key, **self._version(ref))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} no longer exists") from exc
+            raise
+        return answer["Body"].read()
+
+    def read_json(self, bucket: str, key: str) -> Any | None:
+        """A JSON document, or None when there is none."""
+        try:
+            return json.loads(self.read(ObjectRef(bucket=bucket, key=key)))
+        except ObjectMissing:
+            return None
+
+
 class ResultStore:
     def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         self.bucket = bucket
@@ -85,6 +144,10 @@ class ResultStore:
             body, self.bucket, key, ExtraArgs={"ContentType": content_type, "Metadata": metadata}
         )
         return Output(bucket=self.bucket, key=key, content_type=content_type, bytes=reader.bytes_read)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef:
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        return ObjectRef(bucket=self.bucket, key=key, content_type=content_type)
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str:
         return self._client.generate_presigned_url(

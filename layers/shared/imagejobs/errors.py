@@ -67,6 +67,12 @@ class DownloadFailed(ImageJobsError):
     transient = True
 
 
+class ObjectMissing(ImageJobsError):
+    """An S3 object we were told about is gone (e.g. an upload deleted before we read it)."""
+
+    reason = "source_missing"
+
+
 class JobNotFound(ImageJobsError):
     reason = "not_found"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from imagejobs.models import Cost, JobError, JobStatus, Output, Usage
+from imagejobs.models import Cost, JobError, JobStatus, ObjectRef, Output, Usage
 
 # Which status may follow which. Final states have no successors: a settled job never changes.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -33,7 +33,8 @@ def predecessors(new: JobStatus) -> list[JobStatus]:
 class JobRecord(BaseModel):
     id: str
     tenant: str
-    source: str = "api"
+    source: str = "api"  # api | upload
+    kind: str = "generation"  # generation | edit
     status: JobStatus = JobStatus.QUEUED
     model: str
     request: dict[str, Any]
@@ -43,6 +44,9 @@ class JobRecord(BaseModel):
     deadline_at: float
     submitted_at: float | None = None
     completed_at: float | None = None
+    inputs: list[ObjectRef] = Field(default_factory=list)  # edit images, stored before the job is queued
+    mask: ObjectRef | None = None
+    origin: ObjectRef | None = None  # the upload an auto-edit came from
     provider_job_id: str | None = None
     execution_arn: str | None = None
     polls: int = 0

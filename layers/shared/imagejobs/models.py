@@ -81,6 +81,31 @@ class GenerationRequest(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class EditRequest(GenerationRequest):
+    """POST /v1/images/edits (and uploads): the generation parameters plus input_fidelity.
+    The images and the mask travel beside the request, as stored objects."""
+
+    input_fidelity: Literal["high", "low"] | None = None
+
+
+class ObjectRef(BaseModel):
+    """An object in S3: an edit input, a mask, or the upload an edit came from."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    content_type: str | None = None
+
+
+class ObjectInfo(BaseModel):
+    size: int
+    etag: str | None
+    version_id: str | None
+    content_type: str | None
+    metadata: dict[str, str]
+
+
 class Usage(BaseModel):
     """OpenAI-style usage block as reported by the provider."""
 

@@ -17,7 +17,9 @@ from imagejobs.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagejobs.models import GenerationRequest, JobStatus, ProviderJob, Usage
+from imagejobs.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, Usage
+
+UploadFile = tuple[str, bytes, str]  # file name, content, content type
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 DOWNLOAD_CHUNK = 1024 * 1024
@@ -133,6 +135,31 @@ class ProviderClient:
             f"{self._base_url}/v1/images/generations",
             params={"async": "true"},
             json=request.provider_body(),
+            headers=self._headers({"Idempotency-Key": idempotency_key}),
+        )
+        return parse_job(self._json(response))
+
+    def submit_edit(
+        self,
+        request: EditRequest,
+        images: list[UploadFile],
+        mask: UploadFile | None,
+        *,
+        idempotency_key: str,
+    ) -> ProviderJob:
+        """POST /v1/images/edits as multipart/form-data: one `image` part, or `image[]` parts for
+        several (OpenAI's form), an optional `mask`, and the parameters as form fields."""
+        field = "image" if len(images) == 1 else "image[]"
+        files: list[tuple[str, UploadFile]] = [(field, image) for image in images]
+        if mask is not None:
+            files.append(("mask", mask))
+        data = {name: str(value) for name, value in request.provider_body().items()}
+        response = self._send(
+            "POST",
+            f"{self._base_url}/v1/images/edits",
+            params={"async": "true"},
+            data=data,
+            files=files,
             headers=self._headers({"Idempotency-Key": idempotency_key}),
         )
         return parse_job(self._json(response))

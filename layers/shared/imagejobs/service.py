@@ -11,25 +11,34 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
+from urllib.parse import quote
 
-from imagejobs import clock, polling, pricing
+from imagejobs import clock, polling, pricing, uploads
 from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
+from imagejobs.images import CheckedImage, InvalidImage, check_edit_inputs, check_image
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
     CONTENT_TYPES,
+    EditRequest,
     FinalizeInput,
     GenerationRequest,
     JobStatus,
+    ObjectInfo,
+    ObjectRef,
     Output,
     PollInput,
     PollResult,
     ProviderJob,
 )
+from imagejobs.provider import UploadFile
 from imagejobs.settings import Settings
 
 
 class Provider(Protocol):
     def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob: ...
+    def submit_edit(
+        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+    ) -> ProviderJob: ...
     def get(self, provider_job_id: str) -> ProviderJob: ...
     def download(self, url: str) -> AbstractContextManager[Iterator[bytes]]: ...
 
@@ -52,8 +61,16 @@ class Loops(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> str: ...
 
 
+class Objects(Protocol):
+    def head(self, ref: ObjectRef) -> ObjectInfo: ...
+    def read(self, ref: ObjectRef) -> bytes: ...
+    def read_json(self, bucket: str, key: str) -> Any | None: ...
+
+
 class Results(Protocol):
     bucket: str
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef: ...
 
     def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output: ...
 
@@ -73,6 +90,7 @@ class Deps:
     provider: Provider | None = None
     results: Results | None = None
     metrics: Metrics | None = None
+    objects: Objects | None = None
 
 
 def _need(dependency: Any, name: str) -> Any:
@@ -90,8 +108,12 @@ def new_job_id(tenant: str, idempotency_key: str | None) -> str:
     return "img_" + secrets.token_hex(12)
 
 
-def request_hash(request: GenerationRequest) -> str:
-    return hashlib.sha256(json.dumps(request.model_dump(), sort_keys=True).encode()).hexdigest()
+def request_hash(request: GenerationRequest, *attachments: bytes) -> str:
+    """What makes two requests the same: the parameters and the bytes of any attached images."""
+    digest = hashlib.sha256(json.dumps(request.model_dump(), sort_keys=True).encode())
+    for data in attachments:
+        digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
 
 
 class IdempotencyConflict(ImageJobsError):
@@ -107,23 +129,62 @@ def accept_generation(
     deps: Deps, *, tenant: str, request: GenerationRequest, idempotency_key: str | None = None
 ) -> tuple[JobRecord, bool]:
     """Record a queued job and put it on the submit queue. Returns (job, created)."""
+    return _accept(deps, tenant=tenant, request=request, idempotency_key=idempotency_key)
+
+
+def accept_edit(
+    deps: Deps,
+    *,
+    tenant: str,
+    request: EditRequest,
+    images: list[tuple[str, bytes]],
+    mask: tuple[str, bytes] | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[JobRecord, bool]:
+    """Check the images, store them in S3 (so a retried submit never needs the caller again),
+    then record and queue the job like a generation."""
+    checked = [check_image(data, name=f"image {name!r}") for name, data in images]
+    checked_mask = check_image(mask[1], name="mask", param="mask") if mask else None
+    check_edit_inputs(checked, checked_mask)
+    attachments = [image.data for image in checked] + ([checked_mask.data] if checked_mask else [])
+    job_id = new_job_id(tenant, idempotency_key)
+    if deps.store.get(job_id) is not None:  # a retry with the same Idempotency-Key: no second upload
+        return _accept(deps, tenant=tenant, request=request, idempotency_key=idempotency_key, attachments=attachments)
+    results = _need(deps.results, "results")
+
+    def store(name: str, image: CheckedImage) -> ObjectRef:
+        return results.put_bytes(f"inputs/{job_id}/{name}.{image.extension}", image.data, image.content_type)
+
+    inputs = [store(f"image-{index}", image) for index, image in enumerate(checked)]
+    stored_mask = store("mask", checked_mask) if checked_mask else None
+    return _accept(
+        deps,
+        tenant=tenant,
+        request=request,
+        idempotency_key=idempotency_key,
+        kind="edit",
+        inputs=inputs,
+        mask=stored_mask,
+        attachments=attachments,
+    )
+
+
+def _accept(
+    deps: Deps,
+    *,
+    tenant: str,
+    request: GenerationRequest,
+    idempotency_key: str | None,
+    kind: str = "generation",
+    inputs: list[ObjectRef] | None = None,
+    mask: ObjectRef | None = None,
+    attachments: list[bytes] | None = None,
+) -> tuple[JobRecord, bool]:
     settings = deps.settings
     request = request.with_model(settings.default_model)
     job_id = new_job_id(tenant, idempotency_key)
-    fingerprint = request_hash(request)
-    now = clock.now()
-    record = JobRecord(
-        id=job_id,
-        tenant=tenant,
-        source="api",
-        model=str(request.model),
-        request=request.model_dump(exclude_none=True),
-        request_hash=fingerprint,
-        created_at=now,
-        updated_at=now,
-        deadline_at=now + settings.job_deadline_seconds,
-        ttl=int(now) + settings.job_record_ttl_days * 86_400,
-    )
+    fingerprint = request_hash(request, *(attachments or []))
+    record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
     if not deps.store.create(record):
         existing = deps.store.get(job_id)
         if existing is None or existing.tenant != tenant:
@@ -138,6 +199,79 @@ def accept_generation(
         end_job(deps, job_id, JobStatus.FAILED, "enqueue_failed", f"the job could not be queued: {type(exc).__name__}")
         raise EnqueueFailed("the job could not be queued; try again") from exc
     return record, True
+
+
+def _new_record(
+    deps: Deps,
+    job_id: str,
+    tenant: str,
+    source: str,
+    kind: str,
+    request: GenerationRequest | dict[str, Any],
+    fingerprint: str,
+    inputs: list[ObjectRef],
+    mask: ObjectRef | None = None,
+    origin: ObjectRef | None = None,
+) -> JobRecord:
+    settings = deps.settings
+    now = clock.now()
+    body = request.model_dump(exclude_none=True) if isinstance(request, GenerationRequest) else request
+    return JobRecord(
+        id=job_id,
+        tenant=tenant,
+        source=source,
+        kind=kind,
+        model=str(body.get("model") or settings.default_model),
+        request=body,
+        request_hash=fingerprint,
+        created_at=now,
+        updated_at=now,
+        deadline_at=now + settings.job_deadline_seconds,
+        inputs=inputs,
+        mask=mask,
+        origin=origin,
+        ttl=int(now) + settings.job_record_ttl_days * 86_400,
+    )
+
+
+# -- accept (S3 inbox upload) -------------------------------------------------------------------
+def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobRecord:
+    """One job per uploaded object version. An upload without usable instructions, or whose
+    image breaks the rules, ends as a failed job that says why: never silently dropped."""
+    job_id = uploads.upload_job_id(upload)
+    existing = deps.store.get(job_id)
+    if existing is not None:
+        return existing
+    objects = _need(deps.objects, "objects")
+    settings = deps.settings
+    problem: tuple[str, str] | None = None
+    request: dict[str, Any] = {}
+    try:
+        info = objects.head(upload)
+        upload = upload.model_copy(
+            update={
+                "version_id": upload.version_id or info.version_id,
+                "etag": upload.etag or info.etag,
+                "content_type": info.content_type,
+            }
+        )
+        parsed = uploads.instructions(upload.key, info.metadata, rules_document).with_model(settings.default_model)
+        request = parsed.model_dump(exclude_none=True)
+        checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
+        upload = upload.model_copy(update={"content_type": checked.content_type})
+    except (uploads.NoInstructions, uploads.InvalidInstructions) as exc:
+        problem = (exc.reason, str(exc))
+    except (InvalidImage, ImageJobsError) as exc:
+        problem = (exc.reason, exc.message)
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    record = _new_record(
+        deps, job_id, settings.inbox_tenant, "upload", "edit", request, fingerprint, [upload], origin=upload
+    )
+    if not deps.store.create(record):
+        return _need(deps.store.get(job_id), "job")
+    if problem is not None:
+        return end_job(deps, job_id, JobStatus.FAILED, problem[0], problem[1])
+    return record
 
 
 # -- submit (queue-fed) -------------------------------------------------------------------------
@@ -162,9 +296,8 @@ def submit(deps: Deps, job_id: str) -> str:
         return "already_final"
     provider = _need(deps.provider, "provider")
     if record.provider_job_id is None:
-        request = GenerationRequest.model_validate(record.request)
         try:
-            provider_job = provider.submit(request, idempotency_key=record.id)
+            provider_job = _send_to_provider(deps, provider, record)
         except JobRejected as rejected:
             end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
             return "rejected"
@@ -173,6 +306,21 @@ def submit(deps: Deps, job_id: str) -> str:
     arn = _need(deps.loops, "loops").start(record.id, first_poll_payload(record))
     deps.store.record_execution(job_id, arn, clock.now())
     return "submitted"
+
+
+def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> ProviderJob:
+    if record.kind != "edit":
+        return provider.submit(GenerationRequest.model_validate(record.request), idempotency_key=record.id)
+    objects = _need(deps.objects, "objects")
+
+    def upload_file(ref: ObjectRef, name: str) -> UploadFile:
+        content_type = ref.content_type or "image/png"
+        extension = content_type.rsplit("/", 1)[-1].replace("jpeg", "jpg")
+        return (f"{name}.{extension}", objects.read(ref), content_type)
+
+    images = [upload_file(ref, f"image-{index}") for index, ref in enumerate(record.inputs)]
+    mask = upload_file(record.mask, "mask") if record.mask else None
+    return provider.submit_edit(EditRequest.model_validate(record.request), images, mask, idempotency_key=record.id)
 
 
 # -- status (one poll) --------------------------------------------------------------------------
@@ -206,8 +354,25 @@ def poll(deps: Deps, poll_input: PollInput) -> PollResult:
 
 
 # -- finalize -----------------------------------------------------------------------------------
-def output_key(job_id: str, index: int, output_format: str) -> str:
-    return f"results/{job_id}/{index}.{'jpg' if output_format == 'jpeg' else output_format}"
+def output_key(record: JobRecord, index: int, output_format: str) -> str:
+    """results/<job id>/<index>.<ext>; auto-edits of uploads: edits/<source key sans ext>/<job id>-<index>.<ext>."""
+    extension = "jpg" if output_format == "jpeg" else output_format
+    if record.origin is not None:
+        return f"{uploads.output_prefix(record.origin.key)}{record.id}-{index}.{extension}"
+    return f"results/{record.id}/{index}.{extension}"
+
+
+def output_metadata(record: JobRecord, provider_job_id: str) -> dict[str, str]:
+    """Object metadata (ASCII only: the source key is URL-quoted)."""
+    metadata = {"job-id": record.id, "provider-job-id": provider_job_id}
+    if record.origin is not None:
+        metadata["source-bucket"] = record.origin.bucket
+        metadata["source-key"] = quote(record.origin.key)
+        if record.origin.version_id:
+            metadata["source-version-id"] = record.origin.version_id
+        if record.origin.etag:
+            metadata["source-etag"] = record.origin.etag
+    return metadata
 
 
 def finalize(deps: Deps, event: FinalizeInput) -> JobRecord:
@@ -269,10 +434,10 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
         with provider.download(url) as chunks:
             outputs.append(
                 results.put_stream(
-                    output_key(job_id, index, output_format),
+                    output_key(record, index, output_format),
                     chunks,
                     content_type,
-                    {"job-id": job_id, "provider-job-id": provider_job.id},
+                    output_metadata(record, provider_job.id),
                 )
             )
     cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage)

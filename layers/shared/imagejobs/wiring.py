@@ -7,7 +7,7 @@ import json
 import httpx
 from aws_lambda_powertools.utilities import parameters
 
-from imagejobs.aws import Executions, ResultStore, SubmitQueue
+from imagejobs.aws import Executions, Objects, ResultStore, SubmitQueue
 from imagejobs.observability import EmfMetrics
 from imagejobs.provider import DEFAULT_TIMEOUT, ProviderClient
 from imagejobs.service import Deps
@@ -42,6 +42,9 @@ class LazyProvider:
     def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self._client().submit(*args, **kwargs)
 
+    def submit_edit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._client().submit_edit(*args, **kwargs)
+
     def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self._client().get(*args, **kwargs)
 
@@ -53,7 +56,8 @@ def build_deps(settings: Settings, *, provider: bool = False) -> Deps:
     return Deps(
         settings=settings,
         store=JobStore(settings.jobs_table),
-        queue=SubmitQueue(settings.submit_queue_url),
+        queue=SubmitQueue(settings.submit_queue_url, settings.submit_dlq_url),
+        objects=Objects(),
         loops=Executions(settings.state_machine_arn),
         provider=LazyProvider(settings) if provider else None,
         results=ResultStore(settings.results_bucket),

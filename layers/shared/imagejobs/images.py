@@ -1,0 +1,108 @@
+"""Input image rules, judged by content, never by file name (both the HTTP and the S3 path).
+
+png, jpeg and webp only; each file under 50 MB; at most MAX_PIXELS pixels (a decompression bomb
+is refused from its header, before any decoding); truncated or corrupt files refused by decoding
+them fully; a mask must be a png of the same size as the first image.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from imagejobs.errors import ImageJobsError
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; far above any size the model takes
+MAX_IMAGES = 16
+FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpeg", "image/jpeg"), "WEBP": ("webp", "image/webp")}
+
+
+class InvalidImage(ImageJobsError):
+    """An input the provider must never see. `reason` says which rule it broke."""
+
+    reason = "invalid_image"
+
+    def __init__(self, message: str, *, reason: str, param: str = "image") -> None:
+        super().__init__(message, reason=reason)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    format: str  # png | jpeg | webp
+    content_type: str
+    width: int
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self.format == "jpeg" else self.format
+
+
+def check_image(data: bytes, *, name: str = "image", param: str = "image") -> CheckedImage:
+    if not data:
+        raise InvalidImage(f"{name} is empty.", reason="empty_image", param=param)
+    if len(data) >= MAX_IMAGE_BYTES:
+        raise InvalidImage(
+            f"{name} is {len(data) / 1_048_576:.1f} MB; each image must be under 50 MB.",
+            reason="image_too_large",
+            param=param,
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(data))
+            fmt = picture.format or ""
+            if fmt not in FORMATS:
+                raise InvalidImage(
+                    f"{name} is {fmt or 'not an image'}; send png, jpeg or webp.",
+                    reason="unsupported_image_format",
+                    param=param,
+                )
+            width, height = picture.size
+            if width * height > MAX_PIXELS:
+                raise InvalidImage(
+                    f"{name} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels.",
+                    reason="too_many_pixels",
+                    param=param,
+                )
+            picture.load()  # decode it all: truncated or corrupt data fails here
+    except InvalidImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImage(
+            f"{name} is too many pixels to decode safely.", reason="too_many_pixels", param=param
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImage(
+            f"{name} is not an image we can read; send png, jpeg or webp.",
+            reason="unsupported_image_format",
+            param=param,
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"{name} is truncated or corrupt.", reason="corrupt_image", param=param) from exc
+    short, content_type = FORMATS[fmt]
+    return CheckedImage(data=data, format=short, content_type=content_type, width=width, height=height)
+
+
+def check_edit_inputs(images: list[CheckedImage], mask: CheckedImage | None) -> None:
+    if not images:
+        raise InvalidImage("At least one image is required.", reason="missing_image")
+    if len(images) > MAX_IMAGES:
+        raise InvalidImage(f"At most {MAX_IMAGES} images per edit; got {len(images)}.", reason="too_many_images")
+    if mask is None:
+        return
+    if mask.format != "png":
+        raise InvalidImage("The mask must be a png.", reason="invalid_mask", param="mask")
+    if (mask.width, mask.height) != (images[0].width, images[0].height):
+        raise InvalidImage(
+            f"The mask is {mask.width}x{mask.height}; it must match the first image, "
+            f"{images[0].width}x{images[0].height}.",
+            reason="invalid_mask",
+            param="mask",
+        )

@@ -1,0 +1,148 @@
+"""The S3 inbox: what an upload event says, and what to do with the uploaded image.
+
+Instructions come from the object's metadata (x-amz-meta-prompt, -size, -quality,
+-output-format, -background, -n, -input-fidelity) or from the rules document in the inbox bucket,
+which maps key prefixes or glob patterns to a prompt and parameters. Metadata wins over rules.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from imagejobs.models import EditRequest, ObjectRef
+
+METADATA_PARAMS = {
+    "prompt": "prompt",
+    "size": "size",
+    "quality": "quality",
+    "output-format": "output_format",
+    "output_format": "output_format",
+    "background": "background",
+    "n": "n",
+    "input-fidelity": "input_fidelity",
+    "input_fidelity": "input_fidelity",
+    "model": "model",
+}
+INTEGER_PARAMS = {"n", "output_compression"}
+
+
+class _S3Object(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    size: int | None = None
+    eTag: str | None = None
+    versionId: str | None = None
+
+
+class _S3Bucket(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+
+
+class _S3Entity(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    bucket: _S3Bucket
+    object: _S3Object
+
+
+class S3EventRecord(BaseModel):
+    """The fields of an S3 event notification record we use (lenient: moto sends fewer fields)."""
+
+    model_config = ConfigDict(extra="ignore")
+    eventSource: str
+    eventName: str
+    s3: _S3Entity
+
+    def object_ref(self) -> ObjectRef:
+        # Keys arrive URL-encoded: "uploads/cat+photo.png" means "uploads/cat photo.png".
+        return ObjectRef(
+            bucket=self.s3.bucket.name,
+            key=unquote_plus(self.s3.object.key),
+            version_id=self.s3.object.versionId,
+            etag=self.s3.object.eTag,
+        )
+
+
+class NotAnS3Event(ValueError):
+    pass
+
+
+def parse_s3_message(body: Any) -> list[S3EventRecord] | None:
+    """S3 event records in a queue message; [] for the s3:TestEvent; NotAnS3Event otherwise."""
+    if isinstance(body, dict) and body.get("Event") == "s3:TestEvent":
+        return []
+    if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
+        raise NotAnS3Event("not an S3 event notification")
+    try:
+        records = [S3EventRecord.model_validate(record) for record in body["Records"]]
+    except ValidationError as exc:
+        raise NotAnS3Event(f"malformed S3 event record: {exc.errors()[0]['msg']}") from exc
+    if any(record.eventSource != "aws:s3" for record in records):
+        raise NotAnS3Event("record from another event source")
+    return records
+
+
+def upload_job_id(ref: ObjectRef) -> str:
+    """One job per uploaded object version: the same bucket/key/version (or ETag) is one job,
+    however often S3 delivers the event."""
+    identity = ref.version_id or ref.etag or ""
+    digest = hashlib.sha256(f"upload\x00{ref.bucket}\x00{ref.key}\x00{identity}".encode()).hexdigest()
+    return "img_" + digest[:24]
+
+
+class NoInstructions(ValueError):
+    reason = "no_instructions"
+
+
+class InvalidInstructions(ValueError):
+    reason = "invalid_instructions"
+
+
+def rule_for(key: str, rules_document: Any) -> dict[str, Any]:
+    """The first rule whose `prefix` starts the key or whose `match` glob matches it."""
+    if not isinstance(rules_document, dict):
+        return {}
+    for rule in rules_document.get("rules") or []:
+        if not isinstance(rule, dict):
+            continue
+        prefix, pattern = rule.get("prefix"), rule.get("match")
+        if (isinstance(prefix, str) and key.startswith(prefix)) or (
+            isinstance(pattern, str) and fnmatch.fnmatchcase(key, pattern)
+        ):
+            return {k: v for k, v in rule.items() if k not in ("prefix", "match")}
+    return {}
+
+
+def instructions(key: str, metadata: dict[str, str], rules_document: Any) -> EditRequest:
+    params: dict[str, Any] = dict(rule_for(key, rules_document))
+    for name, value in metadata.items():
+        if name.lower() in METADATA_PARAMS:
+            params[METADATA_PARAMS[name.lower()]] = value
+    if not params.get("prompt"):
+        raise NoInstructions(
+            "the upload has no prompt: set x-amz-meta-prompt or add a rule for its key to the rules document"
+        )
+    for name in INTEGER_PARAMS & params.keys():
+        if isinstance(params[name], str):
+            try:
+                params[name] = int(params[name])
+            except ValueError:
+                raise InvalidInstructions(f"{name} must be a whole number, not {params[name]!r}") from None
+    try:
+        return EditRequest.model_validate(params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "instructions"
+        raise InvalidInstructions(f"{where}: {first.get('msg', 'invalid')}") from None
+
+
+def output_prefix(source_key: str) -> str:
+    """edits/<source key without extension>/"""
+    stem, dot, extension = source_key.rpartition(".")
+    base = stem if dot and "/" not in extension else source_key
+    return f"edits/{base}/"
