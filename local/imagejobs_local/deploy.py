@@ -6,10 +6,11 @@ Each fix answers one gap of moto 5.2.5 (DESIGN.md §7):
   through it); the local gateway serves the routes from the template's Api events instead;
 - the state machine is left out of the stack and created through the Step Functions API, where
   moto's ASL interpreter runs it, with DefinitionSubstitutions resolved from stack outputs;
-- Secrets Manager secrets and S3 bucket policies are not in moto's CloudFormation: secrets are
-  created first (their ARN folded into the template), bucket policies applied after the deploy,
-  without conditional Deny statements (moto ignores Conditions, so aws:SecureTransport=false
-  would deny every request).
+- Secrets Manager secrets, S3 bucket policies and SQS queue policies are not in moto's
+  CloudFormation: secrets are created first (their ARN folded into the template), policies are
+  applied after the deploy (bucket policies without conditional Deny statements: moto ignores
+  Conditions, so aws:SecureTransport=false would deny every request);
+- S3 NotificationConfiguration is ignored by moto's CloudFormation: applied after the deploy.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Deployment:
     state_machine_arn: str
     function_names: dict[str, str] = field(default_factory=dict)  # logical id -> function name
     function_code: dict[str, Path] = field(default_factory=dict)  # logical id -> source folder
+    gateway_responses: dict[str, Any] = field(default_factory=dict)  # e.g. REQUEST_TOO_LARGE -> its spec
 
 
 class _StaticPolicyLoader(ManagedPolicyLoader):
@@ -176,11 +178,24 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
             )["ARN"]
             cfn["Resources"].pop(logical_id)
             cfn = _replace_ref(cfn, logical_id, arn)
-    # ...nor bucket policies: apply them after the deploy, resolved against the stack.
+    # ...nor bucket or queue policies: apply them after the deploy, resolved against the stack.
     deferred = {
         logical_id: cfn["Resources"].pop(logical_id)
         for logical_id, resource in list(cfn["Resources"].items())
-        if resource["Type"] == "AWS::S3::BucketPolicy"
+        if resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy")
+    }
+    for resource in cfn["Resources"].values():
+        depends = resource.get("DependsOn")
+        if depends:
+            kept = [name for name in ([depends] if isinstance(depends, str) else depends) if name not in deferred]
+            resource["DependsOn"] = kept
+            if not kept:
+                resource.pop("DependsOn")
+    # ...and it ignores bucket notifications: apply those after the deploy too.
+    notifications = {
+        logical_id: resource["Properties"]["NotificationConfiguration"]
+        for logical_id, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in resource.get("Properties", {})
     }
 
     cloudformation = boto3.client("cloudformation", region_name=region)
@@ -199,6 +214,11 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
     for resource in deferred.values():
         policy = _resolve_in_stack(stack["StackId"], resource["Properties"], region)
         document = policy["PolicyDocument"]
+        if resource["Type"] == "AWS::SQS::QueuePolicy":
+            sqs = boto3.client("sqs", region_name=region)
+            for queue_url in policy["Queues"]:
+                sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(document)})
+            continue
         # moto evaluates bucket policies but not their Condition blocks: the TLS-only Deny would
         # deny every request. Conditional Denies are left out offline; the rest is applied.
         document["Statement"] = [
@@ -206,9 +226,16 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         ]
         if document["Statement"]:
             s3.put_bucket_policy(Bucket=policy["Bucket"], Policy=json.dumps(document))
+    for logical_id, configuration in notifications.items():
+        resolved = _resolve_in_stack(stack["StackId"], configuration, region)
+        s3.put_bucket_notification_configuration(
+            Bucket=physical_of(cloudformation, stack_name, logical_id),
+            NotificationConfiguration=_notification_api_shape(resolved),  # type: ignore[arg-type]
+        )
     physical = {
         r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
         for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+        if "LogicalResourceId" in r
     }
 
     sfn = boto3.client("stepfunctions", region_name=region)
@@ -240,6 +267,12 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         physical_ids=physical,
         code_dirs=code_dirs,
         routes=api_routes(template),
+        gateway_responses={
+            kind: spec
+            for resource in template["Resources"].values()
+            if resource["Type"] == "AWS::Serverless::Api"
+            for kind, spec in (resource["Properties"].get("GatewayResponses") or {}).items()
+        },
         function_code={
             logical_id: ROOT / resource["Properties"]["CodeUri"].strip("/")
             for logical_id, resource in template["Resources"].items()
@@ -254,6 +287,30 @@ def _resolve_name(name: Any, stack_name: str) -> str | None:
     if isinstance(name, dict) and "Fn::Sub" in name and isinstance(name["Fn::Sub"], str):
         return name["Fn::Sub"].replace("${AWS::StackName}", stack_name)
     return name if isinstance(name, str) else None
+
+
+def physical_of(cloudformation: Any, stack_name: str, logical_id: str) -> str:
+    resource = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+    return str(resource["StackResourceDetail"]["PhysicalResourceId"])
+
+
+def _notification_api_shape(configuration: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's NotificationConfiguration -> PutBucketNotificationConfiguration's."""
+    shaped: dict[str, Any] = {}
+    for cfn_key, api_key, target_key, api_target in (
+        ("QueueConfigurations", "QueueConfigurations", "Queue", "QueueArn"),
+        ("TopicConfigurations", "TopicConfigurations", "Topic", "TopicArn"),
+        ("LambdaConfigurations", "LambdaFunctionConfigurations", "Function", "LambdaFunctionArn"),
+    ):
+        for entry in configuration.get(cfn_key) or []:
+            item: dict[str, Any] = {api_target: entry[target_key], "Events": [entry["Event"]]}
+            rules = ((entry.get("Filter") or {}).get("S3Key") or {}).get("Rules")
+            if rules:
+                item["Filter"] = {"Key": {"FilterRules": rules}}
+            shaped.setdefault(api_key, []).append(item)
+    if configuration.get("EventBridgeConfiguration"):
+        shaped["EventBridgeConfiguration"] = {}
+    return shaped
 
 
 def _replace_ref(node: Any, logical_id: str, value: str) -> Any:

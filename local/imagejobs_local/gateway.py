@@ -45,7 +45,9 @@ class LocalGateway:
         host: str = "127.0.0.1",
         port: int = 0,
         stage: str = "",
+        gateway_responses: dict[str, Any] | None = None,
     ) -> None:
+        self._gateway_responses = gateway_responses or {}
         self._routes = [(route, _compile(route.path)) for route in sorted(routes, key=_specificity)]
         self._functions = function_names
         self._lambda = boto3.client("lambda", region_name=region)
@@ -149,10 +151,25 @@ class LocalGateway:
                 body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
                 self._answer(status, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
+            def _gateway_response(self, kind: str, status: int, default_message: str) -> None:
+                """API Gateway's own answer, as customised by the template's GatewayResponses."""
+                spec = gateway._gateway_responses.get(kind)
+                if not spec:
+                    self._answer(
+                        status, {"Content-Type": "application/json"}, json.dumps({"message": default_message}).encode()
+                    )
+                    return
+                headers = {
+                    name: str(value).strip("'")
+                    for name, value in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()
+                }
+                body = next(iter((spec.get("ResponseTemplates") or {}).values()), "")
+                self._answer(int(spec.get("StatusCode", status)), headers, str(body).encode())
+
             def _dispatch(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_PAYLOAD_BYTES:
-                    self._error(413, "Request too large: the HTTP API takes at most 10 MB.", "request_too_large")
+                    self._gateway_response("REQUEST_TOO_LARGE", 413, "Request Entity Too Large")
                     self.close_connection = True
                     return
                 body = self.rfile.read(length) if length else b""

@@ -4,7 +4,9 @@ moto invokes a mapped function inline inside SendMessage, with a fixed receive c
 partial batch responses. We take the mappings away from moto's queues and poll instead: receive a
 batch (ApproximateReceiveCount and all), invoke the function, delete what succeeded (honouring
 ReportBatchItemFailures), and let the rest come back after the queue's visibility timeout (on the
-job clock), so redrive to the dead-letter queue happens in moto's SQS as configured.
+job clock: messages are received with the timeout scaled) or whatever visibility the function set
+itself (e.g. a provider's Retry-After), so redrive to the dead-letter queue happens in moto's SQS
+as configured.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class QueuePoller:
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=min(10, int(self._mapping.get("BatchSize", 10))),
             WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=max(1, math.ceil(self._visibility * clock.time_scale())),
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -73,13 +76,8 @@ class QueuePoller:
             if "ReportBatchItemFailures" in (self._mapping.get("FunctionResponseTypes") or []):
                 body = json.loads(payload or b"null") or {}
                 failed = {item["itemIdentifier"] for item in body.get("batchItemFailures", [])}
-        retry_after = max(0, math.ceil(self._visibility * clock.time_scale()))
         for message in messages:
-            if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=retry_after
-                )
-            else:
+            if message["MessageId"] not in failed:
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages)
 

@@ -104,7 +104,11 @@ class LocalStack:
         self.pollers = [QueuePoller(mapping, REGION).start() for mapping in take_over_mappings(REGION)]
         if options.gateway:
             self.gateway = LocalGateway(
-                self.deployment.routes, self.deployment.function_names, REGION, port=options.gateway_port
+                self.deployment.routes,
+                self.deployment.function_names,
+                REGION,
+                port=options.gateway_port,
+                gateway_responses=self.deployment.gateway_responses,
             ).start()
         return self
 

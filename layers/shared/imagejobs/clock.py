@@ -9,6 +9,7 @@ scaled clock and the wall clock agree (the runtime's start), so timestamps stay 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -21,6 +22,11 @@ def time_scale() -> float:
     except ValueError:
         return 1.0
     return scale if scale > 0 else 1.0
+
+
+def real_seconds(job_seconds: float) -> int:
+    """A duration on the job clock as whole real seconds, for timers outside our code (SQS)."""
+    return max(0, math.ceil(job_seconds * time_scale()))
 
 
 def now() -> float:

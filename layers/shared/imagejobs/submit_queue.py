@@ -1,0 +1,94 @@
+"""What the submit function does with one queue message.
+
+The submit queue carries three kinds of message: a job the HTTP intake queued ({"job_id": ...}),
+S3 event notifications from the inbox bucket (including S3's one-off s3:TestEvent), and, for
+anything else, nothing we can act on: such a message is parked in the dead-letter queue with its
+reason at once instead of being retried.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from imagejobs import clock, service, uploads
+from imagejobs.errors import ImageJobsError, RateLimited
+from imagejobs.models import JobStatus
+
+DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
+
+
+def process(
+    deps: service.Deps,
+    body_text: str,
+    *,
+    receipt_handle: str,
+    receive_count: int,
+    log: Callable[..., None],
+) -> str:
+    """Returns what was done; raises (so the message comes back) when a job should be retried."""
+    queue = service._need(deps.queue, "queue")
+    try:
+        body: Any = json.loads(body_text)
+    except ValueError:
+        return _park(queue, body_text, "the message body is not JSON", log)
+    if isinstance(body, dict) and isinstance(body.get("job_id"), str):
+        job_ids = [body["job_id"]]
+    else:
+        try:
+            events = uploads.parse_s3_message(body)
+        except uploads.NotAnS3Event as exc:
+            return _park(queue, body_text, str(exc), log)
+        if not events:
+            log("s3:TestEvent acknowledged")
+            return "test_event"
+        job_ids = _accept_uploads(deps, events, log)
+    outcomes = [_submit(deps, job_id, receipt_handle, receive_count, log) for job_id in job_ids]
+    return ",".join(outcomes) or "ignored"
+
+
+def _accept_uploads(deps: service.Deps, events: list[uploads.S3EventRecord], log: Callable[..., None]) -> list[str]:
+    settings = deps.settings
+    rules: Any = None
+    rules_loaded = False
+    job_ids = []
+    for event in events:
+        upload = event.object_ref()
+        if not event.eventName.startswith("ObjectCreated") or not upload.key.startswith(settings.inbox_prefix):
+            log("upload event ignored", key=upload.key, event=event.eventName)
+            continue
+        if not rules_loaded and settings.inbox_bucket:
+            rules = service._need(deps.objects, "objects").read_json(settings.inbox_bucket, settings.rules_key)
+            rules_loaded = True
+        record = service.accept_upload(deps, upload, rules)
+        log("upload accepted", job_id=record.id, key=upload.key, status=record.status.value)
+        job_ids.append(record.id)
+    return job_ids
+
+
+def _submit(deps: service.Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:
+    queue = service._need(deps.queue, "queue")
+    try:
+        return service.submit(deps, job_id)
+    except ImageJobsError as exc:
+        out_of_tries = receive_count >= deps.settings.submit_max_receive_count
+        if not exc.transient or out_of_tries:
+            # The job ends with the reason instead of waiting forever in a dead-letter queue.
+            service.end_job(deps, job_id, JobStatus.FAILED, exc.reason, exc.message)
+            log("job ended at submit", job_id=job_id, reason=exc.reason)
+            if not exc.transient:
+                return "ended"
+        elif isinstance(exc, RateLimited):
+            # Come back when the provider said, with jitter so a burst does not return as one.
+            wait = (exc.retry_after or DEFAULT_RATE_LIMIT_BACKOFF_SECONDS) * random.uniform(1.0, 1.25)
+            queue.retry_after(receipt_handle, clock.real_seconds(wait))
+            log("rate limited; message comes back later", job_id=job_id, seconds=round(wait, 1))
+        raise
+
+
+def _park(queue: Any, body_text: str, reason: str, log: Callable[..., None]) -> str:
+    queue.dead_letter(body_text, reason)
+    log("message parked in the dead-letter queue", reason=reason)
+    return "parked"
