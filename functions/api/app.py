@@ -10,8 +10,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from imagejobs import service
-from imagejobs.httpapi import ApiError, base_url, bearer_key, from_validation_error, json_object_body
-from imagejobs.models import GenerationRequest, JobStatus
+from imagejobs.httpapi import (
+    ApiError,
+    base_url,
+    bearer_key,
+    form_parameters,
+    from_validation_error,
+    json_object_body,
+    multipart_form,
+)
+from imagejobs.images import InvalidImage
+from imagejobs.models import EditRequest, GenerationRequest, JobStatus
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
@@ -22,6 +31,7 @@ app = APIGatewayRestResolver()
 
 ROUTES: dict[str, set[str]] = {
     r"/v1/images/generations": {"POST"},
+    r"/v1/images/edits": {"POST"},
     r"/v1/jobs/[^/]+": {"GET"},
     r"/v1/jobs/[^/]+/content": {"GET"},
 }
@@ -42,35 +52,81 @@ def _own_job(job_id: str) -> Any:
     return record
 
 
-@app.post("/v1/images/generations")
-def create_generation() -> Response:
-    tenant = _tenant()
+def _require_async(route: str) -> None:
     if (app.current_event.get_query_string_value("async") or "").lower() != "true":
         raise ApiError(
             400,
-            "Image jobs run asynchronously here: call POST /v1/images/generations?async=true and poll the job.",
+            f"Image jobs run asynchronously here: call POST {route}?async=true and poll the job.",
             param="async",
             code="async_required",
         )
-    body = json_object_body(app.current_event)
+
+
+def _idempotency_key() -> str | None:
+    headers = app.current_event.headers or {}
+    return next((value for name, value in headers.items() if name.lower() == "idempotency-key"), None)
+
+
+def _accepted(accept: Any, tenant: str) -> Response:
+    """Run an accept call, map its refusals to HTTP, answer 202 with the job object."""
     try:
-        request = GenerationRequest.model_validate(body)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
-    idempotency_key = app.current_event.headers.get("idempotency-key") or app.current_event.headers.get(
-        "Idempotency-Key"
-    )
-    try:
-        record, created = service.accept_generation(
-            deps, tenant=tenant, request=request, idempotency_key=idempotency_key
-        )
+        record, created = accept()
     except service.IdempotencyConflict as exc:
         raise ApiError(409, exc.message, param="Idempotency-Key", code=exc.reason) from None
+    except InvalidImage as exc:
+        raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
     except service.EnqueueFailed as exc:
         raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
     logger.info("job accepted", extra={"job_id": record.id, "created": created, "tenant": tenant})
     view = service.job_view(deps, record, base_url(app.current_event))
     return Response(status_code=202, content_type="application/json", body=view)
+
+
+@app.post("/v1/images/generations")
+def create_generation() -> Response:
+    tenant = _tenant()
+    _require_async("/v1/images/generations")
+    try:
+        request = GenerationRequest.model_validate(json_object_body(app.current_event))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    return _accepted(
+        lambda: service.accept_generation(deps, tenant=tenant, request=request, idempotency_key=_idempotency_key()),
+        tenant,
+    )
+
+
+@app.post("/v1/images/edits")
+def create_edit() -> Response:
+    tenant = _tenant()
+    _require_async("/v1/images/edits")
+    form = multipart_form(app.current_event)
+    images = form.files.get("image", []) + form.files.get("image[]", [])
+    if not images:
+        raise ApiError(
+            400,
+            "Missing required parameter: 'image' (send it as a file).",
+            param="image",
+            code="missing_required_parameter",
+        )
+    masks = form.files.get("mask", [])
+    if len(masks) > 1:
+        raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_value")
+    try:
+        request = EditRequest.model_validate(form_parameters(form.fields))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    return _accepted(
+        lambda: service.accept_edit(
+            deps,
+            tenant=tenant,
+            request=request,
+            images=images,
+            mask=masks[0] if masks else None,
+            idempotency_key=_idempotency_key(),
+        ),
+        tenant,
+    )
 
 
 @app.get("/v1/jobs/<job_id>")

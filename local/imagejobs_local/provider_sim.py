@@ -17,11 +17,13 @@ import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from imagejobs import clock
 
@@ -56,6 +58,8 @@ class Behaviour:
     outcome: str = "succeeded"  # succeeded | failed | expired | cancelled | never
     reject_at_submit: str | None = None  # e.g. "moderation_blocked"
     latency: float | None = None  # job seconds, overrides the server's distribution
+    rate_limited_submits: int = 0  # answer this many submit attempts (per Idempotency-Key) with 429
+    retry_after: float | None = 2.0  # the Retry-After of those 429s (None: no header)
 
     @classmethod
     def from_prompt(cls, prompt: str) -> Behaviour:
@@ -73,6 +77,10 @@ class Behaviour:
                 values["reject_at_submit"] = "moderation_blocked"
             elif name == "latency" and number:
                 values["latency"] = float(number)
+            elif name == "ratelimit":
+                values["rate_limited_submits"] = int(float(number or 1))
+            elif name == "retry_after":
+                values["retry_after"] = float(number) if number else None
         return cls(**values)
 
 
@@ -84,6 +92,7 @@ class SimJob:
     created_at: float
     latency: float
     polls: int = 0
+    source_image: bytes | None = None  # edits: the first input image
 
     @property
     def finishes_at(self) -> float:
@@ -100,6 +109,7 @@ class SimJob:
 @dataclass
 class SimStats:
     submissions: Counter[str] = field(default_factory=Counter)  # idempotency key -> jobs created
+    rate_limited: Counter[str] = field(default_factory=Counter)  # idempotency key -> 429s answered
     submit_calls: int = 0
     poll_calls: int = 0
     downloads: int = 0
@@ -142,30 +152,49 @@ class SimulatedProvider:
         self._server.server_close()
 
     # -- the contract --------------------------------------------------------------------------
-    def create_job(self, body: dict[str, Any], idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+    def create_job(
+        self, body: dict[str, Any], idempotency_key: str | None, source_image: bytes | None = None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Returns (status, body, headers)."""
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            return 400, _error("Missing required parameter: 'prompt'.", "invalid_request_error", "prompt")
+            return 400, _error("Missing required parameter: 'prompt'.", "invalid_request_error", "prompt"), {}
         behaviour = Behaviour.from_prompt(prompt)
         if behaviour.reject_at_submit:
-            return 400, _error(
-                "Your request was rejected by the safety system.",
-                "invalid_request_error",
-                None,
-                behaviour.reject_at_submit,
+            return (
+                400,
+                _error(
+                    "Your request was rejected by the safety system.",
+                    "invalid_request_error",
+                    None,
+                    behaviour.reject_at_submit,
+                ),
+                {},
             )
         with self._lock:
             self.stats.submit_calls += 1
+            key = idempotency_key or prompt
+            if self.stats.rate_limited[key] < behaviour.rate_limited_submits:
+                self.stats.rate_limited[key] += 1
+                headers = {"Retry-After": f"{behaviour.retry_after:g}"} if behaviour.retry_after is not None else {}
+                return 429, _error("Rate limit reached; slow down.", "rate_limit_error", None, "rate_limited"), headers
             if idempotency_key and idempotency_key in self._by_key:
-                return 202, self.job_object(self._jobs[self._by_key[idempotency_key]])
+                return 202, self.job_object(self._jobs[self._by_key[idempotency_key]]), {}
             job_id = "img_sim_" + secrets.token_hex(10)
             latency = behaviour.latency if behaviour.latency is not None else self.latency.draw(self._rng)
-            job = SimJob(id=job_id, request=dict(body), behaviour=behaviour, created_at=clock.now(), latency=latency)
+            job = SimJob(
+                id=job_id,
+                request=dict(body),
+                behaviour=behaviour,
+                created_at=clock.now(),
+                latency=latency,
+                source_image=source_image,
+            )
             self._jobs[job_id] = job
             if idempotency_key:
                 self._by_key[idempotency_key] = job_id
             self.stats.submissions[idempotency_key or job_id] += 1
-        return 202, self.job_object(job)
+        return 202, self.job_object(job), {}
 
     def job_object(self, job: SimJob) -> dict[str, Any]:
         status = job.status(clock.now())
@@ -184,7 +213,7 @@ class SimulatedProvider:
             body["unsigned_urls"] = [
                 f"{self.base_url}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
             ]
-            body["usage"] = _usage(job.request)
+            body["usage"] = _usage(job.request, edited=job.source_image is not None)
         elif status == "failed":
             body["error"] = {"code": "generation_failed", "message": "the model could not generate this image"}
         elif status == "expired":
@@ -207,21 +236,30 @@ class SimulatedProvider:
             return None
         key = (job_id, index)
         if key not in self._rendered:
-            self._rendered[key] = render(job.request, index)
+            self._rendered[key] = render(job.request, index, job.source_image)
         self.stats.downloads += 1
         return self._rendered[key]
 
 
-def render(request: dict[str, Any], index: int) -> bytes:
-    """A real image in the requested size, format and background (content derived from the prompt)."""
+def render(request: dict[str, Any], index: int, source: bytes | None = None) -> bytes:
+    """A real image in the requested size, format and background (content derived from the prompt).
+    For an edit, the given image transformed visibly: mirrored, posterized, tinted, captioned."""
     width, height = SIZES.get(str(request.get("size", "auto")), (1024, 1024))
     fmt = str(request.get("output_format", "png"))
     seed = hashlib.sha256(f"{request.get('prompt')}#{index}".encode()).digest()
     transparent = request.get("background") == "transparent" and fmt in ("png", "webp")
     mode = "RGBA" if transparent else "RGB"
-    image = Image.new(mode, (width, height), (0, 0, 0, 0) if transparent else (seed[0], seed[1], seed[2]))
+    if source is not None:
+        original = Image.open(io.BytesIO(source)).convert("RGB")
+        if request.get("size", "auto") == "auto":
+            width, height = original.size
+        edited = ImageOps.posterize(ImageOps.mirror(original.resize((width, height))), 3)
+        tint = Image.new("RGB", (width, height), (seed[0], seed[1], seed[2]))
+        image = Image.blend(edited, tint, 0.3).convert(mode)
+    else:
+        image = Image.new(mode, (width, height), (0, 0, 0, 0) if transparent else (seed[0], seed[1], seed[2]))
     draw = ImageDraw.Draw(image)
-    for band in range(8):
+    for band in range(8 if source is None else 2):
         colour = (seed[3 + band], seed[11 + band], seed[19 + band], 255)
         inset = band * min(width, height) // 18
         draw.ellipse((inset, inset, width - inset, height - inset), outline=colour, width=12)
@@ -236,16 +274,17 @@ def render(request: dict[str, Any], index: int) -> bytes:
     return out.getvalue()
 
 
-def _usage(request: dict[str, Any]) -> dict[str, Any]:
+def _usage(request: dict[str, Any], edited: bool = False) -> dict[str, Any]:
     quality = str(request.get("quality", "auto"))
     per_image = OUTPUT_TOKENS.get(quality, OUTPUT_TOKENS["medium"])
     text_tokens = max(1, len(str(request.get("prompt", ""))) // 4)
+    image_tokens = 323 if edited else 0  # an input image at low fidelity, roughly
     output = per_image * int(request.get("n", 1))
     return {
-        "input_tokens": text_tokens,
-        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+        "input_tokens": text_tokens + image_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens},
         "output_tokens": output,
-        "total_tokens": text_tokens + output,
+        "total_tokens": text_tokens + image_tokens + output,
     }
 
 
@@ -257,6 +296,26 @@ def _iso(epoch: float) -> str:
 
 def _error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    """Form fields (numbers as ints) and the `image`/`image[]` files of a multipart body."""
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    fields: dict[str, Any] = {}
+    images: list[bytes] = []
+    if not message.is_multipart():
+        return fields, images
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        if part.get_filename() is not None:
+            if name in ("image", "image[]"):
+                images.append(data)
+        elif isinstance(name, str):
+            text = data.decode("utf-8", errors="replace")
+            fields[name] = int(text) if text.isdigit() else text
+    return fields, images
 
 
 def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
@@ -293,7 +352,7 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if url.path != "/v1/images/generations":
+            if url.path not in ("/v1/images/generations", "/v1/images/edits"):
                 self._send(404, _error("Unknown route.", "invalid_request_error"))
                 return
             if not self._authorised():
@@ -301,16 +360,24 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             if parse_qs(url.query).get("async") != ["true"]:
                 self._send(400, _error("This simulator only serves ?async=true.", "invalid_request_error", "async"))
                 return
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                self._send(400, _error("Invalid JSON body.", "invalid_request_error"))
-                return
-            if not isinstance(body, dict):
-                self._send(400, _error("The body must be a JSON object.", "invalid_request_error"))
-                return
-            status, answer = sim.create_job(body, self.headers.get("Idempotency-Key"))
-            self._send(status, answer)
+            source: bytes | None = None
+            if url.path == "/v1/images/edits":
+                body, images = _multipart(self.headers.get("Content-Type", ""), raw)
+                if not images:
+                    self._send(400, _error("Missing required parameter: 'image'.", "invalid_request_error", "image"))
+                    return
+                source = images[0]
+            else:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    self._send(400, _error("Invalid JSON body.", "invalid_request_error"))
+                    return
+                if not isinstance(body, dict):
+                    self._send(400, _error("The body must be a JSON object.", "invalid_request_error"))
+                    return
+            status, answer, headers = sim.create_job(body, self.headers.get("Idempotency-Key"), source)
+            self._send(status, answer, headers)
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path).path.strip("/").split("/")

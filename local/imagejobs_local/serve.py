@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "IMAGEJOBS_RESULTS_BUCKET": stack.outputs["ResultsBucketName"],
+            "IMAGEJOBS_INBOX_BUCKET": stack.outputs["InboxBucketName"],
             "IMAGEJOBS_TABLE": stack.outputs["JobsTableName"],
             "IMAGEJOBS_STATE_MACHINE_ARN": stack.state_machine_arn,
         }

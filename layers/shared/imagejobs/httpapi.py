@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -76,6 +80,60 @@ def json_object_body(event: APIGatewayProxyEvent) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+@dataclass
+class MultipartForm:
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+
+
+def _header(event: APIGatewayProxyEvent, name: str) -> str:
+    return next((v for k, v in (event.headers or {}).items() if k.lower() == name), "")
+
+
+def multipart_form(event: APIGatewayProxyEvent) -> MultipartForm:
+    """multipart/form-data as curl -F and OpenAI's SDKs send it (parsed with the standard library)."""
+    content_type = _header(event, "content-type")
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        raise ApiError(
+            415,
+            'Send image edits as multipart/form-data (e.g. curl -F "image=@photo.png" -F "prompt=...").',
+            code="unsupported_content_type",
+        )
+    raw_body = event.get("body") or ""
+    body = base64.b64decode(raw_body) if event.get("isBase64Encoded") else raw_body.encode("utf-8")
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise ApiError(400, "The multipart body could not be read.", code="invalid_multipart")
+    form = MultipartForm()
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            form.files.setdefault(name, []).append((filename, data))
+        else:
+            form.fields[name] = data.decode(part.get_content_charset() or "utf-8", errors="replace")
+    return form
+
+
+INTEGER_FIELDS = ("n", "output_compression")
+
+
+def form_parameters(fields: dict[str, str]) -> dict[str, Any]:
+    """Form fields are text: whole numbers become ints, so the model's rules judge the values."""
+    params: dict[str, Any] = dict(fields)
+    for name in INTEGER_FIELDS:
+        value = params.get(name)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            params[name] = int(value)
+    return params
 
 
 def bearer_key(event: APIGatewayProxyEvent) -> str:
