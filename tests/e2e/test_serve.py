@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ REQUIRED = (
     "IMAGEJOBS_API_KEY",
     "AWS_ENDPOINT_URL",
     "IMAGEJOBS_RESULTS_BUCKET",
+    "IMAGEJOBS_INBOX_BUCKET",
     "IMAGEJOBS_TABLE",
 )
 
@@ -107,3 +110,70 @@ def test_submit_poll_download_over_http(served: dict[str, str]) -> None:
         f"results/{job['id']}/0.webp",
         f"results/{job['id']}/1.webp",
     ]
+
+
+def _wait_final(job: dict, headers: dict[str, str]) -> dict:
+    deadline = time.monotonic() + 60
+    while job["status"] not in ("succeeded", "failed", "cancelled", "expired") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = httpx.get(job["polling_url"], headers=headers).json()
+    return job
+
+
+def test_multipart_edit_as_curl_sends_it(served: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "input.png"
+    Image.new("RGB", (400, 300), (20, 160, 90)).save(source)
+    base, key = served["IMAGEJOBS_BASE_URL"], served["IMAGEJOBS_API_KEY"]
+    command = [
+        "-s",
+        "-X",
+        "POST",
+        f"{base}/v1/images/edits?async=true",
+        "-H",
+        f"Authorization: Bearer {key}",
+        "-F",
+        "model=openai/gpt-image-1",
+        "-F",
+        f"image=@{source}",
+        "-F",
+        "prompt=Add a red scarf",
+    ]
+    curl = shutil.which("curl")
+    if curl:
+        job = json.loads(subprocess.run([curl, *command], capture_output=True, text=True, check=True).stdout)
+    else:  # the same multipart body curl builds
+        job = httpx.post(
+            command[3],
+            headers={"Authorization": f"Bearer {key}"},
+            data={"model": "openai/gpt-image-1", "prompt": "Add a red scarf"},
+            files={"image": ("input.png", source.read_bytes(), "image/png")},
+        ).json()
+    job = _wait_final(job, {"Authorization": f"Bearer {key}"})
+    assert job["status"] == "succeeded"
+    edited = Image.open(io.BytesIO(httpx.get(job["unsigned_urls"][0]).content))
+    assert edited.size == (400, 300)  # size auto keeps the input's size
+
+
+def test_inbox_upload_through_the_local_aws_endpoint(served: dict[str, str]) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=served["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    body = io.BytesIO()
+    Image.new("RGB", (300, 300), (90, 20, 160)).save(body, format="JPEG")
+    s3.put_object(
+        Bucket=served["IMAGEJOBS_INBOX_BUCKET"],
+        Key="uploads/e2e photo.jpg",
+        Body=body.getvalue(),
+        Metadata={"prompt": "make it a poster", "output-format": "webp"},
+    )
+    deadline = time.monotonic() + 60
+    keys: list[str] = []
+    while not keys and time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket=served["IMAGEJOBS_RESULTS_BUCKET"], Prefix="edits/uploads/e2e photo/")
+        keys = [item["Key"] for item in listed.get("Contents", [])]
+        time.sleep(0.1)
+    assert len(keys) == 1 and keys[0].endswith("-0.webp")

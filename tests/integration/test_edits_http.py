@@ -1,0 +1,141 @@
+"""Edits over HTTP: multipart in, inputs stored before the 202, the same image rules as uploads."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagejobs_local.stack import LocalStack
+from tests.helpers import wait_for_job
+
+EDITS = "/v1/images/edits?async=true"
+
+
+def picture(fmt: str = "PNG", size: tuple[int, int] = (320, 240), mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (200, 60, 60) if mode == "RGB" else None).save(out, format=fmt)
+    return out.getvalue()
+
+
+def test_edit_call_from_therouters_docs_works_unchanged(stack: LocalStack, tmp_path: Path) -> None:
+    """curl -F "image=@input.png" -F "prompt=..." exactly as documented (httpx if curl is absent)."""
+    source = tmp_path / "input.png"
+    source.write_bytes(picture())
+    url = stack.base_url + EDITS
+    curl = shutil.which("curl")
+    if curl:
+        answer = json.loads(
+            subprocess.run(
+                [
+                    curl,
+                    "-s",
+                    "-X",
+                    "POST",
+                    url,
+                    "-H",
+                    f"Authorization: Bearer {stack.api_key}",
+                    "-F",
+                    "model=openai/gpt-image-1",
+                    "-F",
+                    "image=@" + str(source),
+                    "-F",
+                    "prompt=Add a red scarf",
+                    "-F",
+                    "size=1024x1024",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+    else:
+        answer = httpx.post(
+            url,
+            headers={"Authorization": f"Bearer {stack.api_key}"},
+            data={"model": "openai/gpt-image-1", "prompt": "Add a red scarf", "size": "1024x1024"},
+            files={"image": ("input.png", source.read_bytes(), "image/png")},
+        ).json()
+    assert answer["status"] == "queued"
+    record = stack.store.get(answer["id"])
+    assert record is not None and record.kind == "edit"
+    stored = stack.client("s3").get_object(Bucket=record.inputs[0].bucket, Key=record.inputs[0].key)
+    assert stored["Body"].read() == source.read_bytes()  # kept before the 202, for retries
+
+    with httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}) as api:
+        job = wait_for_job(api, answer["id"])
+    assert job["status"] == "succeeded"
+    output = stack.store.get(answer["id"]).outputs[0]  # type: ignore[union-attr]
+    edited = Image.open(io.BytesIO(stack.client("s3").get_object(Bucket=output.bucket, Key=output.key)["Body"].read()))
+    assert edited.size == (1024, 1024)
+    assert job["usage"]["input_tokens_details"]["image_tokens"] > 0
+
+
+def test_several_images_and_a_mask(stack: LocalStack, api: httpx.Client) -> None:
+    answer = api.post(
+        EDITS,
+        data={"prompt": "combine them", "quality": "low", "n": "2", "input_fidelity": "high"},
+        files=[
+            ("image[]", ("a.png", picture(), "image/png")),
+            ("image[]", ("b.jpg", picture("JPEG"), "image/jpeg")),
+            ("mask", ("mask.png", picture("PNG", mode="RGBA"), "image/png")),
+        ],
+    )
+    assert answer.status_code == 202, answer.text
+    job = wait_for_job(api, answer.json()["id"])
+    assert job["status"] == "succeeded" and len(job["unsigned_urls"]) == 2
+
+
+def assert_refused(answer: httpx.Response, status: int, code: str, param: str | None = None) -> None:
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code
+    if param:
+        assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("files", "code", "param"),
+    [
+        ([("image", ("notes.png", b"just text", "image/png"))], "unsupported_image_format", "image"),
+        ([("image", ("cut.png", picture("PNG", (800, 600))[:-300], "image/png"))], "corrupt_image", "image"),
+        ([("image", ("anim.png", picture("GIF", mode="P"), "image/png"))], "unsupported_image_format", "image"),
+        ([("image", ("bomb.png", picture("PNG", (8000, 6000), "1"), "image/png"))], "too_many_pixels", "image"),
+        (
+            [("image", ("a.png", picture(), "image/png")), ("mask", ("m.png", picture("PNG", (32, 32)), "image/png"))],
+            "invalid_mask",
+            "mask",
+        ),
+        (
+            [("image", ("a.png", picture(), "image/png")), ("mask", ("m.jpg", picture("JPEG"), "image/jpeg"))],
+            "invalid_mask",
+            "mask",
+        ),
+        ([], "missing_required_parameter", "image"),
+    ],
+)
+def test_bad_images_get_a_clear_400(api: httpx.Client, files: list, code: str, param: str) -> None:
+    answer = api.post(EDITS, data={"prompt": "edit"}, files=files or {"placeholder": (None, "x")})  # type: ignore[arg-type]
+    assert_refused(answer, 400, code, param)
+
+
+def test_bad_edit_parameters_and_content_types(api: httpx.Client) -> None:
+    image = [("image", ("a.png", picture(), "image/png"))]
+    assert_refused(api.post(EDITS, data={"prompt": "x", "size": "9x9"}, files=image), 400, "invalid_value", "size")
+    assert_refused(api.post(EDITS, data={"prompt": "x", "colour": "red"}, files=image), 400, "unknown_parameter")
+    assert_refused(api.post(EDITS, data={}, files=image), 400, "missing_required_parameter", "prompt")
+    assert_refused(api.post(EDITS, json={"prompt": "x"}), 415, "unsupported_content_type")
+
+
+def test_over_10_mb_is_413_pointing_to_the_inbox(stack: LocalStack, api: httpx.Client) -> None:
+    big = b"\0" * (10 * 1024 * 1024 + 1)
+    answer = api.post(EDITS, data={"prompt": "x"}, files=[("image", ("big.png", big, "image/png"))])
+    assert answer.status_code == 413
+    error = answer.json()["error"]
+    assert error["code"] == "request_too_large" and "inbox" in error["message"]

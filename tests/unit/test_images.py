@@ -1,0 +1,70 @@
+"""Input image rules: judged by content, never by name."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from imagejobs.images import MAX_PIXELS, InvalidImage, check_edit_inputs, check_image
+
+
+def encoded(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, "red").save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "short"), [("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp")])
+def test_supported_formats_are_recognised_by_content(fmt: str, short: str) -> None:
+    checked = check_image(encoded(fmt), name="photo.gif")  # the name says gif; the bytes decide
+    assert (checked.format, checked.width, checked.height) == (short, 64, 48)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (encoded("GIF", mode="P"), "unsupported_image_format"),
+        (encoded("BMP"), "unsupported_image_format"),
+        (b"%PDF-1.7 not an image", "unsupported_image_format"),
+        (b"", "empty_image"),
+        (encoded("PNG", (800, 600))[:-400], "corrupt_image"),
+        (encoded("JPEG", (800, 600))[: len(encoded("JPEG", (800, 600))) // 2], "corrupt_image"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidImage) as caught:
+        check_image(data)
+    assert caught.value.reason == reason
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    bomb = encoded("PNG", (8_000, 6_000), mode="1")  # 48 MP in a few kB
+    assert len(bomb) < 100_000 and MAX_PIXELS < 8_000 * 6_000
+    with pytest.raises(InvalidImage) as caught:
+        check_image(bomb)
+    assert caught.value.reason == "too_many_pixels"
+
+
+def test_files_of_50_mb_or_more_are_refused_before_decoding() -> None:
+    with pytest.raises(InvalidImage) as caught:
+        check_image(b"\x89PNG" + b"\0" * (50 * 1024 * 1024))
+    assert caught.value.reason == "image_too_large"
+
+
+def test_mask_must_be_a_png_of_the_first_images_size() -> None:
+    image = check_image(encoded("JPEG", (64, 48)))
+    check_edit_inputs([image], check_image(encoded("PNG", (64, 48), mode="RGBA")))
+    for mask in (check_image(encoded("PNG", (32, 32))), check_image(encoded("WEBP", (64, 48)))):
+        with pytest.raises(InvalidImage) as caught:
+            check_edit_inputs([image], mask)
+        assert (caught.value.reason, caught.value.param) == ("invalid_mask", "mask")
+
+
+def test_one_to_sixteen_images() -> None:
+    image = check_image(encoded("PNG"))
+    check_edit_inputs([image] * 16, None)
+    for count in (0, 17):
+        with pytest.raises(InvalidImage):
+            check_edit_inputs([image] * count, None)
