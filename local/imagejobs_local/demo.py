@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from imagejobs import uploads
+from imagejobs.models import ObjectRef
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 
@@ -53,22 +55,81 @@ def run(out_dir: Path, time_scale: float) -> int:
             jobs[job["id"]] = job
             print(f"submitted {job['id']}  {answer.status_code} {job['status']:<11} {body['prompt'][:48]}")
         print()
-        jobs = follow(client, jobs)
+        upload_id = upload_sample_photo(stack, out_dir)
+        jobs[upload_id] = {"id": upload_id, "status": "queued", "polls": 0}
+        jobs = follow(client, jobs, stack=stack)
         rows = [download(client, job, out_dir) for job in jobs.values()]
+        rows[-1]["images"] = fetch_upload_outputs(stack, upload_id, out_dir)
     print_table(rows)
     print(f"\nimages written to {out_dir.resolve()}/")
     return 0 if all(row["status"] == "succeeded" for row in rows) else 1
 
 
-def follow(client: httpx.Client, jobs: dict[str, dict[str, Any]], timeout: float = 300) -> dict[str, dict[str, Any]]:
-    """Poll each job's polling_url until it is final, showing one progress line as they move."""
+def sample_photo() -> bytes:
+    """A small synthetic landscape (sky, sun, hills) standing in for a user's photo."""
+    width, height = 768, 512
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    for y in range(height):
+        draw.line([(0, y), (width, y)], fill=(70 + y // 8, 140 + y // 10, 230 - y // 6))
+    draw.ellipse((540, 60, 660, 180), fill=(255, 214, 90))
+    draw.polygon([(0, 380), (200, 260), (420, 390), (620, 280), (768, 360), (768, 512), (0, 512)], fill=(60, 130, 70))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def upload_sample_photo(stack: LocalStack, out_dir: Path) -> str:
+    """Drop a photo in the inbox, as `aws s3 cp photo.jpg s3://<inbox>/uploads/ --metadata prompt=...` would."""
+    bucket, key = stack.outputs["InboxBucketName"], "uploads/sample photo.jpg"
+    data = sample_photo()
+    (out_dir / "sample photo.jpg").write_bytes(data)
+    answer = stack.client("s3").put_object(
+        Bucket=bucket, Key=key, Body=data, Metadata={"prompt": "Turn this landscape into an autumn poster"}
+    )
+    job_id = uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')))
+    print(f"uploaded  s3://{bucket}/{key} -> job {job_id}")
+    return job_id
+
+
+def fetch_upload_outputs(stack: LocalStack, job_id: str, out_dir: Path) -> list[str]:
+    record = stack.store.get(job_id)
+    images = []
+    for output in record.outputs if record else []:
+        data = stack.client("s3").get_object(Bucket=output.bucket, Key=output.key)["Body"].read()
+        picture = Image.open(io.BytesIO(data))
+        path = out_dir / f"{job_id}-edited-{Path(output.key).name.rsplit('-', 1)[-1]}"
+        path.write_bytes(data)
+        images.append(f"{path.name} {picture.width}x{picture.height} (from s3://.../{output.key})")
+    return images
+
+
+def follow(
+    client: httpx.Client, jobs: dict[str, dict[str, Any]], timeout: float = 300, stack: LocalStack | None = None
+) -> dict[str, dict[str, Any]]:
+    """Poll each job's polling_url until it is final, showing one progress line as they move.
+    (The upload's job belongs to the inbox tenant, so the demo reads it from the job table.)"""
     deadline = time.monotonic() + timeout
     interactive = sys.stdout.isatty()
     last_line = ""
     while time.monotonic() < deadline and any(job["status"] not in FINAL for job in jobs.values()):
         for job_id, job in jobs.items():
-            if job["status"] not in FINAL:
-                jobs[job_id] = client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in FINAL:
+                continue
+            answer = client.get(f"/v1/jobs/{job_id}")
+            if answer.status_code == 200:
+                jobs[job_id] = answer.json()
+            elif stack is not None and (record := stack.store.get(job_id)) is not None:
+                jobs[job_id] = {
+                    **job,
+                    "status": record.status.value,
+                    "polls": record.polls,
+                    "created_at": record.created_at,
+                    "completed_at": record.completed_at,
+                    "cost": record.cost.model_dump() if record.cost else None,
+                    "orchestration_cost": {"amount": record.orchestration_cost_usd},
+                    "error": record.error.model_dump() if record.error else None,
+                }
         line = "  ".join(f"{job_id[-6:]}: {job['status']} ({job['polls']} polls)" for job_id, job in jobs.items())
         if line != last_line:
             print(("\r" + line.ljust(110)) if interactive else line, end="" if interactive else "\n", flush=True)
