@@ -58,6 +58,7 @@ class Behaviour:
     outcome: str = "succeeded"  # succeeded | failed | expired | cancelled | never
     reject_at_submit: str | None = None  # e.g. "moderation_blocked"
     latency: float | None = None  # job seconds, overrides the server's distribution
+    noise: bool = False  # render incompressible noise (large files, for memory benchmarks)
     rate_limited_submits: int = 0  # answer this many submit attempts (per Idempotency-Key) with 429
     retry_after: float | None = 2.0  # the Retry-After of those 429s (None: no header)
 
@@ -77,6 +78,8 @@ class Behaviour:
                 values["reject_at_submit"] = "moderation_blocked"
             elif name == "latency" and number:
                 values["latency"] = float(number)
+            elif name == "noise":
+                values["noise"] = True
             elif name == "ratelimit":
                 values["rate_limited_submits"] = int(float(number or 1))
             elif name == "retry_after":
@@ -236,7 +239,9 @@ class SimulatedProvider:
             return None
         key = (job_id, index)
         if key not in self._rendered:
-            self._rendered[key] = render(job.request, index, job.source_image)
+            self._rendered[key] = (
+                noise(job.request, index) if job.behaviour.noise else render(job.request, index, job.source_image)
+            )
         self.stats.downloads += 1
         return self._rendered[key]
 
@@ -271,6 +276,14 @@ def render(request: dict[str, Any], index: int, source: bytes | None = None) -> 
     if fmt in ("jpeg", "webp") and request.get("output_compression") is not None:
         save_args["quality"] = max(1, int(request["output_compression"]))
     image.save(out, format={"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt], **save_args)
+    return out.getvalue()
+
+
+def noise(request: dict[str, Any], index: int) -> bytes:
+    """Random pixels in the requested size: a PNG that does not compress (about 4.7 MB at 1536x1024)."""
+    width, height = SIZES.get(str(request.get("size", "auto")), (1024, 1024))
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), random.Random(index).randbytes(width * height * 3)).save(out, "PNG")
     return out.getvalue()
 
 
