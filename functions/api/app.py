@@ -26,14 +26,16 @@ from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
 
 logger = make_logger("api")
-deps = build_deps(Settings.from_env())
+deps = build_deps(Settings.from_env(), provider=True)
 app = APIGatewayRestResolver()
 
 ROUTES: dict[str, set[str]] = {
     r"/v1/images/generations": {"POST"},
     r"/v1/images/edits": {"POST"},
-    r"/v1/jobs/[^/]+": {"GET"},
+    r"/v1/jobs": {"GET"},
+    r"/v1/jobs/[^/]+": {"GET", "DELETE"},
     r"/v1/jobs/[^/]+/content": {"GET"},
+    r"/v1/jobs/[^/]+/cancel": {"POST"},
 }
 
 
@@ -132,6 +134,63 @@ def create_edit() -> Response:
 @app.get("/v1/jobs/<job_id>")
 def get_job(job_id: str) -> dict[str, Any]:
     return service.job_view(deps, _own_job(job_id), base_url(app.current_event))
+
+
+@app.get("/v1/jobs")
+def list_jobs() -> dict[str, Any]:
+    tenant = _tenant()
+    event = app.current_event
+    raw_limit = event.get_query_string_value("limit") or "20"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise ApiError(400, "limit must be a whole number from 1 to 100.", param="limit", code="invalid_value")
+    status = None
+    if raw_status := event.get_query_string_value("status"):
+        try:
+            status = JobStatus(raw_status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise ApiError(400, f"status must be one of {allowed}.", param="status", code="invalid_value") from None
+    after = None
+    if after_id := event.get_query_string_value("after"):
+        after = deps.store.get(after_id)
+        if after is None or after.tenant != tenant:
+            raise ApiError(
+                400, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="invalid_value"
+            )
+    records, has_more = deps.store.list_jobs(tenant, limit=int(raw_limit), after=after, status=status)
+    data = [service.job_view(deps, record, base_url(event)) for record in records]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def _cancel(job_id: str) -> dict[str, Any]:
+    _own_job(job_id)
+    try:
+        record = service.cancel(deps, job_id)
+    except service.JobAlreadyFinal as exc:
+        raise ApiError(
+            409,
+            f"Job '{job_id}' is already {exc.record.status.value}; only a running job can be cancelled.",
+            param="id",
+            code="job_already_final",
+        ) from None
+    logger.info("job cancelled", extra={"job_id": job_id})
+    return service.job_view(deps, record, base_url(app.current_event))
+
+
+@app.post("/v1/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> dict[str, Any]:
+    return _cancel(job_id)
+
+
+@app.delete("/v1/jobs/<job_id>")
+def delete_job(job_id: str) -> dict[str, Any]:
+    return _cancel(job_id)
 
 
 @app.get("/v1/jobs/<job_id>/content")

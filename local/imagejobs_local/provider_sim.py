@@ -96,12 +96,16 @@ class SimJob:
     latency: float
     polls: int = 0
     source_image: bytes | None = None  # edits: the first input image
+    cancelled_at: float | None = None
+    billed_on_cancel: bool = False  # cancelled after generation started: the input was billed
 
     @property
     def finishes_at(self) -> float:
         return self.created_at + self.latency
 
     def status(self, now: float) -> str:
+        if self.cancelled_at is not None:
+            return "cancelled"
         if now < self.created_at + min(2.0, self.latency * 0.1):
             return "queued"
         if self.behaviour.outcome == "never" or now < self.finishes_at:
@@ -114,6 +118,7 @@ class SimStats:
     submissions: Counter[str] = field(default_factory=Counter)  # idempotency key -> jobs created
     rate_limited: Counter[str] = field(default_factory=Counter)  # idempotency key -> 429s answered
     submit_calls: int = 0
+    cancel_calls: int = 0
     poll_calls: int = 0
     downloads: int = 0
 
@@ -223,7 +228,21 @@ class SimulatedProvider:
             body["error"] = {"code": "job_expired", "message": "the job expired before it ran"}
         elif status == "cancelled":
             body["error"] = {"code": "job_cancelled", "message": "the job was cancelled"}
+            if job.billed_on_cancel:
+                usage = _usage(job.request, edited=job.source_image is not None)
+                usage["total_tokens"] -= usage["output_tokens"]
+                usage["output_tokens"] = 0
+                body["usage"] = usage
         return body
+
+    def cancel_job(self, job_id: str) -> SimJob | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status(clock.now()) in ("queued", "in_progress"):
+                job.billed_on_cancel = job.status(clock.now()) == "in_progress"
+                job.cancelled_at = clock.now()
+            self.stats.cancel_calls += 1
+            return job
 
     def get_job(self, job_id: str) -> SimJob | None:
         with self._lock:
@@ -365,6 +384,16 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            parts = url.path.strip("/").split("/")
+            if len(parts) == 4 and parts[:2] == ["v1", "jobs"] and parts[3] == "cancel":
+                if not self._authorised():
+                    return
+                job = sim.cancel_job(parts[2])
+                if job is None:
+                    self._send(404, _error(f"No job '{parts[2]}'.", "invalid_request_error", "id", "job_not_found"))
+                else:
+                    self._send(200, sim.job_object(job))
+                return
             if url.path not in ("/v1/images/generations", "/v1/images/edits"):
                 self._send(404, _error("Unknown route.", "invalid_request_error"))
                 return

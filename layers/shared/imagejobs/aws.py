@@ -64,6 +64,14 @@ class Executions:
                 raise
             return self.arn_for(name)
 
+    def stop(self, execution_arn: str, cause: str) -> None:
+        """Stop a running poll loop; one that already ended is left as it is."""
+        try:
+            self._client.stop_execution(executionArn=execution_arn, error="JobCancelled", cause=cause[:256])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist", "InvalidArn"):
+                raise
+
     def arn_for(self, name: str) -> str:
         prefix, _, machine = self._arn.rpartition(":stateMachine:")
         return f"{prefix}:execution:{machine}:{name}"

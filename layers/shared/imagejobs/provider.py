@@ -168,6 +168,13 @@ class ProviderClient:
         response = self._send("GET", f"{self._base_url}/v1/jobs/{provider_job_id}", headers=self._headers())
         return parse_job(self._json(response))
 
+    def cancel(self, provider_job_id: str) -> ProviderJob | None:
+        """Ask the provider to stop a job. None when it offers no cancel (404/405 on the route)."""
+        response = self._send("POST", f"{self._base_url}/v1/jobs/{provider_job_id}/cancel", headers=self._headers())
+        if response.status_code in (404, 405, 501):
+            return None
+        return parse_job(self._json(response))
+
     @contextmanager
     def download(self, url: str) -> Iterator[Iterator[bytes]]:
         """Stream one output. Yields an iterator of chunks; raises DownloadFailed if cut short."""

@@ -41,6 +41,7 @@ class Provider(Protocol):
     ) -> ProviderJob: ...
     def get(self, provider_job_id: str) -> ProviderJob: ...
     def download(self, url: str) -> AbstractContextManager[Iterator[bytes]]: ...
+    def cancel(self, provider_job_id: str) -> ProviderJob | None: ...
 
 
 class Store(Protocol):
@@ -51,6 +52,9 @@ class Store(Protocol):
     def record_poll(self, job_id: str, provider_status: JobStatus, at: float) -> JobRecord: ...
     def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool: ...
     def tenant_for_key(self, api_key: str) -> str | None: ...
+    def list_jobs(
+        self, tenant: str, *, limit: int, after: JobRecord | None = None, status: JobStatus | None = None
+    ) -> tuple[list[JobRecord], bool]: ...
 
 
 class Queue(Protocol):
@@ -59,6 +63,7 @@ class Queue(Protocol):
 
 class Loops(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> str: ...
+    def stop(self, execution_arn: str, cause: str) -> None: ...
 
 
 class Objects(Protocol):
@@ -478,6 +483,47 @@ def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, 
         # Only the writer that moved the job to its final state emits: once per job, whatever
         # the retries and redeliveries around it.
         deps.metrics.job_settled(settled, Decimal(settled.orchestration_cost_usd or "0"))
+    return settled
+
+
+# -- cancel ---------------------------------------------------------------------------------------
+class JobAlreadyFinal(ImageJobsError):
+    reason = "job_already_final"
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__(f"job {record.id} is already {record.status.value}")
+        self.record = record
+
+
+def cancel(deps: Deps, job_id: str) -> JobRecord:
+    """Stop the poll loop, ask the provider to stop, end the job `cancelled`. The cost is what
+    the provider says it billed (its usage for the cancelled job), nothing when it says nothing."""
+    record = deps.store.get(job_id)
+    if record is None:
+        raise JobNotFound(f"job {job_id} does not exist")
+    if record.status.final:
+        raise JobAlreadyFinal(record)
+    if record.execution_arn:
+        _need(deps.loops, "loops").stop(record.execution_arn, "cancelled by the caller")
+    usage = None
+    if record.provider_job_id:
+        try:
+            provider_job = _need(deps.provider, "provider").cancel(record.provider_job_id)
+        except ImageJobsError:
+            provider_job = None  # we stop following it either way; the reason stays ours
+        usage = provider_job.usage if provider_job else None
+    fields: dict[str, Any] = {
+        "error": {"code": "cancelled_by_user", "message": "the job was cancelled by its caller"},
+        "completed_at": clock.now(),
+        "updated_at": clock.now(),
+        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls)),
+    }
+    if usage is not None and usage.total_tokens > 0:
+        fields["usage"] = usage.model_dump()
+        fields["cost"] = pricing.job_cost(record.model, record.quality, 0, usage).model_dump()
+    settled = _settle(deps, record, JobStatus.CANCELLED, fields)
+    if settled.status is not JobStatus.CANCELLED:
+        raise JobAlreadyFinal(settled)  # it finished while we were cancelling
     return settled
 
 

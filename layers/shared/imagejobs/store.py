@@ -20,6 +20,8 @@ else:
 
 JOB_PREFIX = "job#"
 KEY_PREFIX = "apikey#"
+TENANT_PREFIX = "tenant#"
+LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
 
 
 def to_dynamo(value: Any) -> Any:
@@ -47,6 +49,10 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
+def _list_sort_key(record: JobRecord) -> str:
+    return f"{record.created_at:020.6f}#{record.id}"
+
+
 def _is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -60,6 +66,8 @@ class JobStore:
         """Write a new job; False if a job with this id exists already."""
         item = to_dynamo(record.model_dump(mode="json"))
         item["pk"] = JOB_PREFIX + record.id
+        item["list_pk"] = record.tenant
+        item["list_sk"] = _list_sort_key(record)
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
@@ -162,6 +170,40 @@ class JobStore:
             if _is_condition_failure(exc):
                 raise StaleTransition(f"job {job_id}: {update} refused") from exc
             raise
+
+    def list_jobs(
+        self, tenant: str, *, limit: int, after: JobRecord | None = None, status: JobStatus | None = None
+    ) -> tuple[list[JobRecord], bool]:
+        """A tenant's jobs, newest first, `limit` at most, starting after the job `after`.
+        Returns (jobs, has_more)."""
+        found: list[JobRecord] = []
+        start: dict[str, Any] | None = None
+        if after is not None:
+            start = {"pk": JOB_PREFIX + after.id, "list_pk": tenant, "list_sk": _list_sort_key(after)}
+        while True:
+            kwargs: dict[str, Any] = {
+                "IndexName": LIST_INDEX,
+                "KeyConditionExpression": "list_pk = :tenant",
+                "ExpressionAttributeValues": {":tenant": tenant},
+                "ScanIndexForward": False,
+                "Limit": limit + 1 - len(found),
+            }
+            if status is not None:
+                kwargs["FilterExpression"] = "#status = :status"
+                kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+                kwargs["ExpressionAttributeValues"][":status"] = status.value
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                item = from_dynamo(item)
+                for name in ("pk", "list_pk", "list_sk"):
+                    item.pop(name, None)
+                found.append(JobRecord.model_validate(item))
+            start = page.get("LastEvaluatedKey")
+            if len(found) > limit or not start:
+                break
+        return found[:limit], len(found) > limit
 
     # -- API keys ---------------------------------------------------------------------------
     def put_api_key(self, api_key: str, tenant: str, created_at: float) -> None:

@@ -48,6 +48,9 @@ class LazyProvider:
     def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self._client().get(*args, **kwargs)
 
+    def cancel(self, provider_job_id: str):  # type: ignore[no-untyped-def]
+        return self._client().cancel(provider_job_id)
+
     def download(self, url: str):  # type: ignore[no-untyped-def]
         return self._client().download(url)
 

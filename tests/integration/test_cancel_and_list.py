@@ -1,0 +1,113 @@
+"""Cancel a running job; list a tenant's jobs newest first with cursor pagination."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from imagejobs import clock
+from imagejobs.models import JobStatus
+from imagejobs_local.stack import LocalStack
+from tests.helpers import wait_for_job, wait_for_record
+
+GENERATIONS = "/v1/images/generations?async=true"
+
+
+def submit(api: httpx.Client, prompt: str) -> str:
+    answer = api.post(GENERATIONS, json={"prompt": prompt, "quality": "low"})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["id"])
+
+
+def wait_until_polling(stack: LocalStack, job_id: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = stack.store.get(job_id)
+        if record and record.execution_arn and record.polls >= 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never started polling")
+
+
+def test_cancel_while_polling_stops_everything(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = submit(api, "[sim:never] a very slow painting")
+    wait_until_polling(stack, job_id)
+
+    answer = api.post(f"/v1/jobs/{job_id}/cancel")
+
+    assert answer.status_code == 200, answer.text
+    job = answer.json()
+    assert job["status"] == "cancelled" and job["error"]["code"] == "cancelled_by_user"
+    # the provider was asked, billed the prompt it had started on, and the job's cost says so
+    assert job["cost"]["basis"] == "usage" and job["usage"]["output_tokens"] == 0
+    record = stack.store.get(job_id)
+    assert record is not None and record.execution_arn
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + 10
+    while sfn.describe_execution(executionArn=record.execution_arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the poll loop kept running after cancel"
+        time.sleep(0.05)
+    assert sfn.describe_execution(executionArn=record.execution_arn)["status"] == "ABORTED"
+    time.sleep(0.3)
+    assert stack.store.get(job_id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+
+
+def test_delete_is_cancel_too(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = submit(api, "[sim:never] another slow one")
+    wait_until_polling(stack, job_id)
+    assert api.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_cancel_of_a_final_job_is_409(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = submit(api, "quick one")
+    wait_for_record(stack, job_id)
+    answer = api.post(f"/v1/jobs/{job_id}/cancel")
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "job_already_final"
+    assert stack.store.get(job_id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_cancel_of_another_tenants_job_is_404(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = submit(api, "[sim:never] mine")
+    stack.store.put_api_key("sk-cancel-other", "someone-else", clock.now())
+    answer = httpx.post(
+        f"{stack.base_url}/v1/jobs/{job_id}/cancel", headers={"Authorization": "Bearer sk-cancel-other"}
+    )
+    assert answer.status_code == 404
+    assert stack.store.get(job_id).status.final is False  # type: ignore[union-attr]
+    api.post(f"/v1/jobs/{job_id}/cancel")
+
+
+def test_listing_pages_newest_first_for_this_tenant_only(stack: LocalStack) -> None:
+    key = "sk-list-tenant"
+    stack.store.put_api_key(key, "lister", clock.now())
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=stack.base_url, headers=headers) as mine:
+        created = [submit(mine, f"picture {index}") for index in range(7)]
+        submit(httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}), "not mine")
+        for job_id in created:
+            wait_for_job(mine, job_id)
+        failed = submit(mine, "[sim:fail] broken picture")
+        wait_for_job(mine, failed)
+
+        pages, after = [], None
+        while True:
+            params = {"limit": "3", **({"after": after} if after else {})}
+            page = mine.get("/v1/jobs", params=params).json()
+            pages.append(page)
+            if not page["has_more"]:
+                break
+            after = page["last_id"]
+        only_failed = mine.get("/v1/jobs", params={"status": "failed"}).json()
+        bad = [
+            mine.get("/v1/jobs", params=params)
+            for params in ({"limit": "0"}, {"limit": "101"}, {"status": "done"}, {"after": "img_nope"})
+        ]
+
+    listed = [job["id"] for page in pages for job in page["data"]]
+    assert listed == [failed, *reversed(created)]  # newest first, every job once, no one else's
+    assert [len(page["data"]) for page in pages] == [3, 3, 2]
+    assert pages[0]["object"] == "list" and pages[0]["first_id"] == failed
+    assert [job["id"] for job in only_failed["data"]] == [failed]
+    assert all(answer.status_code == 400 for answer in bad)
