@@ -23,6 +23,7 @@ from imagejobs.images import InvalidImage
 from imagejobs.models import EditRequest, GenerationRequest, JobStatus
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
+from imagejobs.webhooks import WebhookRefused
 from imagejobs.wiring import build_deps
 
 logger = make_logger("api")
@@ -64,6 +65,12 @@ def _require_async(route: str) -> None:
         )
 
 
+def _caller(tenant: str) -> service.Caller:
+    headers = {name.lower(): value for name, value in (app.current_event.headers or {}).items()}
+    correlation = headers.get("x-correlation-id") or headers.get("x-request-id")
+    return service.Caller(tenant=tenant, base_url=base_url(app.current_event), correlation_id=correlation)
+
+
 def _idempotency_key() -> str | None:
     headers = app.current_event.headers or {}
     return next((value for name, value in headers.items() if name.lower() == "idempotency-key"), None)
@@ -77,6 +84,8 @@ def _accepted(accept: Any, tenant: str) -> Response:
         raise ApiError(409, exc.message, param="Idempotency-Key", code=exc.reason) from None
     except InvalidImage as exc:
         raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
+    except WebhookRefused as exc:
+        raise ApiError(400, exc.message, param="webhook_url", code=exc.reason) from None
     except service.EnqueueFailed as exc:
         raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
     logger.info("job accepted", extra={"job_id": record.id, "created": created, "tenant": tenant})
@@ -93,7 +102,9 @@ def create_generation() -> Response:
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     return _accepted(
-        lambda: service.accept_generation(deps, tenant=tenant, request=request, idempotency_key=_idempotency_key()),
+        lambda: service.accept_generation(
+            deps, caller=_caller(tenant), request=request, idempotency_key=_idempotency_key()
+        ),
         tenant,
     )
 
@@ -121,7 +132,7 @@ def create_edit() -> Response:
     return _accepted(
         lambda: service.accept_edit(
             deps,
-            tenant=tenant,
+            caller=_caller(tenant),
             request=request,
             images=images,
             mask=masks[0] if masks else None,

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from imagejobs import clock
+from imagejobs import clock, webhooks
 from imagejobs.store import JobStore
 from imagejobs_local import clock_patches, deploy, lambdas
 from imagejobs_local.gateway import LocalGateway
@@ -55,6 +55,7 @@ class LocalStack:
         self.gateway: LocalGateway | None = None
         self.pollers: list[QueuePoller] = []
         self.aws_endpoint_url: str | None = None
+        self.webhook_secret: str | None = None
         self._mock: Any = None
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
@@ -92,7 +93,11 @@ class LocalStack:
         clock_patches.install()
         self.provider.start()
 
-        parameters = {"ProviderBaseUrl": self.provider.base_url, "LogLevel": options.log_level}
+        parameters = {
+            "ProviderBaseUrl": self.provider.base_url,
+            "LogLevel": options.log_level,
+            "WebhookAllowLoopback": "true",  # offline: webhooks may reach receivers on 127.0.0.1
+        }
         parameters.update(options.parameters)
         self.deployment = deploy.deploy(self.stack_name, parameters, REGION)
         for logical_id, name in self.deployment.function_names.items():
@@ -101,6 +106,7 @@ class LocalStack:
             SecretId=self.outputs["ProviderApiKeySecretArn"], SecretString=self.provider.api_key
         )
         self.store.put_api_key(self.api_key, LOCAL_TENANT, clock.now())
+        self.webhook_secret = self.store.ensure_webhook_secret(LOCAL_TENANT, webhooks.new_secret())
         self.pollers = [QueuePoller(mapping, REGION).start() for mapping in take_over_mappings(REGION)]
         if options.gateway:
             self.gateway = LocalGateway(

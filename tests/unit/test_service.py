@@ -56,7 +56,7 @@ def test_a_job_that_cannot_be_queued_ends_failed_instead_of_waiting_forever() ->
     store = MemoryStore()
     deps = service.Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
     with pytest.raises(service.EnqueueFailed):
-        service.accept_generation(deps, tenant="t1", request=GenerationRequest(prompt="a cat"))
+        service.accept_generation(deps, caller=service.Caller("t1"), request=GenerationRequest(prompt="a cat"))
     (record,) = store.jobs.values()
     assert record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "enqueue_failed"

@@ -9,18 +9,21 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from imagejobs.errors import ObjectMissing
+from imagejobs.errors import EventNotPublished, ObjectMissing
 from imagejobs.models import ObjectInfo, ObjectRef, Output
 
 if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 else:
-    S3Client = SQSClient = SFNClient = Any
+    S3Client = SQSClient = SFNClient = EventBridgeClient = Any
 
 
-class SubmitQueue:
+class JobQueue:
+    """An SQS queue of job ids (the submit queue, the notify queue)."""
+
     def __init__(self, queue_url: str, dead_letter_url: str | None = None, client: SQSClient | None = None) -> None:
         self._url = queue_url
         self._dead_letter_url = dead_letter_url
@@ -138,6 +141,32 @@ class Objects:
             return json.loads(self.read(ObjectRef(bucket=bucket, key=key)))
         except ObjectMissing:
             return None
+
+
+class EventBus:
+    """Publishes our job events (source "imagejobs") on the configured bus."""
+
+    SOURCE = "imagejobs"
+
+    def __init__(self, bus_name: str, client: EventBridgeClient | None = None) -> None:
+        self._bus = bus_name
+        self._client = client or boto3.client("events")
+
+    def put(self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None:
+        answer = self._client.put_events(
+            Entries=[
+                {
+                    "EventBusName": self._bus,
+                    "Source": self.SOURCE,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail),
+                    "Resources": resources or [],
+                }
+            ]
+        )
+        if answer.get("FailedEntryCount"):
+            entry = answer["Entries"][0]
+            raise EventNotPublished(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
 
 
 class ResultStore:

@@ -73,6 +73,11 @@ class ObjectMissing(ImageJobsError):
     reason = "source_missing"
 
 
+class EventNotPublished(ImageJobsError):
+    reason = "event_not_published"
+    transient = True
+
+
 class JobNotFound(ImageJobsError):
     reason = "not_found"
 

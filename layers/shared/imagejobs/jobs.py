@@ -55,7 +55,17 @@ class JobRecord(BaseModel):
     cost: Cost | None = None
     orchestration_cost_usd: str | None = None
     error: JobError | None = None
+    correlation_id: str | None = None
+    base_url: str | None = None  # the API base URL the caller used (for polling_url in webhooks)
+    event_published_at: float | None = None
+    webhook_state: str | None = None  # pending | delivered | failed (None: no webhook)
+    webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
     ttl: int | None = None
+
+    @property
+    def webhook_url(self) -> str | None:
+        url = self.request.get("webhook_url")
+        return str(url) if url else None
 
     @property
     def quality(self) -> str:

@@ -31,6 +31,8 @@ Background = Literal["transparent", "opaque", "auto"]
 OutputFormat = Literal["png", "jpeg", "webp"]
 Moderation = Literal["auto", "low"]
 
+OUR_FIELDS = {"webhook_url"}  # request fields that are ours, never sent to the provider
+
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -49,6 +51,7 @@ class GenerationRequest(BaseModel):
     output_compression: int | None = Field(default=None, ge=0, le=100)
     moderation: Moderation = "auto"
     user: str | None = Field(default=None, max_length=256)
+    webhook_url: str | None = Field(default=None, max_length=2048)  # ours: told when the job ends
 
     @field_validator("prompt")
     @classmethod
@@ -78,7 +81,7 @@ class GenerationRequest(BaseModel):
 
     def provider_body(self) -> dict[str, Any]:
         """What is sent upstream: the caller's parameters, our own fields left out."""
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude=OUR_FIELDS)
 
 
 class EditRequest(GenerationRequest):

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from imagejobs import clock, polling, pricing, uploads
+from imagejobs import clock, polling, pricing, uploads, webhooks
 from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
 from imagejobs.images import CheckedImage, InvalidImage, check_edit_inputs, check_image
 from imagejobs.jobs import JobRecord
@@ -59,6 +59,8 @@ class Store(Protocol):
 
 class Queue(Protocol):
     def send(self, job_id: str) -> None: ...
+    def retry_after(self, receipt_handle: str, seconds: int) -> None: ...
+    def dead_letter(self, body: str, reason: str) -> None: ...
 
 
 class Loops(Protocol):
@@ -96,6 +98,7 @@ class Deps:
     results: Results | None = None
     metrics: Metrics | None = None
     objects: Objects | None = None
+    notices: Queue | None = None  # the notify queue: events and webhooks once a job is final
 
 
 def _need(dependency: Any, name: str) -> Any:
@@ -130,17 +133,26 @@ class EnqueueFailed(ImageJobsError):
     transient = True
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asked, over HTTP: the tenant, the API base URL they used, their correlation id."""
+
+    tenant: str
+    base_url: str | None = None
+    correlation_id: str | None = None
+
+
 def accept_generation(
-    deps: Deps, *, tenant: str, request: GenerationRequest, idempotency_key: str | None = None
+    deps: Deps, *, caller: Caller, request: GenerationRequest, idempotency_key: str | None = None
 ) -> tuple[JobRecord, bool]:
     """Record a queued job and put it on the submit queue. Returns (job, created)."""
-    return _accept(deps, tenant=tenant, request=request, idempotency_key=idempotency_key)
+    return _accept(deps, caller=caller, request=request, idempotency_key=idempotency_key)
 
 
 def accept_edit(
     deps: Deps,
     *,
-    tenant: str,
+    caller: Caller,
     request: EditRequest,
     images: list[tuple[str, bytes]],
     mask: tuple[str, bytes] | None = None,
@@ -152,9 +164,9 @@ def accept_edit(
     checked_mask = check_image(mask[1], name="mask", param="mask") if mask else None
     check_edit_inputs(checked, checked_mask)
     attachments = [image.data for image in checked] + ([checked_mask.data] if checked_mask else [])
-    job_id = new_job_id(tenant, idempotency_key)
+    job_id = new_job_id(caller.tenant, idempotency_key)
     if deps.store.get(job_id) is not None:  # a retry with the same Idempotency-Key: no second upload
-        return _accept(deps, tenant=tenant, request=request, idempotency_key=idempotency_key, attachments=attachments)
+        return _accept(deps, caller=caller, request=request, idempotency_key=idempotency_key, attachments=attachments)
     results = _need(deps.results, "results")
 
     def store(name: str, image: CheckedImage) -> ObjectRef:
@@ -164,7 +176,7 @@ def accept_edit(
     stored_mask = store("mask", checked_mask) if checked_mask else None
     return _accept(
         deps,
-        tenant=tenant,
+        caller=caller,
         request=request,
         idempotency_key=idempotency_key,
         kind="edit",
@@ -177,7 +189,7 @@ def accept_edit(
 def _accept(
     deps: Deps,
     *,
-    tenant: str,
+    caller: Caller,
     request: GenerationRequest,
     idempotency_key: str | None,
     kind: str = "generation",
@@ -186,10 +198,14 @@ def _accept(
     attachments: list[bytes] | None = None,
 ) -> tuple[JobRecord, bool]:
     settings = deps.settings
+    tenant = caller.tenant
     request = request.with_model(settings.default_model)
     job_id = new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
+    if request.webhook_url:
+        webhooks.check_url(request.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
+    record = record.model_copy(update={"base_url": caller.base_url, "correlation_id": caller.correlation_id})
     if not deps.store.create(record):
         existing = deps.store.get(job_id)
         if existing is None or existing.tenant != tenant:
@@ -420,6 +436,7 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
     if record is None:
         raise JobNotFound(f"job {job_id} does not exist")
     if record.status.final:
+        _announce(deps, record)
         return record
     provider = _need(deps.provider, "provider")
     results = _need(deps.results, "results")
@@ -464,6 +481,7 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str)
     if record is None:
         raise JobNotFound(f"job {job_id} does not exist")
     if record.status.final:
+        _announce(deps, record)
         return record
     fields: dict[str, Any] = {
         "error": {"code": code, "message": message[:1000]},
@@ -483,7 +501,16 @@ def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, 
         # Only the writer that moved the job to its final state emits: once per job, whatever
         # the retries and redeliveries around it.
         deps.metrics.job_settled(settled, Decimal(settled.orchestration_cost_usd or "0"))
+    if won:
+        _announce(deps, settled)
     return settled
+
+
+def _announce(deps: Deps, record: JobRecord) -> None:
+    """Queue the job's event and webhook. Also called when a retried step finds the job already
+    final and not yet announced, so a lost notice is sent again (the notify step is idempotent)."""
+    if deps.notices is not None and record.event_published_at is None:
+        deps.notices.send(record.id)
 
 
 # -- cancel ---------------------------------------------------------------------------------------

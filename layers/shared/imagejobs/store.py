@@ -205,6 +205,36 @@ class JobStore:
                 break
         return found[:limit], len(found) > limit
 
+    def record_event_published(self, job_id: str, at: float) -> None:
+        self._update(job_id, "SET event_published_at = :at", "attribute_exists(pk)", {":at": at})
+
+    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], state: str) -> None:
+        self._update(
+            job_id,
+            "SET webhook_attempts = list_append(if_not_exists(webhook_attempts, :none), :attempt), "
+            "webhook_state = :state",
+            "attribute_exists(pk)",
+            {":none": [], ":attempt": [attempt], ":state": state},
+        )
+
+    # -- tenants ---------------------------------------------------------------------------------
+    def webhook_secret(self, tenant: str) -> str | None:
+        item = self._table.get_item(Key={"pk": TENANT_PREFIX + tenant}, ConsistentRead=True).get("Item")
+        return str(item["webhook_secret"]) if item and item.get("webhook_secret") else None
+
+    def ensure_webhook_secret(self, tenant: str, new_secret: str) -> str:
+        """The tenant's webhook secret; `new_secret` becomes it if the tenant has none yet."""
+        try:
+            self._table.put_item(
+                Item={"pk": TENANT_PREFIX + tenant, "tenant": tenant, "webhook_secret": new_secret},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return new_secret
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+        return self.webhook_secret(tenant) or new_secret
+
     # -- API keys ---------------------------------------------------------------------------
     def put_api_key(self, api_key: str, tenant: str, created_at: float) -> None:
         """Keys are stored as their SHA-256 only; the plaintext is shown once to whoever made it."""

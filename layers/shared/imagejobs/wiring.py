@@ -7,7 +7,7 @@ import json
 import httpx
 from aws_lambda_powertools.utilities import parameters
 
-from imagejobs.aws import Executions, Objects, ResultStore, SubmitQueue
+from imagejobs.aws import EventBus, Executions, JobQueue, Objects, ResultStore
 from imagejobs.observability import EmfMetrics
 from imagejobs.provider import DEFAULT_TIMEOUT, ProviderClient
 from imagejobs.service import Deps
@@ -59,10 +59,15 @@ def build_deps(settings: Settings, *, provider: bool = False) -> Deps:
     return Deps(
         settings=settings,
         store=JobStore(settings.jobs_table),
-        queue=SubmitQueue(settings.submit_queue_url, settings.submit_dlq_url),
+        queue=JobQueue(settings.submit_queue_url, settings.submit_dlq_url),
         objects=Objects(),
+        notices=JobQueue(settings.notify_queue_url) if settings.notify_queue_url else None,
         loops=Executions(settings.state_machine_arn),
         provider=LazyProvider(settings) if provider else None,
         results=ResultStore(settings.results_bucket),
         metrics=EmfMetrics(),
     )
+
+
+def event_bus(settings: Settings) -> EventBus:
+    return EventBus(settings.event_bus_name)

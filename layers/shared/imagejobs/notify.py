@@ -1,0 +1,72 @@
+"""After a job ends: its EventBridge event, then its webhook (if the request asked for one).
+
+Fed by the notify queue, so every step is retried by redelivery: the event is published until it
+is recorded as published; a webhook that fails is tried again with exponential backoff (10 s,
+20 s, 40 s, ... with jitter) up to WEBHOOK_MAX_ATTEMPTS deliveries, each attempt recorded on the job.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from imagejobs import clock, events, service, webhooks
+from imagejobs.errors import ImageJobsError
+
+BACKOFF_BASE_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 900.0
+
+
+class Bus(Protocol):
+    def put(self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None: ...
+
+
+class WebhookFailed(ImageJobsError):
+    reason = "webhook_failed"
+    transient = True
+
+
+def process(
+    deps: service.Deps,
+    bus: Bus,
+    job_id: str,
+    *,
+    receipt_handle: str,
+    receive_count: int,
+    deliver: Callable[..., webhooks.Delivery] = webhooks.deliver,
+    log: Callable[..., None] = lambda *_, **__: None,
+) -> str:
+    record = deps.store.get(job_id)
+    if record is None or not record.status.final:
+        log("notice for a job that is not final; nothing to say yet", job_id=job_id)
+        return "not_final"
+    if record.event_published_at is None:
+        bus.put(events.detail_type(record), events.job_event_detail(record), [job_id])
+        deps.store.record_event_published(job_id, clock.now())  # type: ignore[attr-defined]
+        log("job event published", job_id=job_id, detail_type=events.detail_type(record))
+    if not record.webhook_url or record.webhook_state in ("delivered", "failed"):
+        return "done"
+    secret = deps.store.webhook_secret(record.tenant)  # type: ignore[attr-defined]
+    payload = service.job_view(deps, record, record.base_url or "")
+    delivery = (
+        deliver(
+            record.webhook_url,
+            secret,
+            f"{record.id}.{record.status.value}",
+            payload,
+            allow_loopback=deps.settings.webhook_allow_loopback,
+        )
+        if secret
+        else webhooks.Delivery(ok=False, status_code=None, error="the tenant has no webhook secret")
+    )
+    out_of_tries = receive_count >= deps.settings.webhook_max_attempts
+    state = "delivered" if delivery.ok else ("failed" if out_of_tries or not secret else "pending")
+    deps.store.record_webhook_attempt(job_id, delivery.as_attempt(clock.now()), state)  # type: ignore[attr-defined]
+    log("webhook attempt", job_id=job_id, ok=delivery.ok, status_code=delivery.status_code, error=delivery.error)
+    if state == "pending":
+        backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (receive_count - 1))
+        wait = backoff * random.uniform(1.0, 1.25)
+        service._need(deps.notices, "notices").retry_after(receipt_handle, clock.real_seconds(wait))
+        raise WebhookFailed(f"webhook answered {delivery.status_code or delivery.error}; retrying in {wait:.0f} s")
+    return state
