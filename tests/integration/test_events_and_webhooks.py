@@ -1,0 +1,194 @@
+"""Job events on EventBridge (captured through an SQS target, as a pipeline would) and webhooks
+received by a local HTTP receiver, verified with the independent `standardwebhooks` package."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from imagejobs_local.stack import LocalStack
+from tests.helpers import wait_for_job, wait_for_record
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas/job-event.schema.json").read_text())
+GENERATIONS = "/v1/images/generations?async=true"
+
+
+class EventCapture:
+    """A queue subscribed to our job events on the stack's bus."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._sqs = stack.client("sqs")
+        self.url = self._sqs.create_queue(QueueName="captured-job-events")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = stack.client("events")
+        events.put_rule(Name="capture-job-events", EventPattern=json.dumps({"source": ["imagejobs"]}))
+        events.put_targets(Rule="capture-job-events", Targets=[{"Id": "capture", "Arn": arn}])
+        self.seen: list[dict[str, Any]] = []
+
+    def for_job(self, job_id: str, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+                self.seen.append(json.loads(message["Body"]))
+                self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            found = [event for event in self.seen if event["detail"]["job_id"] == job_id]
+            if found:
+                time.sleep(0.3)  # room for a duplicate to show up, if there were one
+                for message in self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+                    self.seen.append(json.loads(message["Body"]))
+                return [event for event in self.seen if event["detail"]["job_id"] == job_id]
+            time.sleep(0.05)
+        return []
+
+
+@pytest.fixture(scope="module")
+def captured(stack: LocalStack) -> EventCapture:
+    return EventCapture(stack)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that answers from a script of status codes."""
+
+    def __init__(self, answers: list[int]) -> None:
+        self.answers = answers
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.answers[min(len(receiver.requests), len(receiver.answers)) - 1]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/images"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    made = Receiver(getattr(request, "param", [200]))
+    yield made
+    made.close()
+
+
+def test_succeeded_job_event_matches_the_schema(stack: LocalStack, api: httpx.Client, captured: EventCapture) -> None:
+    answer = api.post(
+        GENERATIONS, json={"prompt": "a heron", "quality": "low", "n": 2}, headers={"X-Correlation-Id": "order-77"}
+    )
+    job_id = answer.json()["id"]
+    record = wait_for_record(stack, job_id)
+
+    (event,) = captured.for_job(job_id)
+
+    assert (event["source"], event["detail-type"]) == ("imagejobs", "ImageJobSucceeded")
+    jsonschema.validate(event["detail"], SCHEMA)
+    detail = event["detail"]
+    assert (detail["tenant"], detail["source"], detail["correlation_id"]) == ("local", "api", "order-77")
+    assert [o["key"] for o in detail["outputs"]] == [o.key for o in record.outputs]
+    assert detail["cost"]["amount"] == record.cost.amount  # type: ignore[union-attr]
+    assert detail["timings"]["generation_seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("prompt", "detail_type"),
+    [
+        ("[sim:fail] x", "ImageJobFailed"),
+        ("[sim:expire] x", "ImageJobExpired"),
+        ("[sim:moderation] x", "ImageJobFailed"),
+    ],
+)
+def test_every_final_state_has_its_event(
+    stack: LocalStack, api: httpx.Client, captured: EventCapture, prompt: str, detail_type: str
+) -> None:
+    job_id = api.post(GENERATIONS, json={"prompt": prompt, "quality": "low"}).json()["id"]
+    wait_for_record(stack, job_id)
+    (event,) = captured.for_job(job_id)
+    assert event["detail-type"] == detail_type
+    jsonschema.validate(event["detail"], SCHEMA)
+    assert event["detail"]["error"]["code"]
+
+
+def test_cancelled_job_has_its_event(stack: LocalStack, api: httpx.Client, captured: EventCapture) -> None:
+    job_id = api.post(GENERATIONS, json={"prompt": "[sim:never] x", "quality": "low"}).json()["id"]
+    deadline = time.monotonic() + 20
+    while not (stack.store.get(job_id) or None) or not stack.store.get(job_id).provider_job_id:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    (event,) = captured.for_job(job_id)
+    assert event["detail-type"] == "ImageJobCancelled"
+    jsonschema.validate(event["detail"], SCHEMA)
+
+
+def test_webhook_is_signed_and_verifiable(stack: LocalStack, api: httpx.Client, receiver: Receiver) -> None:
+    job_id = api.post(
+        GENERATIONS, json={"prompt": "a kingfisher", "quality": "low", "webhook_url": receiver.url}
+    ).json()["id"]
+    wait_for_job(api, job_id)
+    deadline = time.monotonic() + 15
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    ((headers, body),) = receiver.requests
+    payload = Webhook(stack.webhook_secret).verify(body, headers)  # type: ignore[arg-type]
+    assert payload["id"] == job_id and payload["status"] == "succeeded" and payload["unsigned_urls"]
+    assert headers["webhook-id"] == f"{job_id}.succeeded"
+    record = stack.store.get(job_id)
+    assert record is not None and record.webhook_state == "delivered" and len(record.webhook_attempts) == 1
+
+
+@pytest.mark.parametrize("receiver", [[500, 503, 200]], indirect=True)
+def test_webhook_retries_until_it_is_taken(stack: LocalStack, api: httpx.Client, receiver: Receiver) -> None:
+    job_id = api.post(GENERATIONS, json={"prompt": "a wren", "quality": "low", "webhook_url": receiver.url}).json()[
+        "id"
+    ]
+    deadline = time.monotonic() + 30
+    while (record := stack.store.get(job_id)) is None or record.webhook_state != "delivered":
+        assert time.monotonic() < deadline, f"webhook not delivered: {record}"
+        time.sleep(0.1)
+    assert [a["status_code"] for a in record.webhook_attempts] == [500, 503, 200]
+    assert len(receiver.requests) == 3
+    assert len({headers["webhook-id"] for headers, _ in receiver.requests}) == 1  # the same message, retried
+
+
+@pytest.mark.parametrize("receiver", [[500]], indirect=True)
+def test_webhook_is_given_up_after_the_maximum_attempts(
+    stack: LocalStack, api: httpx.Client, receiver: Receiver
+) -> None:
+    job_id = api.post(GENERATIONS, json={"prompt": "a crow", "quality": "low", "webhook_url": receiver.url}).json()[
+        "id"
+    ]
+    deadline = time.monotonic() + 60
+    while (record := stack.store.get(job_id)) is None or record.webhook_state != "failed":
+        assert time.monotonic() < deadline, f"webhook not given up: {record}"
+        time.sleep(0.1)
+    assert len(record.webhook_attempts) == 6 == len(receiver.requests)  # WebhookMaxAttempts
+    assert record.status.value == "succeeded"  # the job itself is not touched
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "https://169.254.169.254/latest", "ftp://127.0.0.1/x"])
+def test_unsafe_webhook_url_is_refused_at_the_door(stack: LocalStack, api: httpx.Client, url: str) -> None:
+    answer = api.post(GENERATIONS, json={"prompt": "x", "webhook_url": url})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "webhook_url"

@@ -1,0 +1,110 @@
+"""Webhook signing (checked by the independent `standardwebhooks` package) and the SSRF guard."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from imagejobs import webhooks
+
+PUBLIC = {
+    "hooks.example.com": ["93.184.216.34"],
+    "evil.example.com": ["10.1.2.3"],
+    "sneaky.example.com": ["93.184.216.34", "127.0.0.1"],
+    "v6.example.com": ["::1"],
+}
+
+
+def resolver(host: str, port: int) -> list[str]:
+    if host in PUBLIC:
+        return PUBLIC[host]
+    return [host]  # an IP literal resolves to itself
+
+
+def test_signature_verifies_with_the_reference_implementation() -> None:
+    secret = webhooks.new_secret()
+    body = json.dumps({"id": "img_1", "status": "succeeded"})
+    headers = webhooks.signed_headers(secret, "img_1.succeeded", body)
+    assert Webhook(secret).verify(body, headers) == {"id": "img_1", "status": "succeeded"}
+    with pytest.raises(Exception):  # noqa: B017 - any verification failure will do
+        Webhook(webhooks.new_secret()).verify(body, headers)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "https://10.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://evil.example.com/hook",  # a name that resolves to a private address
+        "https://sneaky.example.com/hook",  # one of its addresses is loopback
+        "http://hooks.example.com/hook",  # deployed: https only
+        "ftp://hooks.example.com/x",
+        "https://user:pw@hooks.example.com/hook",
+        "https://100.64.0.1/hook",
+    ],
+)
+def test_deployed_mode_refuses_unsafe_targets(url: str) -> None:
+    with pytest.raises(webhooks.WebhookRefused):
+        webhooks.check_url(url, allow_loopback=False, resolver=resolver)
+
+
+def test_deployed_mode_allows_public_https() -> None:
+    webhooks.check_url("https://hooks.example.com/hook", allow_loopback=False, resolver=resolver)
+
+
+def test_offline_flag_lets_loopback_through_and_nothing_else() -> None:
+    webhooks.check_url("http://127.0.0.1:8080/hook", allow_loopback=True, resolver=resolver)
+    for url in ("http://10.0.0.1/hook", "https://169.254.169.254/", "http://hooks.example.com/hook"):
+        with pytest.raises(webhooks.WebhookRefused):
+            webhooks.check_url(url, allow_loopback=True, resolver=resolver)
+
+
+def test_a_redirect_to_a_private_address_is_not_followed() -> None:
+    requests: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(302, headers={"Location": "https://169.254.169.254/latest/meta-data/"})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer), follow_redirects=False)
+    delivery = webhooks.deliver(
+        "https://hooks.example.com/hook",
+        webhooks.new_secret(),
+        "img_1.succeeded",
+        {"id": "img_1"},
+        allow_loopback=False,
+        client=client,
+        resolver=resolver,
+    )
+    assert not delivery.ok and "non-public" in (delivery.error or "")
+    assert [str(r.url) for r in requests] == ["https://hooks.example.com/hook"]
+
+
+def test_a_redirect_to_a_public_address_is_followed_and_signed() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/old":
+            return httpx.Response(307, headers={"Location": "/new"})
+        return httpx.Response(204)
+
+    secret = webhooks.new_secret()
+    client = httpx.Client(transport=httpx.MockTransport(answer), follow_redirects=False)
+    delivery = webhooks.deliver(
+        "https://hooks.example.com/old",
+        secret,
+        "img_2.failed",
+        {"id": "img_2"},
+        allow_loopback=False,
+        client=client,
+        resolver=resolver,
+    )
+    assert delivery.ok and delivery.status_code == 204
+    assert Webhook(secret).verify(seen[-1].content, dict(seen[-1].headers)) == {"id": "img_2"}
