@@ -9,6 +9,7 @@ import pytest
 
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
+from tests.helpers import EventCapture
 
 # 30-60 job seconds of generation run in 0.15-0.3 s of real time.
 TEST_TIME_SCALE = 0.005
@@ -35,3 +36,9 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
         base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def captured(stack: LocalStack) -> EventCapture:
+    """Every job event the stack publishes, captured through an SQS target on the bus."""
+    return EventCapture(stack)

@@ -64,3 +64,31 @@ def execution_count(stack: LocalStack, job_id: str) -> int:
     assert stack.deployment is not None
     executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.deployment.state_machine_arn)
     return sum(1 for execution in executions["executions"] if execution["name"] == job_id)
+
+
+class EventCapture:
+    """A queue subscribed to our job events on the stack's bus."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._sqs = stack.client("sqs")
+        self.url = self._sqs.create_queue(QueueName="captured-job-events")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = stack.client("events")
+        events.put_rule(Name="capture-job-events", EventPattern=json.dumps({"source": ["imagejobs"]}))
+        events.put_targets(Rule="capture-job-events", Targets=[{"Id": "capture", "Arn": arn}])
+        self.seen: list[dict[str, Any]] = []
+
+    def for_job(self, job_id: str, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+                self.seen.append(json.loads(message["Body"]))
+                self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            found = [event for event in self.seen if event["detail"]["job_id"] == job_id]
+            if found:
+                time.sleep(0.3)  # room for a duplicate to show up, if there were one
+                for message in self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+                    self.seen.append(json.loads(message["Body"]))
+                return [event for event in self.seen if event["detail"]["job_id"] == job_id]
+            time.sleep(0.05)
+        return []

@@ -211,6 +211,11 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
             f"local deploy of {stack_name} ended {stack['StackStatus']}: {stack.get('StackStatusReason')}"
         )
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    physical = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+        for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+        if "LogicalResourceId" in r
+    }
     for resource in deferred.values():
         policy = _resolve_in_stack(stack["StackId"], resource["Properties"], region)
         document = policy["PolicyDocument"]
@@ -229,14 +234,9 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
     for logical_id, configuration in notifications.items():
         resolved = _resolve_in_stack(stack["StackId"], configuration, region)
         s3.put_bucket_notification_configuration(
-            Bucket=physical_of(cloudformation, stack_name, logical_id),
+            Bucket=physical[logical_id],
             NotificationConfiguration=_notification_api_shape(resolved),  # type: ignore[arg-type]
         )
-    physical = {
-        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
-        for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-        if "LogicalResourceId" in r
-    }
 
     sfn = boto3.client("stepfunctions", region_name=region)
     state_machine_arn = ""
@@ -287,11 +287,6 @@ def _resolve_name(name: Any, stack_name: str) -> str | None:
     if isinstance(name, dict) and "Fn::Sub" in name and isinstance(name["Fn::Sub"], str):
         return name["Fn::Sub"].replace("${AWS::StackName}", stack_name)
     return name if isinstance(name, str) else None
-
-
-def physical_of(cloudformation: Any, stack_name: str, logical_id: str) -> str:
-    resource = cloudformation.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
-    return str(resource["StackResourceDetail"]["PhysicalResourceId"])
 
 
 def _notification_api_shape(configuration: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from imagejobs import clock, polling, pricing, uploads, webhooks
+from pydantic import ValidationError
+
+from imagejobs import clock, polling, pricing, requests_in, uploads, webhooks
 from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
 from imagejobs.images import CheckedImage, InvalidImage, check_edit_inputs, check_image
 from imagejobs.jobs import JobRecord
@@ -253,6 +255,59 @@ def _new_record(
         origin=origin,
         ttl=int(now) + settings.job_record_ttl_days * 86_400,
     )
+
+
+# -- accept (EventBridge ImageJobRequested) ---------------------------------------------------------
+def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
+    """One job per event id. A request that cannot run ends as a failed job saying why."""
+    job_id = requests_in.event_job_id(envelope.id)
+    existing = deps.store.get(job_id)
+    if existing is not None:
+        return existing
+    settings = deps.settings
+    params, image_uris, mask_uri, correlation_id = requests_in.split_detail(envelope.detail)
+    problem: tuple[str, str] | None = None
+    request: dict[str, Any] = {k: v for k, v in params.items() if isinstance(k, str)}
+    inputs: list[ObjectRef] = []
+    mask: ObjectRef | None = None
+    try:
+        model = EditRequest if image_uris or mask_uri else GenerationRequest
+        parsed = model.model_validate(params).with_model(settings.default_model)
+        request = parsed.model_dump(exclude_none=True)
+        if parsed.webhook_url:
+            webhooks.check_url(parsed.webhook_url, allow_loopback=settings.webhook_allow_loopback)
+        allowed = settings.readable_input_buckets
+        objects = _need(deps.objects, "objects") if image_uris or mask_uri else None
+        checked = []
+        for uri in image_uris:
+            ref = requests_in.s3_input(uri, allowed)
+            image = check_image(objects.read(ref), name=uri)  # type: ignore[union-attr]
+            checked.append(image)
+            inputs.append(ref.model_copy(update={"content_type": image.content_type}))
+        checked_mask = None
+        if mask_uri:
+            ref = requests_in.s3_input(mask_uri, allowed)
+            checked_mask = check_image(objects.read(ref), name=mask_uri, param="mask")  # type: ignore[union-attr]
+            mask = ref.model_copy(update={"content_type": checked_mask.content_type})
+        if image_uris or mask_uri:
+            check_edit_inputs(checked, checked_mask)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "detail"
+        problem = ("invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+    except requests_in.InputNotAllowed as exc:
+        problem = (exc.reason, str(exc))
+    except ImageJobsError as exc:
+        problem = (exc.reason, exc.message)
+    kind = "edit" if image_uris or mask_uri else "generation"
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+    record = _new_record(deps, job_id, settings.event_tenant, "event", kind, request, fingerprint, inputs, mask)
+    record = record.model_copy(update={"correlation_id": correlation_id})
+    if not deps.store.create(record):
+        return _need(deps.store.get(job_id), "job")
+    if problem is not None:
+        return end_job(deps, job_id, JobStatus.FAILED, problem[0], problem[1])
+    return record
 
 
 # -- accept (S3 inbox upload) -------------------------------------------------------------------

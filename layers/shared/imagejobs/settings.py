@@ -32,6 +32,14 @@ class Settings(BaseModel):
     event_bus_name: str = Field(default="default", alias="EVENT_BUS_NAME")
     webhook_max_attempts: int = Field(default=6, ge=1, le=20, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_allow_loopback: bool = Field(default=False, alias="WEBHOOK_ALLOW_LOOPBACK")
+    event_tenant: str = Field(default="events", alias="EVENT_TENANT")
+    event_input_buckets: str = Field(default="", alias="EVENT_INPUT_BUCKETS")  # comma-separated
+
+    @property
+    def readable_input_buckets(self) -> set[str]:
+        """Buckets an ImageJobRequested edit may name: the inbox and EventInputBuckets."""
+        named = {name.strip() for name in self.event_input_buckets.split(",") if name.strip()}
+        return named | ({self.inbox_bucket} if self.inbox_bucket else set())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,7 +1,8 @@
 """What the submit function does with one queue message.
 
-The submit queue carries three kinds of message: a job the HTTP intake queued ({"job_id": ...}),
-S3 event notifications from the inbox bucket (including S3's one-off s3:TestEvent), and, for
+The submit queue carries four kinds of message: a job the HTTP intake queued ({"job_id": ...}),
+S3 event notifications from the inbox bucket (including S3's one-off s3:TestEvent),
+ImageJobRequested events from EventBridge, and, for
 anything else, nothing we can act on: such a message is parked in the dead-letter queue with its
 reason at once instead of being retried.
 """
@@ -13,7 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from imagejobs import clock, service, uploads
+from imagejobs import clock, requests_in, service, uploads
 from imagejobs.errors import ImageJobsError, RateLimited
 from imagejobs.models import JobStatus
 
@@ -34,8 +35,15 @@ def process(
         body: Any = json.loads(body_text)
     except ValueError:
         return _park(queue, body_text, "the message body is not JSON", log)
+    envelope = requests_in.parse_envelope(body)
     if isinstance(body, dict) and isinstance(body.get("job_id"), str):
         job_ids = [body["job_id"]]
+    elif envelope is not None:
+        if envelope.detail_type != requests_in.DETAIL_TYPE:
+            return _park(queue, body_text, f"event of detail-type {envelope.detail_type!r} is not a job request", log)
+        record = service.accept_event(deps, envelope)
+        log("event accepted", job_id=record.id, event_id=envelope.id, status=record.status.value)
+        job_ids = [record.id]
     else:
         try:
             events = uploads.parse_s3_message(body)

@@ -1,0 +1,70 @@
+"""ImageJobRequested events: a pipeline asks for a job by putting an event on the bus.
+
+`detail` is a generation request, or an edit request whose `images` (and `mask`) are
+s3://bucket/key URIs in buckets the stack may read (the inbox and EventInputBuckets), plus the
+optional `webhook_url` and `correlation_id`. The event's id makes the job id, so EventBridge
+retrying a delivery is still one job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from imagejobs.models import ObjectRef
+
+DETAIL_TYPE = "ImageJobRequested"
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    detail: dict[str, Any]
+
+
+class InputNotAllowed(ValueError):
+    reason = "input_not_allowed"
+
+
+def parse_envelope(body: Any) -> Envelope | None:
+    """An EventBridge event envelope, or None when the message is something else."""
+    required = {"id", "source", "detail-type", "detail"}
+    if isinstance(body, dict) and required <= body.keys() and isinstance(body["detail"], dict):
+        return Envelope.model_validate(body)
+    return None
+
+
+def event_job_id(event_id: str) -> str:
+    return "img_" + hashlib.sha256(f"event\x00{event_id}".encode()).hexdigest()[:24]
+
+
+def split_detail(detail: dict[str, Any]) -> tuple[dict[str, Any], list[str], str | None, str | None]:
+    """(request parameters, image URIs, mask URI, correlation id)."""
+    params = dict(detail)
+    images = params.pop("images", None) or []
+    if isinstance(images, str):
+        images = [images]
+    mask = params.pop("mask", None)
+    correlation = params.pop("correlation_id", None)
+    return (
+        params,
+        [str(uri) for uri in images],
+        (str(mask) if mask else None),
+        (str(correlation) if correlation else None),
+    )
+
+
+def s3_input(uri: str, allowed_buckets: set[str]) -> ObjectRef:
+    parts = urlsplit(uri)
+    key = parts.path.lstrip("/")
+    if parts.scheme != "s3" or not parts.netloc or not key:
+        raise InputNotAllowed(f"{uri!r} is not an s3://bucket/key URI")
+    if parts.netloc not in allowed_buckets:
+        raise InputNotAllowed(f"bucket {parts.netloc!r} is not one this stack may read (EventInputBuckets)")
+    return ObjectRef(bucket=parts.netloc, key=key)
