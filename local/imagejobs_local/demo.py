@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from imagejobs import uploads
 from imagejobs.models import ObjectRef
+from imagejobs.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 
@@ -57,10 +59,23 @@ def run(out_dir: Path, time_scale: float) -> int:
         print()
         upload_id = upload_sample_photo(stack, out_dir)
         jobs[upload_id] = {"id": upload_id, "status": "queued", "polls": 0}
+        listener = CompletionListener(stack)
+        event_job_id = request_by_event(stack)
+        jobs[event_job_id] = {"id": event_job_id, "status": "queued", "polls": 0}
         jobs = follow(client, jobs, stack=stack)
         rows = [download(client, job, out_dir) for job in jobs.values()]
-        rows[-1]["images"] = fetch_upload_outputs(stack, upload_id, out_dir)
+        rows[-2]["images"] = fetch_outputs(stack, upload_id, out_dir)
+        rows[-1]["images"] = fetch_outputs(stack, event_job_id, out_dir)
+        completion = listener.wait_for(event_job_id)
     print_table(rows)
+    if completion:
+        detail = completion["detail"]
+        print(f"\ncompletion event received on the bus for {event_job_id}:")
+        print(
+            f"  {completion['source']} / {completion['detail-type']}: status {detail['status']}, "
+            f"source {detail['source']}, correlation id {detail['correlation_id']}, "
+            f"cost {(detail['cost'] or {}).get('amount')} USD, outputs {[o['key'] for o in detail['outputs']]}"
+        )
     print(f"\nimages written to {out_dir.resolve()}/")
     return 0 if all(row["status"] == "succeeded" for row in rows) else 1
 
@@ -92,16 +107,67 @@ def upload_sample_photo(stack: LocalStack, out_dir: Path) -> str:
     return job_id
 
 
-def fetch_upload_outputs(stack: LocalStack, job_id: str, out_dir: Path) -> list[str]:
+def fetch_outputs(stack: LocalStack, job_id: str, out_dir: Path) -> list[str]:
     record = stack.store.get(job_id)
     images = []
     for output in record.outputs if record else []:
         data = stack.client("s3").get_object(Bucket=output.bucket, Key=output.key)["Body"].read()
         picture = Image.open(io.BytesIO(data))
-        path = out_dir / f"{job_id}-edited-{Path(output.key).name.rsplit('-', 1)[-1]}"
+        path = out_dir / f"{job_id}-{Path(output.key).name.rsplit('-', 1)[-1]}"
         path.write_bytes(data)
         images.append(f"{path.name} {picture.width}x{picture.height} (from s3://.../{output.key})")
     return images
+
+
+class CompletionListener:
+    """What a pipeline does: a rule on the bus for our job events, delivering to its own queue."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._sqs = stack.client("sqs")
+        self._url = self._sqs.create_queue(QueueName="demo-pipeline-completions")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = stack.client("events")
+        events.put_rule(
+            Name="demo-pipeline-completions",
+            EventBusName=stack.event_bus_name,
+            EventPattern=json.dumps({"source": ["imagejobs"]}),
+        )
+        events.put_targets(
+            Rule="demo-pipeline-completions", EventBusName=stack.event_bus_name, Targets=[{"Id": "queue", "Arn": arn}]
+        )
+
+    def wait_for(self, job_id: str, timeout: float = 30) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10).get("Messages", []):
+                event = json.loads(message["Body"])
+                if event["detail"]["job_id"] == job_id:
+                    return event
+            time.sleep(0.1)
+        return None
+
+
+def request_by_event(stack: LocalStack) -> str:
+    """An ImageJobRequested event on the bus, as a pipeline would put it."""
+    answer = stack.client("events").put_events(
+        Entries=[
+            {
+                "EventBusName": stack.event_bus_name,
+                "Source": stack.request_source,
+                "DetailType": "ImageJobRequested",
+                "Detail": json.dumps(
+                    {
+                        "prompt": "A koi pond seen from above, ink wash",
+                        "quality": "low",
+                        "correlation_id": "demo-pipeline-1",
+                    }
+                ),
+            }
+        ]
+    )
+    job_id = event_job_id(answer["Entries"][0]["EventId"])
+    print(f"event     ImageJobRequested from {stack.request_source} -> job {job_id}")
+    return job_id
 
 
 def follow(
@@ -123,6 +189,7 @@ def follow(
                 jobs[job_id] = {
                     **job,
                     "status": record.status.value,
+                    "source": record.source,
                     "polls": record.polls,
                     "created_at": record.created_at,
                     "completed_at": record.completed_at,
@@ -155,6 +222,7 @@ def download(client: httpx.Client, job: dict[str, Any], out_dir: Path) -> dict[s
     return {
         "id": job["id"],
         "status": job["status"],
+        "source": job.get("source", "api"),
         "polls": job.get("polls", 0),
         "seconds": seconds,
         "images": images,
@@ -167,14 +235,15 @@ def download(client: httpx.Client, job: dict[str, Any], out_dir: Path) -> dict[s
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
-        f"{'job id':<28} {'status':<10} {'polls':>5} {'seconds':>7} {'images':>6} "
+        f"{'job id':<28} {'source':<7} {'status':<10} {'polls':>5} {'seconds':>7} {'images':>6} "
         f"{'cost USD':>9} {'basis':<9} {'loop USD':>10}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         seconds = f"{row['seconds']:.0f}" if row["seconds"] is not None else "-"
         print(
-            f"{row['id']:<28} {row['status']:<10} {row['polls']:>5} {seconds:>7} {len(row['images']):>6} "
+            f"{row['id']:<28} {row['source']:<7} {row['status']:<10} {row['polls']:>5} {seconds:>7} "
+            f"{len(row['images']):>6} "
             f"{row['cost']:>9} {row['basis']:<9} {row['loop']:>10}"
             + (f"  error: {row['error']}" if row["error"] else "")
         )

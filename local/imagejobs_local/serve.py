@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             "IMAGEJOBS_RESULTS_BUCKET": stack.outputs["ResultsBucketName"],
             "IMAGEJOBS_INBOX_BUCKET": stack.outputs["InboxBucketName"],
             "IMAGEJOBS_TABLE": stack.outputs["JobsTableName"],
+            "IMAGEJOBS_EVENT_BUS": stack.event_bus_name,
+            "IMAGEJOBS_EVENT_SOURCE": stack.request_source,
+            "IMAGEJOBS_WEBHOOK_SECRET": stack.webhook_secret,
             "IMAGEJOBS_STATE_MACHINE_ARN": stack.state_machine_arn,
         }
         for name, value in settings.items():

@@ -150,6 +150,14 @@ class LocalStack:
         return self.deployment.outputs
 
     @property
+    def event_bus_name(self) -> str:
+        return self.options.parameters.get("EventBusName", "default")
+
+    @property
+    def request_source(self) -> str:
+        return self.options.parameters.get("RequestSource", "imagejobs.requests")
+
+    @property
     def state_machine_arn(self) -> str:
         assert self.deployment is not None
         return self.deployment.state_machine_arn

@@ -627,6 +627,7 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         "expires_at": int(record.deadline_at),
         "completed_at": int(record.completed_at) if record.completed_at else None,
         "polls": record.polls,
+        "source": record.source,
         "usage": record.usage.model_dump(exclude_none=True) if record.usage else None,
         "cost": record.cost.model_dump() if record.cost else None,
         "orchestration_cost": (
