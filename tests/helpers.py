@@ -34,6 +34,15 @@ def wait_for_record(stack: LocalStack, job_id: str, timeout: float = 60.0) -> Jo
     raise AssertionError(f"job {job_id} did not end within {timeout} s: {stack.store.get(job_id)}")
 
 
+NOTIFICATION_FIELDS = {"event_published_at", "webhook_state", "webhook_attempts"}
+
+
+def settled(record: JobRecord | None) -> dict[str, Any]:
+    """A job record without what the notify step adds after it settles (it runs on its own)."""
+    assert record is not None
+    return record.model_dump(exclude=NOTIFICATION_FIELDS)
+
+
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

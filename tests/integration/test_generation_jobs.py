@@ -12,7 +12,7 @@ from PIL import Image
 from imagejobs.models import JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.conftest import TEST_DEADLINE_SECONDS
-from tests.helpers import emf_documents, execution_count, load_event, wait_for_record
+from tests.helpers import emf_documents, execution_count, load_event, settled, wait_for_record
 
 
 def submit(api: httpx.Client, **body: object) -> str:
@@ -137,7 +137,7 @@ def test_status_step_leaves_a_final_job_alone(stack: LocalStack, api: httpx.Clie
     )
     result = json.loads(answer["Payload"].read())
     assert (result["action"], result["final_status"]) == ("end", "succeeded")
-    assert stack.store.get(job_id) == before
+    assert settled(stack.store.get(job_id)) == settled(before)
 
 
 def test_caught_error_is_recorded_as_the_jobs_reason(stack: LocalStack, api: httpx.Client) -> None:
