@@ -8,13 +8,16 @@ prompt, e.g. "[sim:fail]"; `Behaviour` is where fault knobs live.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import random
 import re
 import secrets
+import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -30,7 +33,22 @@ from imagejobs import clock
 # Output tokens per image at 1024x1024 (OpenAI's published figures for gpt-image-1).
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
 SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
-MARKER = re.compile(r"\[sim:([a-z_]+)(?:=([0-9.]+))?\]")
+MARKER = re.compile(r"\[sim:([a-z0-9_]+)(?:=([0-9.]+))?\]")
+# Counted faults: "[sim:<where>_<kind>=N]" serves the fault on the first N calls of that kind.
+FAULT_MARKERS = {
+    "submit_429",
+    "submit_5xx",
+    "submit_reset",
+    "submit_malformed",
+    "poll_429",
+    "poll_5xx",
+    "poll_reset",
+    "poll_timeout",
+    "poll_malformed",
+    "download_403",
+    "download_404",
+    "download_cut",
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,12 @@ class Behaviour:
     latency: float | None = None  # job seconds, overrides the server's distribution
     noise: bool = False  # render incompressible noise (large files, for memory benchmarks)
     rate_limited_submits: int = 0  # answer this many submit attempts (per Idempotency-Key) with 429
-    retry_after: float | None = 2.0  # the Retry-After of those 429s (None: no header)
+    retry_after: float | None = 2.0  # the Retry-After of 429s (None: no header)
+    faults: tuple[tuple[str, int], ...] = ()  # counted faults, see FAULT_MARKERS
+    download_seconds: float = 0.0  # stretch each download over this many real seconds
+
+    def fault_count(self, name: str) -> int:
+        return dict(self.faults).get(name, 0)
 
     @classmethod
     def from_prompt(cls, prompt: str) -> Behaviour:
@@ -84,6 +107,14 @@ class Behaviour:
                 values["rate_limited_submits"] = int(float(number or 1))
             elif name == "retry_after":
                 values["retry_after"] = float(number) if number else None
+            elif name == "moderated":
+                values["outcome"] = "moderated"
+            elif name == "download_slow":
+                values["download_seconds"] = float(number or 1)
+            elif name in FAULT_MARKERS:
+                values.setdefault("faults", {})[name] = int(float(number or 1))
+        if "faults" in values:
+            values["faults"] = tuple(sorted(values["faults"].items()))
         return cls(**values)
 
 
@@ -98,6 +129,7 @@ class SimJob:
     source_image: bytes | None = None  # edits: the first input image
     cancelled_at: float | None = None
     billed_on_cancel: bool = False  # cancelled after generation started: the input was billed
+    key: str = ""  # the caller's Idempotency-Key (our job id), for per-job fault counters
 
     @property
     def finishes_at(self) -> float:
@@ -110,13 +142,17 @@ class SimJob:
             return "queued"
         if self.behaviour.outcome == "never" or now < self.finishes_at:
             return "in_progress"
-        return self.behaviour.outcome
+        return "failed" if self.behaviour.outcome == "moderated" else self.behaviour.outcome
 
 
 @dataclass
 class SimStats:
     submissions: Counter[str] = field(default_factory=Counter)  # idempotency key -> jobs created
     rate_limited: Counter[str] = field(default_factory=Counter)  # idempotency key -> 429s answered
+    faults: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job key, fault) -> times served
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job key, submit|poll|download) -> calls
+    submit_times: list[float] = field(default_factory=list)  # real times of submissions that created a job
+    concurrent_jobs_peak: int = 0
     submit_calls: int = 0
     cancel_calls: int = 0
     poll_calls: int = 0
@@ -132,14 +168,19 @@ class SimulatedProvider:
         seed: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        fault_rate: float = 0.0,
+        timeout_sleep: float = 3.0,
     ) -> None:
         self.api_key = api_key
+        self.fault_rate = fault_rate  # chance of a random transient fault (429, 5xx, reset) per call
+        self.timeout_sleep = timeout_sleep  # real seconds a "timeout" fault holds the answer back
         self.latency = latency or Latency()
         self.stats = SimStats()
         self._rng = random.Random(seed)
         self._jobs: dict[str, SimJob] = {}
         self._by_key: dict[str, str] = {}
         self._rendered: dict[tuple[str, int], bytes] = {}
+        self._served_5xx = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
@@ -197,7 +238,12 @@ class SimulatedProvider:
                 created_at=clock.now(),
                 latency=latency,
                 source_image=source_image,
+                key=idempotency_key or job_id,
             )
+            now = clock.now()
+            running = sum(1 for other in self._jobs.values() if other.status(now) in ("queued", "in_progress"))
+            self.stats.concurrent_jobs_peak = max(self.stats.concurrent_jobs_peak, running + 1)
+            self.stats.submit_times.append(time.time())
             self._jobs[job_id] = job
             if idempotency_key:
                 self._by_key[idempotency_key] = job_id
@@ -222,6 +268,8 @@ class SimulatedProvider:
                 f"{self.base_url}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
             ]
             body["usage"] = _usage(job.request, edited=job.source_image is not None)
+        elif status == "failed" and job.behaviour.outcome == "moderated":
+            body["error"] = {"code": "moderation_blocked", "message": "the output was blocked by the safety system"}
         elif status == "failed":
             body["error"] = {"code": "generation_failed", "message": "the model could not generate this image"}
         elif status == "expired":
@@ -234,6 +282,30 @@ class SimulatedProvider:
                 usage["output_tokens"] = 0
                 body["usage"] = usage
         return body
+
+    def take_fault(self, key: str, where: str, behaviour: Behaviour) -> str | None:
+        """The fault to serve on this call, if any: a counted one from the prompt, else a random one."""
+        with self._lock:
+            self.stats.calls[(key, where)] += 1
+            for kind in ("429", "5xx", "reset", "timeout", "malformed", "403", "404", "cut"):
+                name = f"{where}_{kind}"
+                if self.stats.faults[(key, name)] < behaviour.fault_count(name):
+                    self.stats.faults[(key, name)] += 1
+                    return kind
+            if self.fault_rate and where != "download" and self._rng.random() < self.fault_rate:
+                kind = self._rng.choice(["429", "5xx", "reset"])
+                self.stats.faults[(key, f"{where}_random_{kind}")] += 1
+                return kind
+        return None
+
+    def faults_served(self, key: str) -> int:
+        with self._lock:
+            return sum(count for (job_key, _), count in self.stats.faults.items() if job_key == key)
+
+    def next_5xx_index(self) -> int:
+        with self._lock:
+            self._served_5xx += 1
+            return self._served_5xx % 3
 
     def cancel_job(self, job_id: str) -> SimJob | None:
         with self._lock:
@@ -374,6 +446,55 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _fault(self, kind: str, behaviour: Behaviour) -> bool:
+            """Serve a fault instead of the answer. True when the request is done with."""
+            if kind == "timeout":
+                time.sleep(sim.timeout_sleep)  # real seconds: the client's read timeout is real too
+                return False
+            if kind == "429":
+                headers = {"Retry-After": f"{behaviour.retry_after:g}"} if behaviour.retry_after is not None else {}
+                self._send(
+                    429, _error("Rate limit reached; slow down.", "rate_limit_error", None, "rate_limited"), headers
+                )
+            elif kind == "5xx":
+                status = (500, 502, 503)[sim.next_5xx_index()]
+                self._send(status, _error("The server had an error.", "server_error"))
+            elif kind in ("403", "404"):
+                self._send(int(kind), _error("Access denied." if kind == "403" else "Gone.", "invalid_request_error"))
+            elif kind == "malformed":
+                self._send(200, raw=b'{"id": "img_sim_broken", "status": ', content_type="application/json")
+            elif kind == "reset":
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+
+        def _fault_download(self, kind: str, job: SimJob) -> bool:
+            if kind == "cut":
+                data = sim.image_bytes(job.id, 0) or b"x" * 1000
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return True
+            return self._fault(kind, job.behaviour)
+
+        def _send_slowly(self, data: bytes, content_type: str, seconds: float) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            pieces = 10
+            step = max(1, len(data) // pieces)
+            for start in range(0, len(data), step):
+                self.wfile.write(data[start : start + step])
+                self.wfile.flush()
+                time.sleep(seconds / pieces)
+
         def _authorised(self) -> bool:
             if self.headers.get("Authorization") == f"Bearer {sim.api_key}":
                 return True
@@ -418,6 +539,10 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
                 if not isinstance(body, dict):
                     self._send(400, _error("The body must be a JSON object.", "invalid_request_error"))
                     return
+            key = self.headers.get("Idempotency-Key") or str(body.get("prompt"))
+            fault = sim.take_fault(key, "submit", Behaviour.from_prompt(str(body.get("prompt", ""))))
+            if fault and self._fault(fault, Behaviour.from_prompt(str(body.get("prompt", "")))):
+                return
             status, answer, headers = sim.create_job(body, self.headers.get("Idempotency-Key"), source)
             self._send(status, answer, headers)
 
@@ -425,11 +550,19 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path).path.strip("/").split("/")
             if len(parts) == 3 and parts[0] == "files":
                 index = parts[2].split(".")[0]
+                owner = sim._jobs.get(parts[1])
+                if owner is not None:
+                    fault = sim.take_fault(owner.key, "download", owner.behaviour)
+                    if fault and self._fault_download(fault, owner):
+                        return
                 data = sim.image_bytes(parts[1], int(index)) if index.isdigit() else None
                 if data is None:
                     self._send(404, _error("No such file.", "invalid_request_error"))
                     return
                 fmt = parts[2].rsplit(".", 1)[-1]
+                if owner is not None and owner.behaviour.download_seconds:
+                    self._send_slowly(data, f"image/{fmt}", owner.behaviour.download_seconds)
+                    return
                 self._send(200, raw=data, content_type=f"image/{fmt}")
                 return
             if len(parts) in (3, 4) and parts[:2] == ["v1", "jobs"]:
@@ -438,6 +571,9 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
                 job = sim.get_job(parts[2])
                 if job is None:
                     self._send(404, _error(f"No job '{parts[2]}'.", "invalid_request_error", "id", "job_not_found"))
+                    return
+                fault = sim.take_fault(job.key, "poll", job.behaviour)
+                if fault and self._fault(fault, job.behaviour):
                     return
                 body = sim.job_object(job)
                 if len(parts) == 4 and parts[3] == "content":

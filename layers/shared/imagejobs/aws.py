@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
@@ -67,13 +68,20 @@ class Executions:
                 raise
             return self.arn_for(name)
 
-    def stop(self, execution_arn: str, cause: str) -> None:
-        """Stop a running poll loop; one that already ended is left as it is."""
-        try:
-            self._client.stop_execution(executionArn=execution_arn, error="JobCancelled", cause=cause[:256])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist", "InvalidArn"):
-                raise
+    def stop(self, execution_arn: str, cause: str) -> bool:
+        """Stop a running poll loop (one that already ended is left as it is). Best effort: a loop
+        that cannot be stopped ends by itself at its next step, which finds the job final."""
+        for attempt in range(3):
+            try:
+                self._client.stop_execution(executionArn=execution_arn, error="JobCancelled", cause=cause[:256])
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("ExecutionDoesNotExist", "InvalidArn"):
+                    return False
+            except Exception:  # offline, moto can raise its own errors unwrapped while a loop starts
+                pass
+            time.sleep(0.1 * (attempt + 1))
+        return False
 
     def arn_for(self, name: str) -> str:
         prefix, _, machine = self._arn.rpartition(":stateMachine:")
@@ -185,6 +193,16 @@ class ResultStore:
     def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef:
         self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return ObjectRef(bucket=self.bucket, key=key, content_type=content_type)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under `prefix` (a job's partial outputs); returns how many."""
+        deleted = 0
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys: list[Any] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
+        return deleted
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str:
         return self._client.generate_presigned_url(

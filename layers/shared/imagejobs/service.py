@@ -67,7 +67,7 @@ class Queue(Protocol):
 
 class Loops(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> str: ...
-    def stop(self, execution_arn: str, cause: str) -> None: ...
+    def stop(self, execution_arn: str, cause: str) -> bool: ...
 
 
 class Objects(Protocol):
@@ -80,6 +80,7 @@ class Results(Protocol):
     bucket: str
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef: ...
+    def delete_prefix(self, prefix: str) -> int: ...
 
     def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output: ...
 
@@ -430,12 +431,17 @@ def poll(deps: Deps, poll_input: PollInput) -> PollResult:
 
 
 # -- finalize -----------------------------------------------------------------------------------
+def outputs_prefix(record: JobRecord) -> str:
+    """What every output key of the job starts with (and nothing else's does)."""
+    if record.origin is not None:
+        return f"{uploads.output_prefix(record.origin.key)}{record.id}-"
+    return f"results/{record.id}/"
+
+
 def output_key(record: JobRecord, index: int, output_format: str) -> str:
     """results/<job id>/<index>.<ext>; auto-edits of uploads: edits/<source key sans ext>/<job id>-<index>.<ext>."""
     extension = "jpg" if output_format == "jpeg" else output_format
-    if record.origin is not None:
-        return f"{uploads.output_prefix(record.origin.key)}{record.id}-{index}.{extension}"
-    return f"results/{record.id}/{index}.{extension}"
+    return f"{outputs_prefix(record)}{index}.{extension}"
 
 
 def output_metadata(record: JobRecord, provider_job_id: str) -> dict[str, str]:
@@ -456,7 +462,7 @@ def finalize(deps: Deps, event: FinalizeInput) -> JobRecord:
         return _store_outputs(deps, event.job_id)
     if event.error is not None:
         code, message = _caught_error(event.error)
-        return end_job(deps, event.job_id, JobStatus.FAILED, code, message)
+        return end_job(deps, event.job_id, JobStatus.FAILED, code, message, billed=code == "download_failed")
     status = event.final_status or JobStatus.FAILED
     return end_job(deps, event.job_id, status, event.reason or status.value, event.message or "")
 
@@ -530,8 +536,10 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
     return _settle(deps, record, JobStatus.SUCCEEDED, fields)
 
 
-def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str) -> JobRecord:
-    """Record why a job ended without images. Nothing was billed unless the provider says so."""
+def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str, *, billed: bool = False) -> JobRecord:
+    """Record why a job ended without images. Nothing was billed unless the provider says so:
+    with `billed` (it finished but we could not fetch its images) its reported usage is the cost.
+    Outputs stored before the failure are removed: a record and its bucket always agree."""
     record = deps.store.get(job_id)
     if record is None:
         raise JobNotFound(f"job {job_id} does not exist")
@@ -544,6 +552,18 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str)
         "updated_at": clock.now(),
         "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls)),
     }
+    if billed and record.provider_job_id and deps.provider is not None:
+        try:
+            provider_job = deps.provider.get(record.provider_job_id)
+        except ImageJobsError:
+            provider_job = None
+        if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
+            images = len(provider_job.unsigned_urls)
+            fields["cost"] = pricing.job_cost(record.model, record.quality, images, provider_job.usage).model_dump()
+            if provider_job.usage:
+                fields["usage"] = provider_job.usage.model_dump()
+    if deps.results is not None and record.provider_job_id:
+        deps.results.delete_prefix(outputs_prefix(record))
     return _settle(deps, record, status, fields)
 
 

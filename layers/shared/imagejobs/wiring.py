@@ -34,7 +34,8 @@ class LazyProvider:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._http = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        timeout = DEFAULT_TIMEOUT if settings.provider_timeout_seconds == 30.0 else settings.provider_timeout_seconds
+        self._http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def _client(self) -> ProviderClient:
         return ProviderClient(self._settings.provider_base_url, provider_api_key(self._settings), self._http)
