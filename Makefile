@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: demo serve test lint types template pytest bench clean
+.PHONY: demo serve test lint types template pytest bench faults clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ pytest: $(VENV)/.stamp
 
 bench: $(VENV)/.stamp
 	$(PY) -m bench.run
+
+## The fault matrix through the offline stack, as the README's reliability table
+faults: $(VENV)/.stamp
+	$(PY) -m imagejobs_local.fault_matrix
 
 clean:
 	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache

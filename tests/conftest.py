@@ -24,7 +24,8 @@ def stack() -> Iterator[LocalStack]:
         time_scale=TEST_TIME_SCALE,
         latency=Latency(low=30, high=60),
         seed=7,
-        parameters={"JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS)},
+        # 2 s provider timeout: the fault matrix's read-timeout faults hold answers back 3 s
+        parameters={"JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS), "ProviderTimeoutSeconds": "2"},
     )
     with LocalStack(options) as running:
         yield running

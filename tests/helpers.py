@@ -54,19 +54,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 60.0) -> di
 
 
 def emf_documents(stack: LocalStack, function_logical_id: str) -> list[dict[str, Any]]:
-    """The EMF documents a function wrote to its CloudWatch log group (what CloudWatch would ingest)."""
-    logs = stack.client("logs")
-    group = f"/aws/lambda/{stack.function_name(function_logical_id)}"
-    try:
-        events = logs.filter_log_events(logGroupName=group)["events"]
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    documents = []
-    for event in events:
-        for line in event["message"].splitlines():
-            if line.startswith("{") and '"_aws"' in line:
-                documents.append(json.loads(line))
-    return documents
+    return stack.emf_documents(function_logical_id)
 
 
 def execution_count(stack: LocalStack, job_id: str) -> int:

@@ -16,6 +16,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ FAULT_MARKERS = {
     "submit_429",
     "submit_5xx",
     "submit_reset",
+    "submit_timeout",
     "submit_malformed",
     "poll_429",
     "poll_5xx",
@@ -182,7 +184,7 @@ class SimulatedProvider:
         self._rendered: dict[tuple[str, int], bytes] = {}
         self._served_5xx = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = _QuietServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -420,6 +422,15 @@ def _multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], list[byte
             text = data.decode("utf-8", errors="replace")
             fields[name] = int(text) if text.isdigit() else text
     return fields, images
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (a timeout fault did its job) is not an error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:

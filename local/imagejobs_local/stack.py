@@ -3,6 +3,7 @@ handlers run in-process, the simulated provider, and the local API gateway."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -180,6 +181,32 @@ class LocalStack:
     def function_name(self, logical_id: str) -> str:
         assert self.deployment is not None
         return self.deployment.function_names[logical_id]
+
+    def emf_documents(self, function_logical_id: str) -> list[dict[str, Any]]:
+        """The EMF documents a function wrote to its CloudWatch log group (what CloudWatch would ingest)."""
+        logs = self.client("logs")
+        group = f"/aws/lambda/{self.function_name(function_logical_id)}"
+        documents: list[dict[str, Any]] = []
+        try:
+            pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group)
+            for page in pages:
+                for event in page["events"]:
+                    for line in event["message"].splitlines():
+                        if line.startswith("{") and '"_aws"' in line:
+                            documents.append(json.loads(line))
+        except logs.exceptions.ResourceNotFoundException:
+            return []
+        return documents
+
+    def job_metrics(self, job_id: str) -> list[dict[str, Any]]:
+        """Every EMF document about one job, from every function."""
+        assert self.deployment is not None
+        return [
+            document
+            for logical_id in self.deployment.function_names
+            for document in self.emf_documents(logical_id)
+            if document.get("job_id") == job_id
+        ]
 
     def _set_env(self, **values: str) -> None:
         for name, value in values.items():

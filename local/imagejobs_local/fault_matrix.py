@@ -1,0 +1,171 @@
+"""The fault matrix: each provider fault the simulated provider can serve, what the stack must make
+of it, and a runner that checks it end to end through the offline stack.
+
+Used by tests/integration/test_fault_matrix.py (asserts every row) and by `make faults`, which
+prints the reliability table in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from imagejobs.models import JobStatus
+from imagejobs.service import outputs_prefix
+from imagejobs_local.provider_sim import Latency
+from imagejobs_local.stack import LocalStack, StackOptions
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    markers: str  # prompt markers that make the simulated provider serve it
+    status: str  # the job's expected final status
+    reason: str | None  # the expected error code (None: no error)
+    served: int | None = None  # how many faults the provider must have served (None: don't count)
+    billed: bool = False  # whether the provider billed (then exactly one cost metric, else none)
+
+
+FAULTS: list[Fault] = [
+    Fault("429 on submit, Retry-After", "[sim:submit_429=2] [sim:retry_after=1]", "succeeded", None, 2, True),
+    Fault("429 on submit, no Retry-After", "[sim:submit_429=1] [sim:retry_after]", "succeeded", None, 1, True),
+    Fault("429 on poll, Retry-After", "[sim:poll_429=2] [sim:retry_after=1]", "succeeded", None, 2, True),
+    Fault("429 on poll, no Retry-After", "[sim:poll_429=1] [sim:retry_after]", "succeeded", None, 1, True),
+    Fault("500/502/503 on submit", "[sim:submit_5xx=2]", "succeeded", None, 2, True),
+    Fault("500/502/503 on poll", "[sim:poll_5xx=3]", "succeeded", None, 3, True),
+    Fault("connection reset on submit", "[sim:submit_reset=1]", "succeeded", None, 1, True),
+    Fault("connection reset on poll", "[sim:poll_reset=1]", "succeeded", None, 1, True),
+    Fault("read timeout on submit", "[sim:submit_timeout=1]", "succeeded", None, 1, True),
+    Fault("read timeout on poll", "[sim:poll_timeout=1]", "succeeded", None, 1, True),
+    Fault("malformed JSON on submit", "[sim:submit_malformed=1]", "succeeded", None, 1, True),
+    Fault("malformed JSON on poll", "[sim:poll_malformed=2]", "succeeded", None, 2, True),
+    Fault("job ends failed", "[sim:fail]", "failed", "generation_failed"),
+    Fault("job ends expired", "[sim:expire]", "expired", "job_expired"),
+    Fault("job cancelled by the provider", "[sim:cancel]", "cancelled", "job_cancelled"),
+    Fault("moderation_blocked at submit", "[sim:moderation]", "failed", "moderation_blocked"),
+    Fault("moderation_blocked as a failed job", "[sim:moderated]", "failed", "moderation_blocked"),
+    Fault("unsigned_urls answer 403", "[sim:download_403=99]", "failed", "download_failed", billed=True),
+    Fault("unsigned_urls answer 404", "[sim:download_404=99]", "failed", "download_failed", billed=True),
+    Fault("download cut short", "[sim:download_cut=1]", "succeeded", None, 1, True),
+    Fault("slow download", "[sim:download_slow=1]", "succeeded", None, None, True),
+    Fault("job never finishes", "[sim:never]", "expired", "deadline_exceeded"),
+]
+
+
+@dataclass
+class Outcome:
+    fault: Fault
+    job_id: str
+    status: str
+    reason: str | None
+    served: int
+    provider_calls: int
+    submissions: int
+    cost_metrics: int
+    consistent: bool  # the record's outputs are exactly what the bucket holds for the job
+    running_executions: int
+    lost: bool
+
+    @property
+    def as_expected(self) -> bool:
+        fault = self.fault
+        return (
+            not self.lost
+            and self.status == fault.status
+            and self.reason == fault.reason
+            and (fault.served is None or self.served == fault.served)
+            and self.submissions <= 1
+            and self.cost_metrics == (1 if fault.billed else 0)
+            and self.consistent
+            and self.running_executions == 0
+        )
+
+
+def run(stack: LocalStack, fault: Fault, timeout: float = 60) -> Outcome:
+    client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
+    answer = client.post(
+        "/v1/images/generations",
+        params={"async": "true"},
+        json={"prompt": f"{fault.markers} fault matrix: {fault.name}", "quality": "low", "n": 2},
+    )
+    answer.raise_for_status()
+    job_id = answer.json()["id"]
+    deadline = time.monotonic() + timeout
+    record = stack.store.get(job_id)
+    while (record is None or not record.status.final) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        record = stack.store.get(job_id)
+    lost = record is None or not record.status.final
+    running = _running_executions(stack, job_id, wait=5.0)
+    stored: set[str] = set()
+    if record is not None:
+        listed = stack.client("s3").list_objects_v2(
+            Bucket=stack.outputs["ResultsBucketName"], Prefix=outputs_prefix(record)
+        )
+        stored = {item["Key"] for item in listed.get("Contents", [])}
+    recorded = {output.key for output in record.outputs} if record else set()
+    metrics = stack.job_metrics(job_id)
+    provider = stack.provider
+    return Outcome(
+        fault=fault,
+        job_id=job_id,
+        status=record.status.value if record else "missing",
+        reason=record.error.code if record and record.error else None,
+        served=provider.faults_served(job_id),
+        provider_calls=sum(n for (key, _), n in provider.stats.calls.items() if key == job_id),
+        submissions=provider.stats.submissions[job_id],
+        cost_metrics=sum(1 for document in metrics if "JobCostUSD" in document),
+        consistent=stored == recorded and (record is None or record.status is JobStatus.SUCCEEDED or not stored),
+        running_executions=running,
+        lost=lost,
+    )
+
+
+def _running_executions(stack: LocalStack, job_id: str, wait: float) -> int:
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + wait
+    while True:
+        listed = sfn.list_executions(stateMachineArn=stack.state_machine_arn, statusFilter="RUNNING")["executions"]
+        running = sum(1 for execution in listed if execution["name"].startswith(job_id))
+        if running == 0 or time.monotonic() > deadline:
+            return running
+        time.sleep(0.05)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    lines = [
+        "| fault | final state | reason | faults served / provider calls | duplicate submissions "
+        "| cost metrics | lost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        mark = "" if outcome.as_expected else " **(unexpected)**"
+        lines.append(
+            f"| {outcome.fault.name} | {outcome.status}{mark} | {outcome.reason or '-'} | "
+            f"{outcome.served} / {outcome.provider_calls} | {max(0, outcome.submissions - 1)} | "
+            f"{outcome.cost_metrics} | {'yes' if outcome.lost else '0'} |"
+        )
+    return "\n".join(lines)
+
+
+TEST_OPTIONS = {
+    "time_scale": 0.005,
+    "latency": Latency(low=30, high=60),
+    "parameters": {"JobDeadlineSeconds": "1200", "ProviderTimeoutSeconds": "2"},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    with LocalStack(StackOptions(**TEST_OPTIONS)) as stack:  # type: ignore[arg-type]
+        outcomes = [run(stack, fault) for fault in FAULTS]
+    print(table(outcomes))
+    return 0 if all(outcome.as_expected for outcome in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

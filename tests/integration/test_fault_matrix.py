@@ -1,0 +1,24 @@
+"""Every provider fault, through the real template on moto: the right final state and reason,
+retries within bounds, record and bucket in agreement, one cost metric only when billed, no
+duplicate submission, no execution left running, nothing lost (local/imagejobs_local/fault_matrix.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagejobs_local.fault_matrix import FAULTS, Fault, run
+from imagejobs_local.stack import LocalStack
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
+def test_fault(stack: LocalStack, fault: Fault) -> None:
+    outcome = run(stack, fault)
+
+    assert not outcome.lost, f"job {outcome.job_id} never reached a final state"
+    assert (outcome.status, outcome.reason) == (fault.status, fault.reason)
+    if fault.served is not None:
+        assert outcome.served == fault.served
+    assert outcome.submissions <= 1
+    assert outcome.cost_metrics == (1 if fault.billed else 0)
+    assert outcome.consistent, "the job record and the bucket disagree about its outputs"
+    assert outcome.running_executions == 0
