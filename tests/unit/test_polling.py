@@ -62,3 +62,28 @@ def test_polls_are_bounded_even_if_the_clock_misbehaves() -> None:
     assert result.final_status is JobStatus.EXPIRED
     # ~10 history events per poll: the bound keeps a job far below the 25,000-event limit
     assert polling.max_polls(86_400) * 10 < 25_000
+
+
+def test_a_day_long_job_stays_inside_the_execution_history_limit() -> None:
+    """A job that never finishes, followed on a virtual clock to its longest possible deadline."""
+    deadline = 86_400.0  # JobDeadlineSeconds' maximum
+    now, polls = T0 + polling.first_wait_seconds("low"), 0
+    while True:
+        polls += 1
+        result = polling.decide(
+            ProviderJob(id="p", status=JobStatus.IN_PROGRESS),
+            job_id="img_1",
+            quality="low",
+            submitted_at=T0,
+            deadline_at=T0 + deadline,
+            now=now,
+            polls=polls,
+            deadline_seconds=deadline,
+        )
+        if result.action != "wait":
+            break
+        now += result.next_poll_seconds
+    assert result.final_status is JobStatus.EXPIRED and result.reason == "deadline_exceeded"
+    assert now >= T0 + deadline  # it ran to the deadline: the poll bound did not cut it short
+    assert polls * polling.HISTORY_EVENTS_PER_POLL + 10 < 25_000
+    assert polls < polling.max_polls(deadline) <= 2_000

@@ -18,6 +18,11 @@ DEAD_TIME_SECONDS = {"low": 10, "medium": 25, "high": 40, "auto": 25}
 GROWTH = 0.15  # next interval as a fraction of the time already waited
 MIN_INTERVAL_SECONDS = 2
 MAX_INTERVAL_SECONDS = 20
+# Past half an hour a job is an outlier: poll every two minutes at most, so a day-long deadline
+# stays far inside a Standard execution's 25,000 history events.
+LONG_RUNNING_AFTER_SECONDS = 1800
+LONG_RUNNING_INTERVAL_SECONDS = 120
+HISTORY_EVENTS_PER_POLL = 9  # Wait 2, Task 5 (entered, scheduled, started, succeeded, exited), Choice 2
 
 
 def first_wait_seconds(quality: str) -> int:
@@ -28,18 +33,27 @@ def next_interval(elapsed: float, quality: str) -> int:
     dead_time = first_wait_seconds(quality)
     if elapsed < dead_time:
         return max(MIN_INTERVAL_SECONDS, math.ceil(dead_time - elapsed))
+    if elapsed >= LONG_RUNNING_AFTER_SECONDS:
+        return LONG_RUNNING_INTERVAL_SECONDS
     interval = math.ceil(elapsed * GROWTH)
     return max(MIN_INTERVAL_SECONDS, min(MAX_INTERVAL_SECONDS, interval))
 
 
 def max_polls(deadline_seconds: float) -> int:
-    """An upper bound on status calls for a job with this deadline.
+    """An upper bound on status calls for a job with this deadline: what the schedule above
+    needs, with room to spare. A Standard execution holds at most 25,000 history events and a
+    poll costs HISTORY_EVENTS_PER_POLL, so the bound (at most 2,000 polls, 18,000 events) keeps
+    a loop inside the limit even if the clock misbehaves."""
+    return min(2_000, 2 * schedule_polls(deadline_seconds) + 10)
 
-    A Standard execution holds at most 25,000 history events; one poll costs about 10 (Wait
-    entered/exited, Task scheduled/started/succeeded, Choice entered/exited). The bound keeps us
-    far below that even if the clock misbehaves.
-    """
-    return min(2_000, math.ceil(deadline_seconds / MIN_INTERVAL_SECONDS) + 10)
+
+def schedule_polls(deadline_seconds: float, quality: str = "low") -> int:
+    """How many polls the schedule makes before the deadline when the job never finishes."""
+    elapsed, polls = float(first_wait_seconds(quality)), 0
+    while elapsed < deadline_seconds:
+        polls += 1
+        elapsed += next_interval(elapsed, quality)
+    return polls + 1
 
 
 def decide(
