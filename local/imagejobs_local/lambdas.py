@@ -123,11 +123,18 @@ def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]
             event = json.loads(event or "{}")
         result = handler(event, LambdaContext(function))
         response = json.dumps(result)
-    except Exception as exc:  # the Lambda runtime turns any exception into an error payload
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         errored = True
+        # An exception that no handler could catch (the process dying) is what Lambda reports as
+        # Runtime.ExitError; everything else keeps its own type, as the Python runtime does.
+        error_type = type(exc).__name__ if isinstance(exc, Exception) else "Runtime.ExitError"
+        if not isinstance(exc, Exception):
+            code.module = None  # a dead runtime's environment is not reused: the next call starts cold
         response = json.dumps(
             {
-                "errorType": type(exc).__name__,
+                "errorType": error_type,
                 "errorMessage": str(exc),
                 "stackTrace": traceback.format_exception(exc)[-5:],
             }

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from imagejobs import clock, polling, pricing, requests_in, uploads, webhooks
+from imagejobs import clock, failpoints, polling, pricing, requests_in, uploads, webhooks
 from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
 from imagejobs.images import CheckedImage, InvalidImage, check_edit_inputs, check_image
 from imagejobs.jobs import JobRecord
@@ -215,7 +215,12 @@ def _accept(
             raise IdempotencyConflict("Idempotency-Key could not be used; try another key")
         if existing.request_hash != fingerprint:
             raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+        if existing.status is JobStatus.QUEUED and existing.provider_job_id is None:
+            # The first attempt may have died between the record and the message: queue it
+            # again (submit is idempotent, a duplicate message costs nothing).
+            _need(deps.queue, "queue").send(job_id)
         return existing, False
+    failpoints.hit("intake.after_record")
     try:
         _need(deps.queue, "queue").send(job_id)
     except Exception as exc:
@@ -378,9 +383,11 @@ def submit(deps: Deps, job_id: str) -> str:
         except JobRejected as rejected:
             end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
             return "rejected"
+        failpoints.hit("submit.after_provider")
         deps.store.record_submission(job_id, provider_job.id, clock.now())
         record = record.model_copy(update={"provider_job_id": provider_job.id})
     arn = _need(deps.loops, "loops").start(record.id, first_poll_payload(record))
+    failpoints.hit("submit.after_start_execution")
     deps.store.record_execution(job_id, arn, clock.now())
     return "submitted"
 
@@ -523,6 +530,7 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
                     output_metadata(record, provider_job.id),
                 )
             )
+    failpoints.hit("finalize.after_store")
     cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage)
     completed_at = provider_job.completed_at or clock.now()
     fields: dict[str, Any] = {
