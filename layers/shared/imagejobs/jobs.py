@@ -50,6 +50,7 @@ class JobRecord(BaseModel):
     provider_job_id: str | None = None
     execution_arn: str | None = None
     polls: int = 0
+    resumes: int = 0  # poll loops the sweeper started again after the first one died
     outputs: list[Output] = Field(default_factory=list)
     usage: Usage | None = None
     cost: Cost | None = None

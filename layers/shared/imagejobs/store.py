@@ -22,6 +22,7 @@ JOB_PREFIX = "job#"
 KEY_PREFIX = "apikey#"
 TENANT_PREFIX = "tenant#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
+OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
 
 
 def to_dynamo(value: Any) -> Any:
@@ -49,6 +50,12 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
+def _record(item: dict[str, Any]) -> JobRecord:
+    for name in ("pk", "list_pk", "list_sk", "open_pk", "open_sk"):
+        item.pop(name, None)
+    return JobRecord.model_validate(item)
+
+
 def _list_sort_key(record: JobRecord) -> str:
     return f"{record.created_at:020.6f}#{record.id}"
 
@@ -68,6 +75,9 @@ class JobStore:
         item["pk"] = JOB_PREFIX + record.id
         item["list_pk"] = record.tenant
         item["list_sk"] = _list_sort_key(record)
+        if not record.status.final:
+            item["open_pk"] = "open"
+            item["open_sk"] = _list_sort_key(record)
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
@@ -81,8 +91,7 @@ class JobStore:
         if item is None:
             return None
         item = from_dynamo(item)
-        item.pop("pk", None)
-        return JobRecord.model_validate(item)
+        return _record(item)
 
     def record_submission(self, job_id: str, provider_job_id: str, at: float) -> None:
         """Remember the provider's job id; a second, different id for the same job is refused."""
@@ -121,9 +130,7 @@ class JobStore:
             if _is_condition_failure(exc):
                 raise StaleTransition(f"job {job_id} is already final") from exc
             raise
-        item = from_dynamo(result["Attributes"])
-        item.pop("pk", None)
-        return JobRecord.model_validate(item)
+        return _record(from_dynamo(result["Attributes"]))
 
     def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool:
         """Move a job to a final status with its result fields. True only for the one writer that
@@ -143,7 +150,7 @@ class JobStore:
         try:
             self._table.update_item(
                 Key={"pk": JOB_PREFIX + job_id},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE open_pk, open_sk",
                 ConditionExpression=f"#status IN ({', '.join(placeholders)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_dynamo(values),
@@ -196,14 +203,36 @@ class JobStore:
                 kwargs["ExclusiveStartKey"] = start
             page = self._table.query(**kwargs)
             for item in page.get("Items", []):
-                item = from_dynamo(item)
-                for name in ("pk", "list_pk", "list_sk"):
-                    item.pop(name, None)
-                found.append(JobRecord.model_validate(item))
+                found.append(_record(from_dynamo(item)))
             start = page.get("LastEvaluatedKey")
             if len(found) > limit or not start:
                 break
         return found[:limit], len(found) > limit
+
+    def open_jobs(self, limit: int = 500) -> list[JobRecord]:
+        """Jobs not yet final, oldest first (what the sweeper looks after)."""
+        found: list[JobRecord] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": OPEN_INDEX,
+            "KeyConditionExpression": "open_pk = :open",
+            "ExpressionAttributeValues": {":open": "open"},
+        }
+        while len(found) < limit:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                found.append(_record(from_dynamo(item)))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found[:limit]
+
+    def record_resume(self, job_id: str, execution_arn: str, at: float) -> None:
+        self._update(
+            job_id,
+            "SET execution_arn = :arn, updated_at = :at ADD resumes :one",
+            "attribute_exists(pk)",
+            {":arn": execution_arn, ":at": at, ":one": 1},
+        )
 
     def record_event_published(self, job_id: str, at: float) -> None:
         self._update(job_id, "SET event_published_at = :at", "attribute_exists(pk)", {":at": at})

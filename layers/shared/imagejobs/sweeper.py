@@ -1,0 +1,53 @@
+"""The sweeper: finds jobs that nothing is moving any more and moves them.
+
+Run on a schedule. For every job that is not final:
+- never submitted (no provider id) and quiet for `stale_after` seconds: its submit message was lost;
+  put it on the submit queue again (submit is idempotent);
+- submitted but no poll loop recorded, quiet as long: start the loop (the execution name is the job
+  id, so a loop that does exist is not doubled);
+- its poll loop is no longer running (killed, failed, timed out) and the job did not settle: past
+  its deadline it ends `expired`, otherwise polling resumes in a new execution.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from imagejobs import clock, service
+from imagejobs.models import JobStatus, PollInput
+
+
+def sweep(deps: service.Deps, *, stale_after_seconds: float) -> Counter[str]:
+    done: Counter[str] = Counter()
+    loops = service._need(deps.loops, "loops")
+    now = clock.now()
+    for record in deps.store.open_jobs():  # type: ignore[attr-defined]
+        quiet = now - record.updated_at
+        if record.provider_job_id is None:
+            if quiet > stale_after_seconds:
+                service._need(deps.queue, "queue").send(record.id)
+                done["requeued"] += 1
+            continue
+        if record.execution_arn is None:
+            if quiet > stale_after_seconds:
+                arn = loops.start(record.id, service.first_poll_payload(record))
+                deps.store.record_execution(record.id, arn, now)
+                done["started"] += 1
+            continue
+        if loops.status(record.execution_arn) == "RUNNING":
+            continue
+        if now >= record.deadline_at:
+            service.end_job(
+                deps,
+                record.id,
+                JobStatus.EXPIRED,
+                "deadline_exceeded",
+                "the job's poll loop ended without it, past its deadline (found by the sweeper)",
+            )
+            done["expired"] += 1
+            continue
+        name = f"{record.id}-resume-{record.resumes + 1}"
+        arn = loops.start(name, PollInput(job_id=record.id, next_poll_seconds=1).model_dump())
+        deps.store.record_resume(record.id, arn, now)  # type: ignore[attr-defined]
+        done["resumed"] += 1
+    return done

@@ -1,0 +1,80 @@
+"""Orphan recovery: the scheduled sweeper finishes jobs whose poll loop or queue message was lost."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from imagejobs import clock
+from imagejobs.jobs import JobRecord
+from imagejobs.models import JobStatus
+from imagejobs_local.stack import LocalStack
+from tests.helpers import load_event, wait_for_record
+
+
+def sweep(stack: LocalStack) -> dict[str, int]:
+    answer = stack.client("lambda").invoke(
+        FunctionName=stack.function_name("SweeperFunction"),
+        Payload=json.dumps(load_event("sweeper_scheduled")).encode(),
+    )
+    assert "FunctionError" not in answer
+    return dict(json.loads(answer["Payload"].read()))
+
+
+def test_a_killed_poll_loop_is_resumed_and_the_job_completes(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = api.post(
+        "/v1/images/generations?async=true", json={"prompt": "[sim:latency=150] a slow owl", "quality": "low"}
+    ).json()["id"]
+    deadline = time.monotonic() + 20
+    while (record := stack.store.get(job_id)) is None or record.polls < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert record.execution_arn is not None
+    # kill the loop mid-poll, the way a deleted execution or an account-level stop would
+    stack.client("stepfunctions").stop_execution(executionArn=record.execution_arn)
+    while stack.client("stepfunctions").describe_execution(executionArn=record.execution_arn)["status"] == "RUNNING":
+        time.sleep(0.02)
+    assert not stack.store.get(job_id).status.final  # type: ignore[union-attr]
+
+    done = sweep(stack)
+
+    assert done.get("resumed", 0) >= 1
+    finished = wait_for_record(stack, job_id)
+    assert finished.status is JobStatus.SUCCEEDED
+    assert finished.resumes == 1
+    assert stack.provider.stats.submissions[job_id] == 1
+
+
+def test_a_job_whose_queue_message_was_lost_is_queued_again(stack: LocalStack) -> None:
+    long_ago = clock.now() - 3_600
+    record = JobRecord(
+        id="img_" + "0" * 20 + "lost",
+        tenant="local",
+        model="openai/gpt-image-1",
+        request={"prompt": "never queued", "quality": "low"},
+        request_hash="-",
+        created_at=long_ago,
+        updated_at=long_ago,
+        deadline_at=clock.now() + 1_000,
+    )
+    assert stack.store.create(record)  # recorded, but its message never reached the queue
+
+    done = sweep(stack)
+
+    assert done.get("requeued", 0) >= 1
+    assert wait_for_record(stack, record.id).status is JobStatus.SUCCEEDED
+
+
+def test_the_sweeper_leaves_healthy_jobs_alone(stack: LocalStack, api: httpx.Client) -> None:
+    job_id = api.post(
+        "/v1/images/generations?async=true", json={"prompt": "[sim:latency=100] steady", "quality": "low"}
+    ).json()["id"]
+    deadline = time.monotonic() + 20
+    while (record := stack.store.get(job_id)) is None or record.execution_arn is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    sweep(stack)
+    finished = wait_for_record(stack, job_id)
+    assert finished.status is JobStatus.SUCCEEDED and finished.resumes == 0
