@@ -10,7 +10,9 @@ Each fix answers one gap of moto 5.2.5 (DESIGN.md §7):
   CloudFormation: secrets are created first (their ARN folded into the template), policies are
   applied after the deploy (bucket policies without conditional Deny statements: moto ignores
   Conditions, so aws:SecureTransport=false would deny every request);
-- S3 NotificationConfiguration is ignored by moto's CloudFormation: applied after the deploy.
+- S3 NotificationConfiguration is ignored by moto's CloudFormation: applied after the deploy;
+- scheduled rules are left out (moto has no scheduler and would match them against every event);
+  the local runtime can run the schedules itself.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Deployment:
     function_names: dict[str, str] = field(default_factory=dict)  # logical id -> function name
     function_code: dict[str, Path] = field(default_factory=dict)  # logical id -> source folder
     gateway_responses: dict[str, Any] = field(default_factory=dict)  # e.g. REQUEST_TOO_LARGE -> its spec
+    schedules: dict[str, float] = field(default_factory=dict)  # function logical id -> seconds between runs
 
 
 class _StaticPolicyLoader(ManagedPolicyLoader):
@@ -132,7 +135,9 @@ def to_local_cloudformation(
     removed = {
         logical_id
         for logical_id, resource in resources.items()
-        if resource["Type"].startswith(LEFT_OUT_PREFIXES) or resource["Type"] == "AWS::StepFunctions::StateMachine"
+        if resource["Type"].startswith(LEFT_OUT_PREFIXES)
+        or resource["Type"] == "AWS::StepFunctions::StateMachine"
+        or _is_schedule(resource)
     }
     changed = True
     while changed:  # drop whatever depends on a dropped resource (e.g. Lambda permissions for the API)
@@ -150,6 +155,25 @@ def to_local_cloudformation(
         for key, value in (machine.get("DefinitionSubstitutions") or {}).items():
             cfn["Outputs"][SUBST_OUTPUT_PREFIX + key] = {"Value": value}
     return cfn, code_dirs, state_machines
+
+
+def _is_schedule(resource: dict[str, Any]) -> bool:
+    """Scheduled rules: moto has no scheduler, and matches every put event against a rule without a
+    pattern (then fails on its Lambda target). The local runtime runs schedules itself."""
+    return resource["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in resource.get("Properties", {})
+
+
+def schedules(template: dict[str, Any]) -> dict[str, float]:
+    """Function logical id -> seconds between runs, from the template's Schedule events (rate(...) only)."""
+    units = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86_400, "days": 86_400}
+    found: dict[str, float] = {}
+    for logical_id, resource in template["Resources"].items():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            expression = (event.get("Properties") or {}).get("Schedule", "")
+            match = re.fullmatch(r"rate\((\d+) (\w+)\)", expression) if event.get("Type") == "Schedule" else None
+            if match:
+                found[logical_id] = int(match.group(1)) * units[match.group(2)]
+    return found
 
 
 def _zip_of(folder: Path) -> bytes:
@@ -267,6 +291,7 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         physical_ids=physical,
         code_dirs=code_dirs,
         routes=api_routes(template),
+        schedules=schedules(template),
         gateway_responses={
             kind: spec
             for resource in template["Resources"].values()

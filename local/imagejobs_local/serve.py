@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(
         StackOptions(
             server=True,
+            schedules=True,  # the sweeper runs every 5 minutes of job time
             gateway_port=args.port,
             time_scale=args.time_scale,
             latency=Latency(low=args.latency_low, high=args.latency_high),

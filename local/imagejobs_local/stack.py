@@ -3,11 +3,13 @@ handlers run in-process, the simulated provider, and the local API gateway."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ class StackOptions:
     seed: int | None = None
     log_level: str = "WARNING"
     api_key: str | None = None
+    schedules: bool = False  # run the template's Schedule events (e.g. the sweeper) on the job clock
 
 
 class LocalStack:
@@ -60,6 +63,8 @@ class LocalStack:
         self._mock: Any = None
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
+        self._stopping = threading.Event()
+        self._scheduler: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -109,6 +114,9 @@ class LocalStack:
         self.store.put_api_key(self.api_key, LOCAL_TENANT, clock.now())
         self.webhook_secret = self.store.ensure_webhook_secret(LOCAL_TENANT, webhooks.new_secret())
         self.pollers = [QueuePoller(mapping, REGION).start() for mapping in take_over_mappings(REGION)]
+        if options.schedules:
+            self._scheduler = threading.Thread(target=self._run_schedules, name="local-schedules", daemon=True)
+            self._scheduler.start()
         if options.gateway:
             self.gateway = LocalGateway(
                 self.deployment.routes,
@@ -120,6 +128,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         for poller in self.pollers:
             poller.stop()
         if self.gateway:
@@ -181,6 +190,33 @@ class LocalStack:
     def function_name(self, logical_id: str) -> str:
         assert self.deployment is not None
         return self.deployment.function_names[logical_id]
+
+    def run_scheduled(self, logical_id: str) -> dict[str, Any]:
+        """Invoke a scheduled function now, with a scheduled event, as EventBridge would."""
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "region": REGION,
+            "resources": [],
+            "detail": {},
+        }
+        answer = self.client("lambda").invoke(
+            FunctionName=self.function_name(logical_id), Payload=json.dumps(event).encode()
+        )
+        return dict(json.loads(answer["Payload"].read() or b"{}"))
+
+    def _run_schedules(self) -> None:
+        assert self.deployment is not None
+        next_run = {logical_id: time.monotonic() for logical_id in self.deployment.schedules}
+        while not self._stopping.wait(0.2):
+            for logical_id, every in self.deployment.schedules.items():
+                if time.monotonic() >= next_run[logical_id]:
+                    next_run[logical_id] = time.monotonic() + every * clock.time_scale()
+                    with contextlib.suppress(Exception):  # a failed run is retried at the next tick
+                        self.run_scheduled(logical_id)
 
     def emf_documents(self, function_logical_id: str) -> list[dict[str, Any]]:
         """The EMF documents a function wrote to its CloudWatch log group (what CloudWatch would ingest)."""
