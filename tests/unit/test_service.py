@@ -66,3 +66,47 @@ def test_idempotency_key_is_per_tenant() -> None:
     assert service.new_job_id("t1", "k") == service.new_job_id("t1", "k")
     assert service.new_job_id("t1", "k") != service.new_job_id("t2", "k")
     assert service.new_job_id("t1", None) != service.new_job_id("t1", None)
+
+
+def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery() -> None:
+    from imagejobs import submit_queue
+    from imagejobs.jobs import JobRecord as Record
+
+    class CappedStore(MemoryStore):
+        def take_turn(self, name: str, interval: float, now: float) -> float:
+            return 7.0
+
+    class RecordingQueue:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, int]] = []
+
+        def send(self, job_id: str, delay_seconds: int = 0) -> None:
+            self.sent.append((job_id, delay_seconds))
+
+    class NoProvider:
+        def submit(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("the provider must not be called over the cap")
+
+    store, queue = CappedStore(), RecordingQueue()
+    store.create(
+        Record(
+            id="img_capped",
+            tenant="t",
+            model="m",
+            request={"prompt": "p"},
+            request_hash="-",
+            created_at=0,
+            updated_at=0,
+            deadline_at=9e9,
+        )
+    )
+    settings = SETTINGS.model_copy(update={"provider_submits_per_minute": 10})
+    deps = service.Deps(settings=settings, store=store, queue=queue, provider=NoProvider())  # type: ignore[arg-type]
+
+    outcome = submit_queue.process(
+        deps, '{"job_id": "img_capped"}', receipt_handle="r", receive_count=1, log=lambda *a, **k: None
+    )
+
+    assert outcome == "deferred"
+    assert queue.sent and queue.sent[0][0] == "img_capped" and queue.sent[0][1] >= 7
+    assert store.jobs["img_capped"].status is JobStatus.QUEUED

@@ -30,8 +30,12 @@ class JobQueue:
         self._dead_letter_url = dead_letter_url
         self._client = client or boto3.client("sqs")
 
-    def send(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"job_id": job_id}))
+    def send(self, job_id: str, delay_seconds: int = 0) -> None:
+        self._client.send_message(
+            QueueUrl=self._url,
+            MessageBody=json.dumps({"job_id": job_id}),
+            DelaySeconds=max(0, min(delay_seconds, 900)),
+        )
 
     def retry_after(self, receipt_handle: str, seconds: int) -> None:
         """Make a received message come back in `seconds` (SQS caps visibility at 12 hours)."""

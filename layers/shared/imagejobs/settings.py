@@ -28,6 +28,7 @@ class Settings(BaseModel):
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
+    provider_submits_per_minute: int = Field(default=0, ge=0, alias="PROVIDER_SUBMITS_PER_MINUTE")  # 0: no cap
     provider_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="PROVIDER_TIMEOUT_SECONDS")
     notify_queue_url: str | None = Field(default=None, alias="NOTIFY_QUEUE_URL")
     event_bus_name: str = Field(default="default", alias="EVENT_BUS_NAME")

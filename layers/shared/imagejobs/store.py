@@ -21,6 +21,7 @@ else:
 JOB_PREFIX = "job#"
 KEY_PREFIX = "apikey#"
 TENANT_PREFIX = "tenant#"
+RATE_PREFIX = "rate#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
 OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
 
@@ -245,6 +246,29 @@ class JobStore:
             "attribute_exists(pk)",
             {":none": [], ":attempt": [attempt], ":state": state},
         )
+
+    # -- provider rate cap -----------------------------------------------------------------------
+    def take_turn(self, name: str, interval_seconds: float, now: float) -> float:
+        """A shared schedule of evenly spaced turns (at most one per `interval_seconds`), claimed
+        with a conditional write so concurrent submitters never share a turn. Returns 0 when the
+        caller got the turn, else the seconds until the next free one."""
+        key = {"pk": RATE_PREFIX + name}
+        item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        next_at = float(str(item["next_at"])) if item else 0.0
+        if now < next_at:
+            return next_at - now
+        condition = "attribute_not_exists(pk) OR next_at = :seen"
+        try:
+            self._table.put_item(
+                Item=to_dynamo({**key, "next_at": max(now, next_at) + interval_seconds}),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=to_dynamo({":seen": next_at}),
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return interval_seconds  # someone else took this turn
+            raise
+        return 0.0
 
     # -- tenants ---------------------------------------------------------------------------------
     def webhook_secret(self, tenant: str) -> str | None:

@@ -78,6 +78,17 @@ def _accept_uploads(deps: service.Deps, events: list[uploads.S3EventRecord], log
 
 def _submit(deps: service.Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:
     queue = service._need(deps.queue, "queue")
+    cap = deps.settings.provider_submits_per_minute
+    if cap:
+        record = deps.store.get(job_id)
+        if record is not None and record.provider_job_id is None and not record.status.final:
+            wait = deps.store.take_turn("provider-submit", 60.0 / cap, clock.now())  # type: ignore[attr-defined]
+            if wait > 0:
+                # Over our own cap: come back later as a fresh message, so waiting for a turn never
+                # uses up the job's deliveries (the way a provider 429 does).
+                queue.send(job_id, delay_seconds=clock.real_seconds(wait * random.uniform(1.0, 1.25)))
+                log("provider cap reached; job deferred", job_id=job_id, seconds=round(wait, 2))
+                return "deferred"
     try:
         return service.submit(deps, job_id)
     except ImageJobsError as exc:
