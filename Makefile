@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: demo serve test lint types template pytest bench faults clean
+.PHONY: demo serve test lint types template pytest bench loadtest faults clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ pytest: $(VENV)/.stamp
 
 bench: $(VENV)/.stamp
 	$(PY) -m bench.run
+
+## N jobs at once through the offline stack with faults and a provider cap (prints numbers)
+loadtest: $(VENV)/.stamp
+	$(PY) -m bench.loadtest
 
 ## The fault matrix through the offline stack, as the README's reliability table
 faults: $(VENV)/.stamp

@@ -153,7 +153,7 @@ class SimStats:
     rate_limited: Counter[str] = field(default_factory=Counter)  # idempotency key -> 429s answered
     faults: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job key, fault) -> times served
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job key, submit|poll|download) -> calls
-    submit_times: list[float] = field(default_factory=list)  # real times of submissions that created a job
+    submit_times: list[float] = field(default_factory=list)  # job-clock times of submissions that made a job
     concurrent_jobs_peak: int = 0
     submit_calls: int = 0
     cancel_calls: int = 0
@@ -245,7 +245,7 @@ class SimulatedProvider:
             now = clock.now()
             running = sum(1 for other in self._jobs.values() if other.status(now) in ("queued", "in_progress"))
             self.stats.concurrent_jobs_peak = max(self.stats.concurrent_jobs_peak, running + 1)
-            self.stats.submit_times.append(time.time())
+            self.stats.submit_times.append(clock.now())
             self._jobs[job_id] = job
             if idempotency_key:
                 self._by_key[idempotency_key] = job_id

@@ -47,13 +47,16 @@ class StackOptions:
     log_level: str = "WARNING"
     api_key: str | None = None
     schedules: bool = False  # run the template's Schedule events (e.g. the sweeper) on the job clock
+    fault_rate: float = 0.0  # the simulated provider serves a random transient fault on this share of calls
 
 
 class LocalStack:
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
         self.stack_name = "imagejobs-" + uuid.uuid4().hex[:8]
-        self.provider = SimulatedProvider(latency=self.options.latency, seed=self.options.seed)
+        self.provider = SimulatedProvider(
+            latency=self.options.latency, seed=self.options.seed, fault_rate=self.options.fault_rate
+        )
         self.api_key = self.options.api_key or "sk-local-" + secrets.token_hex(16)
         self.deployment: deploy.Deployment | None = None
         self.gateway: LocalGateway | None = None
