@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("N", "300")))
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--by-design-failures", type=float, default=0.02, help="share of jobs the provider fails")
-    parser.add_argument("--cap", type=int, default=12, help="ProviderSubmitsPerMinute (job time)")
+    parser.add_argument("--cap", type=int, default=30, help="ProviderSubmitsPerMinute (job time)")
     parser.add_argument("--timeout", type=float, default=600, help="real seconds to wait for the last job")
     args = parser.parse_args(argv)
     rng = random.Random(42)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=Latency(low=30, high=120),
         seed=7,
         fault_rate=args.fault_rate,
-        parameters={"ProviderSubmitsPerMinute": str(args.cap), "JobDeadlineSeconds": "3600"},
+        parameters={"ProviderSubmitsPerMinute": str(args.cap), "JobDeadlineSeconds": "86400"},
     )
     print(
         f"load: {args.jobs} jobs, {args.fault_rate:.0%} transient faults, cap {args.cap}/min, "
