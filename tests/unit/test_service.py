@@ -68,7 +68,8 @@ def test_idempotency_key_is_per_tenant() -> None:
     assert service.new_job_id("t1", None) != service.new_job_id("t1", None)
 
 
-def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery() -> None:
+def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")  # real seconds, whatever stack ran before
     from imagejobs import submit_queue
     from imagejobs.jobs import JobRecord as Record
 
