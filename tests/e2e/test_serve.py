@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -70,6 +71,17 @@ def served() -> Iterator[dict[str, str]]:
         process.wait(timeout=30)
 
 
+def local_s3(served: dict[str, str]) -> Any:
+    """An S3 client for the served stack's AWS endpoint, as aws cli or boto3 users set it up."""
+    return boto3.client(
+        "s3",
+        endpoint_url=served["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def test_serve_prints_settings_for_clients(served: dict[str, str]) -> None:
     assert served["IMAGEJOBS_BASE_URL"].startswith("http://127.0.0.1:")
     assert served["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
@@ -98,13 +110,7 @@ def test_submit_poll_download_over_http(served: dict[str, str]) -> None:
         assert (picture.format, picture.size) == ("WEBP", (1024, 1536))
 
     # the same images, through the local AWS endpoint, as aws cli or boto3 users see them
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=served["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = local_s3(served)
     listed = s3.list_objects_v2(Bucket=served["IMAGEJOBS_RESULTS_BUCKET"], Prefix=f"results/{job['id']}/")
     assert [item["Key"] for item in listed["Contents"]] == [
         f"results/{job['id']}/0.webp",
@@ -155,13 +161,7 @@ def test_multipart_edit_as_curl_sends_it(served: dict[str, str], tmp_path: Path)
 
 
 def test_inbox_upload_through_the_local_aws_endpoint(served: dict[str, str]) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=served["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = local_s3(served)
     body = io.BytesIO()
     Image.new("RGB", (300, 300), (90, 20, 160)).save(body, format="JPEG")
     s3.put_object(

@@ -500,12 +500,21 @@ def _error_classes() -> list[type[ImageJobsError]]:
     return seen
 
 
-def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
+def _unsettled(deps: Deps, job_id: str) -> tuple[JobRecord, bool]:
+    """(the job, whether it still needs settling). A retried step that finds the job final
+    re-announces it if that was never done, and has nothing else to do."""
     record = deps.store.get(job_id)
     if record is None:
         raise JobNotFound(f"job {job_id} does not exist")
     if record.status.final:
         _announce(deps, record)
+        return record, False
+    return record, True
+
+
+def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
+    record, open_ = _unsettled(deps, job_id)
+    if not open_:
         return record
     provider = _need(deps.provider, "provider")
     results = _need(deps.results, "results")
@@ -549,11 +558,8 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
     """Record why a job ended without images. Nothing was billed unless the provider says so:
     with `billed` (it finished but we could not fetch its images) its reported usage is the cost.
     Outputs stored before the failure are removed: a record and its bucket always agree."""
-    record = deps.store.get(job_id)
-    if record is None:
-        raise JobNotFound(f"job {job_id} does not exist")
-    if record.status.final:
-        _announce(deps, record)
+    record, open_ = _unsettled(deps, job_id)
+    if not open_:
         return record
     fields: dict[str, Any] = {
         "error": {"code": code, "message": message[:1000]},
