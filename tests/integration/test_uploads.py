@@ -73,7 +73,7 @@ def test_upload_with_a_metadata_prompt_is_edited(stack: LocalStack) -> None:
 
     record = wait_for_upload_job(stack, job_id)
 
-    assert record.status is JobStatus.SUCCEEDED
+    assert record.status is JobStatus.SUCCEEDED, record
     assert (record.source, record.kind, record.tenant) == ("upload", "edit", "inbox")
     (output,) = record.outputs
     assert output.key == f"edits/uploads/garden/{job_id}-0.png"
