@@ -155,7 +155,7 @@ def table(outcomes: list[Outcome]) -> str:
 TEST_OPTIONS = {
     "time_scale": 0.005,
     "latency": Latency(low=30, high=60),
-    "parameters": {"JobDeadlineSeconds": "1200", "ProviderTimeoutSeconds": "2"},
+    "parameters": {"JobDeadlineSeconds": "1200", "ProviderTimeoutSeconds": "4"},
 }
 
 

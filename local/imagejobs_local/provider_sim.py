@@ -171,7 +171,7 @@ class SimulatedProvider:
         host: str = "127.0.0.1",
         port: int = 0,
         fault_rate: float = 0.0,
-        timeout_sleep: float = 3.0,
+        timeout_sleep: float = 6.0,
     ) -> None:
         self.api_key = api_key
         self.fault_rate = fault_rate  # chance of a random transient fault (429, 5xx, reset) per call
