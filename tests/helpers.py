@@ -29,7 +29,7 @@ def wait_for_record(stack: LocalStack, job_id: str, timeout: float = 60.0) -> Jo
     while time.monotonic() < deadline:
         record = stack.store.get(job_id)
         if record is not None and record.status.final:
-            return record
+            return stack.store.get(job_id) or record  # read again: moto's updates are not atomic
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not end within {timeout} s: {stack.store.get(job_id)}")
 

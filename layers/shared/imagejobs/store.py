@@ -142,12 +142,15 @@ class JobStore:
         for index, previous in enumerate(allowed):
             values[f":p{index}"] = previous.value
             placeholders.append(f":p{index}")
-        sets = ["#status = :new"]
+        sets = []
         names = {"#status": "status"}
         for index, (name, value) in enumerate(fields.items()):
             names[f"#f{index}"] = name
             values[f":f{index}"] = value
             sets.append(f"#f{index} = :f{index}")
+        # Status last: DynamoDB applies an update atomically, moto one action at a time, and a
+        # reader that sees the final status must also see what came with it.
+        sets.append("#status = :new")
         try:
             self._table.update_item(
                 Key={"pk": JOB_PREFIX + job_id},
