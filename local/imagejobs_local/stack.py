@@ -19,7 +19,7 @@ import boto3
 
 from imagejobs import clock, webhooks
 from imagejobs.store import JobStore
-from imagejobs_local import clock_patches, deploy, lambdas
+from imagejobs_local import atomic_dynamodb, clock_patches, deploy, lambdas
 from imagejobs_local.gateway import LocalGateway
 from imagejobs_local.provider_sim import Latency, SimulatedProvider
 from imagejobs_local.sqs_poller import QueuePoller, take_over_mappings
@@ -100,6 +100,7 @@ class LocalStack:
             self._mock.start()
         lambdas.install()
         clock_patches.install()
+        atomic_dynamodb.install()
         self.provider.start()
 
         parameters = {

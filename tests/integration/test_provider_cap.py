@@ -1,8 +1,7 @@
 """The provider submission cap: turns claimed with a conditional write in the real jobs table.
 
-(DynamoDB makes the conditional write atomic between concurrent submitters. moto does not
-serialize concurrent conditional writes, so this checks the turn-taking rules one call at a time,
-including the call that lost a race: its condition no longer holds.)"""
+The rules one call at a time (including the call that lost a race: its condition no longer holds),
+then a crowd of concurrent submitters."""
 
 from __future__ import annotations
 
@@ -34,3 +33,14 @@ def test_a_submitter_that_lost_the_race_does_not_get_the_turn(stack: LocalStack)
         assert store.take_turn("cap-race", 5.0, now + 5.0) == 5.0
     finally:
         table.get_item = original_get  # type: ignore[method-assign]
+
+
+def test_concurrent_submitters_never_share_a_turn(stack: LocalStack) -> None:
+    """Eight submitters at the same instant (the offline runtime makes each DynamoDB request
+    atomic, as DynamoDB does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = clock.now()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        waits = list(pool.map(lambda _: stack.store.take_turn("cap-crowd", 2.0, now), range(8)))
+    assert waits.count(0.0) == 1
