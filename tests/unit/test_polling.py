@@ -6,11 +6,13 @@ from imagejobs.models import JobStatus, ProviderJob
 T0 = 1_800_000_000.0
 
 
-def decide(status: JobStatus, now: float, polls: int = 1, deadline: float = 900, **job: object):
+def decide(
+    status: JobStatus, now: float, polls: int = 1, deadline: float = 900, quality: str = "medium", **job: object
+):
     return polling.decide(
         ProviderJob(id="p1", status=status, **job),
         job_id="img_1",
-        quality="medium",
+        quality=quality,
         submitted_at=T0,
         deadline_at=T0 + deadline,
         now=now,
@@ -70,16 +72,7 @@ def test_a_day_long_job_stays_inside_the_execution_history_limit() -> None:
     now, polls = T0 + polling.first_wait_seconds("low"), 0
     while True:
         polls += 1
-        result = polling.decide(
-            ProviderJob(id="p", status=JobStatus.IN_PROGRESS),
-            job_id="img_1",
-            quality="low",
-            submitted_at=T0,
-            deadline_at=T0 + deadline,
-            now=now,
-            polls=polls,
-            deadline_seconds=deadline,
-        )
+        result = decide(JobStatus.IN_PROGRESS, now, polls=polls, deadline=deadline, quality="low")
         if result.action != "wait":
             break
         now += result.next_poll_seconds
