@@ -2,16 +2,17 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local
+export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: demo serve test lint types template pytest bench loadtest faults clean
+.PHONY: admin demo serve test lint types template pytest bench loadtest faults clean
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # the `imagejobs` command
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -26,6 +27,10 @@ demo: $(VENV)/.stamp
 serve: $(VENV)/.stamp
 	$(PY) -m imagejobs_local.serve --port $(PORT) --time-scale $(TIME_SCALE)
 
+## Admin commands (keys, budgets), e.g. make admin ARGS="keys create --tenant acme" (AWS settings from make serve or your profile)
+admin: $(VENV)/.stamp
+	$(VENV)/bin/imagejobs $(ARGS)
+
 ## The whole gate: lint, types, template and ASL checks, tests
 test: lint types template pytest
 
@@ -33,7 +38,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 
 types: $(VENV)/.stamp
-	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local
+	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local cli/imagejobs_cli
 	for handler in functions/*/app.py; do $(VENV)/bin/mypy $$handler || exit 1; done
 
 template: $(VENV)/.stamp node_modules/.stamp

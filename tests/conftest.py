@@ -15,6 +15,7 @@ from tests.helpers import EventCapture
 TEST_TIME_SCALE = 0.005
 # Long enough for every normal test job, short enough that a job that never finishes expires
 # within 18 s of real time (slack for a slow or busy machine: 1 real second is 200 job seconds).
+AUTHORIZER_CACHE_SECONDS = 2  # short, so a revoked key is seen to stop working
 TEST_DEADLINE_SECONDS = 3600
 
 
@@ -25,7 +26,11 @@ def stack() -> Iterator[LocalStack]:
         latency=Latency(low=30, high=60),
         seed=7,
         # 4 s provider timeout (slack under load); the read-timeout faults hold answers back 6 s
-        parameters={"JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS), "ProviderTimeoutSeconds": "4"},
+        parameters={
+            "JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS),
+            "ProviderTimeoutSeconds": "4",
+            "AuthorizerCacheSeconds": str(AUTHORIZER_CACHE_SECONDS),
+        },
     )
     with LocalStack(options) as running:
         yield running

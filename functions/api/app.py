@@ -9,11 +9,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from imagejobs import service
+from imagejobs import budget, service
 from imagejobs.httpapi import (
     ApiError,
     base_url,
-    bearer_key,
     form_parameters,
     from_validation_error,
     json_object_body,
@@ -41,10 +40,12 @@ ROUTES: dict[str, set[str]] = {
 
 
 def _tenant() -> str:
-    tenant = deps.store.tenant_for_key(bearer_key(app.current_event))
-    if tenant is None:
+    """The caller's tenant, as the API key authorizer found it (API Gateway passes it on)."""
+    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    tenant = authorizer.get("tenant")
+    if not tenant:
         raise ApiError(401, "Incorrect API key provided.", type_="authentication_error", code="invalid_api_key")
-    return tenant
+    return str(tenant)
 
 
 def _own_job(job_id: str) -> Any:
@@ -86,6 +87,10 @@ def _accepted(accept: Any, tenant: str) -> Response:
         raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
     except WebhookRefused as exc:
         raise ApiError(400, exc.message, param="webhook_url", code=exc.reason) from None
+    except budget.BudgetExceeded as exc:
+        raise ApiError(402, exc.message, type_="insufficient_quota", code=exc.reason) from None
+    except service.UnsupportedModel as exc:
+        raise ApiError(400, exc.message, param="model", code=exc.reason) from None
     except service.EnqueueFailed as exc:
         raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
     logger.info("job accepted", extra={"job_id": record.id, "created": created, "tenant": tenant})

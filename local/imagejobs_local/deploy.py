@@ -45,6 +45,35 @@ class Route:
 
 
 @dataclass
+class Authorizer:
+    """The API's default Lambda TOKEN authorizer, as the template declares it."""
+
+    function_logical_id: str
+    header: str
+    cache_seconds: float
+
+
+def api_authorizer(template: dict[str, Any], parameters: dict[str, str]) -> Authorizer | None:
+    for resource in template["Resources"].values():
+        if resource.get("Type") != "AWS::Serverless::Api":
+            continue
+        auth = resource["Properties"].get("Auth") or {}
+        default = auth.get("DefaultAuthorizer")
+        if not default:
+            continue
+        spec = auth["Authorizers"][default]
+        function_arn = spec["FunctionArn"]
+        logical_id = function_arn["Fn::GetAtt"][0] if isinstance(function_arn, dict) else str(function_arn)
+        identity = spec.get("Identity") or {}
+        ttl = identity.get("ReauthorizeEvery", 300)
+        if isinstance(ttl, dict) and "Ref" in ttl:
+            name = ttl["Ref"]
+            ttl = parameters.get(name, template["Parameters"][name].get("Default", 300))
+        return Authorizer(logical_id, identity.get("Header", "Authorization"), float(ttl))
+    return None
+
+
+@dataclass
 class Deployment:
     stack_name: str
     outputs: dict[str, str]
@@ -56,6 +85,7 @@ class Deployment:
     function_code: dict[str, Path] = field(default_factory=dict)  # logical id -> source folder
     gateway_responses: dict[str, Any] = field(default_factory=dict)  # e.g. REQUEST_TOO_LARGE -> its spec
     schedules: dict[str, float] = field(default_factory=dict)  # function logical id -> seconds between runs
+    authorizer: Authorizer | None = None
 
 
 class _StaticPolicyLoader(ManagedPolicyLoader):
@@ -292,6 +322,7 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         code_dirs=code_dirs,
         routes=api_routes(template),
         schedules=schedules(template),
+        authorizer=api_authorizer(template, parameters),
         gateway_responses={
             kind: spec
             for resource in template["Resources"].values()

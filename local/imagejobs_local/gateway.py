@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 
-from imagejobs_local.deploy import Route
+from imagejobs_local.deploy import Authorizer, Route
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
@@ -36,6 +36,21 @@ def _specificity(route: Route) -> tuple[int, int, int]:
     return ("+}" in route.path, route.path.count("{"), -route.path.count("/"))
 
 
+def _allows(answer: Any, method_arn: str) -> bool:
+    """Whether an authorizer's policy allows this call (Allow matching it, no Deny matching it)."""
+    if not isinstance(answer, dict):
+        return False
+    statements = (answer.get("policyDocument") or {}).get("Statement") or []
+    verdicts = set()
+    for statement in statements:
+        resources = statement.get("Resource")
+        for resource in [resources] if isinstance(resources, str) else resources or []:
+            pattern = re.escape(str(resource)).replace(r"\*", ".*")
+            if re.fullmatch(pattern, method_arn):
+                verdicts.add(statement.get("Effect"))
+    return "Allow" in verdicts and "Deny" not in verdicts
+
+
 class LocalGateway:
     def __init__(
         self,
@@ -46,11 +61,17 @@ class LocalGateway:
         port: int = 0,
         stage: str = "",
         gateway_responses: dict[str, Any] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._gateway_responses = gateway_responses or {}
+        self._authorizer = authorizer
+        self._auth_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # token -> (expires, answer)
+        self._auth_lock = threading.Lock()
+        self.authorizer_calls = 0
         self._routes = [(route, _compile(route.path)) for route in sorted(routes, key=_specificity)]
         self._functions = function_names
         self._lambda = boto3.client("lambda", region_name=region)
+        self._region = region
         self._stage = stage
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -74,6 +95,38 @@ class LocalGateway:
             if found and route.method in ("ANY", method):
                 return route, found.groupdict()
         return None
+
+    def authorize(self, token: str | None, method: str, path: str) -> tuple[str, dict[str, Any] | None]:
+        """As API Gateway runs a TOKEN authorizer: no token -> 401 without calling it; an
+        "Unauthorized" error -> 401; a policy that does not allow the call -> 403; answers that
+        allow are cached per token for the authorizer's TTL. Returns (verdict, authorizer context)."""
+        assert self._authorizer is not None
+        if not token:
+            return "UNAUTHORIZED", None
+        method_arn = f"arn:aws:execute-api:{self._region}:123456789012:local/{self._stage or 'local'}/{method}{path}"
+        now = time.monotonic()
+        with self._auth_lock:
+            cached = self._auth_cache.get(token)
+        if cached and cached[0] > now:
+            answer = cached[1]
+        else:
+            self.authorizer_calls += 1
+            response = self._lambda.invoke(
+                FunctionName=self._functions[self._authorizer.function_logical_id],
+                Payload=json.dumps({"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn}).encode(),
+            )
+            answer = json.loads(response["Payload"].read() or b"null")
+            if "FunctionError" in response:
+                unauthorized = isinstance(answer, dict) and answer.get("errorMessage") == "Unauthorized"
+                return ("UNAUTHORIZED" if unauthorized else "AUTHORIZER_FAILURE"), None
+            if self._authorizer.cache_seconds > 0:
+                with self._auth_lock:
+                    self._auth_cache[token] = (now + self._authorizer.cache_seconds, answer)
+        if not _allows(answer, method_arn):
+            return "ACCESS_DENIED", None
+        context = dict(answer.get("context") or {})
+        context["principalId"] = answer.get("principalId")
+        return "ALLOW", context
 
     def proxy_event(
         self,
@@ -182,6 +235,19 @@ class LocalGateway:
                 event = gateway.proxy_event(
                     self.command, self.path, list(self.headers.items()), body, route, params, self.client_address[0]
                 )
+                if gateway._authorizer is not None:
+                    verdict, context = gateway.authorize(
+                        self.headers.get(gateway._authorizer.header), self.command, path
+                    )
+                    if verdict != "ALLOW":
+                        status = {"UNAUTHORIZED": 401, "ACCESS_DENIED": 403}.get(verdict, 500)
+                        self._gateway_response(
+                            verdict,
+                            status,
+                            {401: "Unauthorized", 403: "Forbidden"}.get(status, "Internal server error"),
+                        )
+                        return
+                    event["requestContext"]["authorizer"] = context
                 response = gateway._lambda.invoke(
                     FunctionName=gateway._functions[route.function_logical_id], Payload=json.dumps(event).encode()
                 )

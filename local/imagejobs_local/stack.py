@@ -19,6 +19,7 @@ import boto3
 
 from imagejobs import clock, webhooks
 from imagejobs.store import JobStore
+from imagejobs.tenants import Tenants
 from imagejobs_local import atomic_dynamodb, clock_patches, deploy, lambdas
 from imagejobs_local.gateway import LocalGateway
 from imagejobs_local.provider_sim import Latency, SimulatedProvider
@@ -115,7 +116,7 @@ class LocalStack:
         boto3.client("secretsmanager", region_name=REGION).put_secret_value(
             SecretId=self.outputs["ProviderApiKeySecretArn"], SecretString=self.provider.api_key
         )
-        self.store.put_api_key(self.api_key, LOCAL_TENANT, clock.now())
+        self.tenants.add_key(self.api_key, LOCAL_TENANT, clock.now(), name="local")
         self.webhook_secret = self.store.ensure_webhook_secret(LOCAL_TENANT, webhooks.new_secret())
         self.pollers = [QueuePoller(mapping, REGION).start() for mapping in take_over_mappings(REGION)]
         if options.schedules:
@@ -128,6 +129,7 @@ class LocalStack:
                 REGION,
                 port=options.gateway_port,
                 gateway_responses=self.deployment.gateway_responses,
+                authorizer=self.deployment.authorizer,
             ).start()
         return self
 
@@ -184,6 +186,13 @@ class LocalStack:
     @property
     def store(self) -> JobStore:
         return JobStore(
+            self.outputs["JobsTableName"],
+            boto3.resource("dynamodb", region_name=REGION).Table(self.outputs["JobsTableName"]),
+        )
+
+    @property
+    def tenants(self) -> Tenants:
+        return Tenants(
             self.outputs["JobsTableName"],
             boto3.resource("dynamodb", region_name=REGION).Table(self.outputs["JobsTableName"]),
         )

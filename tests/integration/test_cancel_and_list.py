@@ -70,7 +70,7 @@ def test_cancel_of_a_final_job_is_409(stack: LocalStack, api: httpx.Client) -> N
 
 def test_cancel_of_another_tenants_job_is_404(stack: LocalStack, api: httpx.Client) -> None:
     job_id = submit(api, "[sim:never] mine")
-    stack.store.put_api_key("sk-cancel-other", "someone-else", clock.now())
+    stack.tenants.add_key("sk-cancel-other", "someone-else", clock.now())
     answer = httpx.post(
         f"{stack.base_url}/v1/jobs/{job_id}/cancel", headers={"Authorization": "Bearer sk-cancel-other"}
     )
@@ -81,7 +81,7 @@ def test_cancel_of_another_tenants_job_is_404(stack: LocalStack, api: httpx.Clie
 
 def test_listing_pages_newest_first_for_this_tenant_only(stack: LocalStack) -> None:
     key = "sk-list-tenant"
-    stack.store.put_api_key(key, "lister", clock.now())
+    stack.tenants.add_key(key, "lister", clock.now())
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=stack.base_url, headers=headers) as mine:
         created = [submit(mine, f"picture {index}") for index in range(7)]

@@ -115,7 +115,7 @@ def test_unknown_job_is_404(api: httpx.Client) -> None:
 
 def test_another_tenants_job_is_404(stack: LocalStack, api: httpx.Client) -> None:
     job_id = api.post(GENERATIONS, json={"prompt": "mine", "quality": "low"}).json()["id"]
-    stack.store.put_api_key("sk-other-tenant", "other", clock.now())
+    stack.tenants.add_key("sk-other-tenant", "other", clock.now())
     other = httpx.get(f"{stack.base_url}/v1/jobs/{job_id}", headers={"Authorization": "Bearer sk-other-tenant"})
     assert_openai_error(other, 404)
 

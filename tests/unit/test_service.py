@@ -27,7 +27,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.jobs: dict[str, JobRecord] = {}
 
-    def create(self, record: JobRecord) -> bool:
+    def create(self, record: JobRecord, reservation: Any = None) -> bool:
         if record.id in self.jobs:
             return False
         self.jobs[record.id] = record
@@ -36,15 +36,12 @@ class MemoryStore:
     def get(self, job_id: str) -> JobRecord | None:
         return self.jobs.get(job_id)
 
-    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool:
+    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: Any = None) -> bool:
         record = self.jobs[job_id]
         if record.status.final:
             return False
         self.jobs[job_id] = JobRecord.model_validate({**record.model_dump(), **fields, "status": status})
         return True
-
-    def tenant_for_key(self, api_key: str) -> str | None:
-        return None
 
 
 class BrokenQueue:

@@ -136,19 +136,6 @@ def form_parameters(fields: dict[str, str]) -> dict[str, Any]:
     return params
 
 
-def bearer_key(event: APIGatewayProxyEvent) -> str:
-    header = event.headers.get("authorization") or event.headers.get("Authorization") or ""
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(
-            401,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-            type_="authentication_error",
-            code="missing_api_key",
-        )
-    return key.strip()
-
-
 def base_url(event: APIGatewayProxyEvent) -> str:
     """The URL clients used to reach us, stage prefix included (REST API: /Prod/...)."""
     headers = {k.lower(): v for k, v in (event.headers or {}).items()}

@@ -55,6 +55,8 @@ class JobRecord(BaseModel):
     usage: Usage | None = None
     cost: Cost | None = None
     orchestration_cost_usd: str | None = None
+    reserved_usd: str | None = None  # held against the tenant's budget until the job settles
+    budget_day: str | None = None  # the UTC day (and so month) the reservation counts against
     error: JobError | None = None
     correlation_id: str | None = None
     base_url: str | None = None  # the API base URL the caller used (for polling_url in webhooks)

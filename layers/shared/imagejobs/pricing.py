@@ -57,6 +57,29 @@ def job_cost(model: str, quality: str, images: int, usage: Usage | None) -> Cost
     return Cost(amount=_money(amount), currency=prices["currency"], basis="per_image")
 
 
+def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -> Decimal:
+    """What a job may cost at most, reserved against its tenant's budget before it is sent.
+
+    Quality 'auto' and sizes other than the priced one are taken at their dearest (prices.json
+    `reserve`); edits add their input images as image tokens and the prompt as text tokens."""
+    prices = model_prices(model)
+    bounds = prices["reserve"]
+    quality = str(request.get("quality") or "auto")
+    if quality == "auto":
+        quality = bounds["auto_quality_priced_as"]
+    per_image = Decimal(prices["per_image"][quality])
+    size = str(request.get("size") or "auto")
+    factor = Decimal(bounds["size_factor"].get(size, max(bounds["size_factor"].values(), key=Decimal)))
+    per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
+    prompt_tokens = Decimal(len(str(request.get("prompt") or ""))) * Decimal(bounds["text_input_tokens_per_char"])
+    image_tokens = Decimal(input_images * int(bounds["image_input_tokens_per_image"]))
+    amount = (
+        per_image * factor * int(request.get("n") or 1)
+        + (prompt_tokens * per_million["text_input"] + image_tokens * per_million["image_input"]) / MILLION
+    )
+    return Decimal(_money(amount))
+
+
 def orchestration_cost(polls: int, invocations: int | None = None) -> Decimal:
     """Estimated Step Functions transitions plus Lambda requests and GB-seconds for one job.
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from imagejobs import clock, failpoints, polling, pricing, requests_in, uploads, webhooks
+from imagejobs import budget, clock, failpoints, polling, pricing, requests_in, uploads, webhooks
 from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
 from imagejobs.images import CheckedImage, InvalidImage, check_edit_inputs, check_image
 from imagejobs.jobs import JobRecord
@@ -34,6 +34,7 @@ from imagejobs.models import (
 )
 from imagejobs.provider import UploadFile
 from imagejobs.settings import Settings
+from imagejobs.tenants import Caps
 
 
 class Provider(Protocol):
@@ -47,13 +48,14 @@ class Provider(Protocol):
 
 
 class Store(Protocol):
-    def create(self, record: JobRecord) -> bool: ...
+    def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool: ...
     def get(self, job_id: str) -> JobRecord | None: ...
     def record_submission(self, job_id: str, provider_job_id: str, at: float) -> None: ...
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None: ...
     def record_poll(self, job_id: str, provider_status: JobStatus, at: float) -> JobRecord: ...
-    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool: ...
-    def tenant_for_key(self, api_key: str) -> str | None: ...
+    def settle(
+        self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: budget.Charge | None = None
+    ) -> bool: ...
     def list_jobs(
         self, tenant: str, *, limit: int, after: JobRecord | None = None, status: JobStatus | None = None
     ) -> tuple[list[JobRecord], bool]: ...
@@ -88,6 +90,10 @@ class Results(Protocol):
     def presigned_url(self, key: str, ttl_seconds: int) -> str: ...
 
 
+class Budgets(Protocol):
+    def caps(self, tenant: str) -> Caps: ...
+
+
 class Metrics(Protocol):
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None: ...
 
@@ -103,6 +109,7 @@ class Deps:
     metrics: Metrics | None = None
     objects: Objects | None = None
     notices: Queue | None = None  # the notify queue: events and webhooks once a job is final
+    budgets: Budgets | None = None  # per-tenant caps; None: jobs are not reserved against budgets
 
 
 def _need(dependency: Any, name: str) -> Any:
@@ -130,6 +137,33 @@ def request_hash(request: GenerationRequest, *attachments: bytes) -> str:
 
 class IdempotencyConflict(ImageJobsError):
     reason = "idempotency_key_reused"
+
+
+class UnsupportedModel(ImageJobsError):
+    reason = "model_not_found"
+
+
+def check_model(model: str) -> None:
+    """Only models with a price table run: every job is reserved and billed by it."""
+    try:
+        pricing.model_prices(model)
+    except pricing.UnknownModel:
+        known = ", ".join(sorted(pricing.price_table()["models"]))
+        raise UnsupportedModel(f"The model '{model}' is not supported here; use one of: {known}.") from None
+
+
+def _create(deps: Deps, record: JobRecord, *, reserve: bool = True) -> tuple[JobRecord, bool]:
+    """Record a new job, reserving its most it can cost against its tenant's budget in the same
+    write (BudgetExceeded when a cap would be passed; nothing is recorded then).
+    Returns (the record as written, created)."""
+    reservation = None
+    if reserve and deps.budgets is not None:
+        day, month = budget.periods(record.created_at)
+        input_images = len(record.inputs) + (1 if record.mask else 0)
+        amount = pricing.reserve_amount(record.model, record.request, input_images)
+        reservation = budget.Reservation(record.tenant, amount, day, month, deps.budgets.caps(record.tenant))
+        record = record.model_copy(update={"reserved_usd": str(amount), "budget_day": day})
+    return record, deps.store.create(record, reservation)
 
 
 class EnqueueFailed(ImageJobsError):
@@ -178,16 +212,20 @@ def accept_edit(
 
     inputs = [store(f"image-{index}", image) for index, image in enumerate(checked)]
     stored_mask = store("mask", checked_mask) if checked_mask else None
-    return _accept(
-        deps,
-        caller=caller,
-        request=request,
-        idempotency_key=idempotency_key,
-        kind="edit",
-        inputs=inputs,
-        mask=stored_mask,
-        attachments=attachments,
-    )
+    try:
+        return _accept(
+            deps,
+            caller=caller,
+            request=request,
+            idempotency_key=idempotency_key,
+            kind="edit",
+            inputs=inputs,
+            mask=stored_mask,
+            attachments=attachments,
+        )
+    except budget.BudgetExceeded:
+        results.delete_prefix(f"inputs/{job_id}/")  # refused: keep no inputs of a job that does not exist
+        raise
 
 
 def _accept(
@@ -206,11 +244,13 @@ def _accept(
     request = request.with_model(settings.default_model)
     job_id = new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
+    check_model(str(request.model))
     if request.webhook_url:
         webhooks.check_url(request.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
     record = record.model_copy(update={"base_url": caller.base_url, "correlation_id": caller.correlation_id})
-    if not deps.store.create(record):
+    record, created = _create(deps, record)
+    if not created:
         existing = deps.store.get(job_id)
         if existing is None or existing.tenant != tenant:
             raise IdempotencyConflict("Idempotency-Key could not be used; try another key")
@@ -281,6 +321,7 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
         model = EditRequest if image_uris or mask_uri else GenerationRequest
         parsed = model.model_validate(params).with_model(settings.default_model)
         request = parsed.model_dump(exclude_none=True)
+        check_model(str(parsed.model))
         if parsed.webhook_url:
             webhooks.check_url(parsed.webhook_url, allow_loopback=settings.webhook_allow_loopback)
         allowed = settings.readable_input_buckets
@@ -310,10 +351,21 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
     record = _new_record(deps, job_id, settings.event_tenant, "event", kind, request, fingerprint, inputs, mask)
     record = record.model_copy(update={"correlation_id": correlation_id})
-    if not deps.store.create(record):
-        return _need(deps.store.get(job_id), "job")
+    return _record_or_fail(deps, record, problem)
+
+
+def _record_or_fail(deps: Deps, record: JobRecord, problem: tuple[str, str] | None) -> JobRecord:
+    """Record a job that came from an upload or an event (one per source object or event id).
+    One that cannot run, or would pass its tenant's budget, is recorded as failed saying why."""
+    try:
+        record, created = _create(deps, record, reserve=problem is None)
+    except budget.BudgetExceeded as exc:
+        record, created = _create(deps, record, reserve=False)
+        problem = (exc.reason, exc.message)
+    if not created:
+        return _need(deps.store.get(record.id), "job")
     if problem is not None:
-        return end_job(deps, job_id, JobStatus.FAILED, problem[0], problem[1])
+        return end_job(deps, record.id, JobStatus.FAILED, problem[0], problem[1])
     return record
 
 
@@ -340,6 +392,7 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
         )
         parsed = uploads.instructions(upload.key, info.metadata, rules_document).with_model(settings.default_model)
         request = parsed.model_dump(exclude_none=True)
+        check_model(str(parsed.model))
         checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
         upload = upload.model_copy(update={"content_type": checked.content_type})
     except (uploads.NoInstructions, uploads.InvalidInstructions) as exc:
@@ -350,11 +403,7 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
     record = _new_record(
         deps, job_id, settings.inbox_tenant, "upload", "edit", request, fingerprint, [upload], origin=upload
     )
-    if not deps.store.create(record):
-        return _need(deps.store.get(job_id), "job")
-    if problem is not None:
-        return end_job(deps, job_id, JobStatus.FAILED, problem[0], problem[1])
-    return record
+    return _record_or_fail(deps, record, problem)
 
 
 # -- submit (queue-fed) -------------------------------------------------------------------------
@@ -583,7 +632,7 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
 
 
 def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, Any]) -> JobRecord:
-    won = deps.store.settle(record.id, status, fields)
+    won = deps.store.settle(record.id, status, fields, _charge(record, fields))
     settled = deps.store.get(record.id)
     if settled is None:
         raise JobNotFound(f"job {record.id} vanished")
@@ -594,6 +643,17 @@ def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, 
     if won:
         _announce(deps, settled)
     return settled
+
+
+def _charge(record: JobRecord, fields: dict[str, Any]) -> budget.Charge | None:
+    """A reserved job settles its tenant's spend to what it cost: the difference to what it
+    reserved (all of it back when the provider billed nothing)."""
+    if record.reserved_usd is None or record.budget_day is None:
+        return None
+    cost = fields.get("cost")
+    actual = Decimal(str(cost["amount"])) if cost else Decimal(0)
+    day = record.budget_day
+    return budget.Charge(record.tenant, day, day[:7], actual - Decimal(record.reserved_usd))
 
 
 def _announce(deps: Deps, record: JobRecord) -> None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
 
+from imagejobs import budget
 from imagejobs.errors import StaleTransition
 from imagejobs.jobs import JobRecord, predecessors
 from imagejobs.models import JobStatus
+from imagejobs.tenants import TENANT_PREFIX, spend_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -19,8 +20,6 @@ else:
     Table = Any
 
 JOB_PREFIX = "job#"
-KEY_PREFIX = "apikey#"
-TENANT_PREFIX = "tenant#"
 RATE_PREFIX = "rate#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
 OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
@@ -47,10 +46,6 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
-def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-
-
 def _record(item: dict[str, Any]) -> JobRecord:
     for name in ("pk", "list_pk", "list_sk", "open_pk", "open_sk"):
         item.pop(name, None)
@@ -65,13 +60,27 @@ def _is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _cancellation_codes(exc: ClientError) -> list[str] | None:
+    """Per-item reasons of a cancelled transaction (None: the error was something else)."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    return [str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", [])]
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Values for the table's client: the resource's client serializes Python values itself."""
+    return dict(to_dynamo(values))
+
+
 class JobStore:
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         self._table = table if table is not None else boto3.resource("dynamodb").Table(table_name)
 
     # -- jobs -------------------------------------------------------------------------------
-    def create(self, record: JobRecord) -> bool:
-        """Write a new job; False if a job with this id exists already."""
+    def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
+        """Write a new job; False if a job with this id exists already. With a reservation, the
+        job and its reserved cost are written in one transaction that keeps the tenant's day and
+        month under their caps (BudgetExceeded otherwise, and nothing is written)."""
         item = to_dynamo(record.model_dump(mode="json"))
         item["pk"] = JOB_PREFIX + record.id
         item["list_pk"] = record.tenant
@@ -79,13 +88,73 @@ class JobStore:
         if not record.status.final:
             item["open_pk"] = "open"
             item["open_sk"] = _list_sort_key(record)
-        try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        if reservation is None:
+            try:
+                self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+            except ClientError as exc:
+                if _is_condition_failure(exc):
+                    return False
+                raise
+            return True
+        budget.check_fits(reservation, {})  # a job dearer than a whole cap never fits
+        put = {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": _typed(item),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        spends = [
+            self._spend_update(reservation.tenant, period, reservation.amount, cap, record.created_at)
+            for _, period, cap in reservation.limits()
+        ]
+        for _attempt in range(3):
+            try:
+                items: list[Any] = [put, *spends]
+                self._table.meta.client.transact_write_items(TransactItems=items)
+                return True
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if codes is None:
+                    raise
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return False
+            # A cap refused it (or a concurrent transaction conflicted): say which, or try again
+            # if spending moved under us (a refund between the write and this read).
+            spent = {period: self.spent(reservation.tenant, period) for _, period, _ in reservation.limits()}
+            budget.check_fits(reservation, spent)
+        raise budget.BudgetExceeded(
+            reservation.tenant,
+            "daily",
+            reservation.caps.daily_usd or Decimal(0),
+            spent[reservation.day],
+            reservation.amount,
+        )
+
+    def _spend_update(
+        self, tenant: str, period: str, amount: Decimal, cap: Decimal | None, at: float
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            ":zero": Decimal(0),
+            ":amount": amount,
+            ":tenant": tenant,
+            ":ttl": int(at) + budget.SPEND_TTL_DAYS * 86_400,
+        }
+        update: dict[str, Any] = {
+            "TableName": self._table.name,
+            "Key": _typed({"pk": spend_key(tenant, period)}),
+            "UpdateExpression": "SET usd = if_not_exists(usd, :zero) + :amount, tenant = :tenant, #ttl = :ttl",
+            "ExpressionAttributeNames": {"#ttl": "ttl"},
+        }
+        if cap is not None:
+            update["ConditionExpression"] = "attribute_not_exists(usd) OR usd <= :room"
+            values[":room"] = cap - amount
+        update["ExpressionAttributeValues"] = _typed(values)
+        return {"Update": update}
+
+    def spent(self, tenant: str, period: str) -> Decimal:
+        item = self._table.get_item(Key={"pk": spend_key(tenant, period)}, ConsistentRead=True).get("Item")
+        return Decimal(str(item["usd"])) if item and "usd" in item else Decimal(0)
 
     def get(self, job_id: str) -> JobRecord | None:
         item = self._table.get_item(Key={"pk": JOB_PREFIX + job_id}, ConsistentRead=True).get("Item")
@@ -133,9 +202,12 @@ class JobStore:
             raise
         return _record(from_dynamo(result["Attributes"]))
 
-    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any]) -> bool:
+    def settle(
+        self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: budget.Charge | None = None
+    ) -> bool:
         """Move a job to a final status with its result fields. True only for the one writer that
-        made the change: everything that must happen once per job (metrics, events) hangs on it."""
+        made the change: everything that must happen once per job (metrics, events, the budget
+        charge, which is written in the same transaction) hangs on it."""
         allowed = predecessors(status)
         values: dict[str, Any] = {":new": status.value}
         placeholders = []
@@ -151,16 +223,44 @@ class JobStore:
         # Status last: DynamoDB applies an update atomically, moto one action at a time, and a
         # reader that sees the final status must also see what came with it.
         sets.append("#status = :new")
+        update = {
+            "Key": {"pk": JOB_PREFIX + job_id},
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE open_pk, open_sk",
+            "ConditionExpression": f"#status IN ({', '.join(placeholders)})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_dynamo(values),
+        }
+        if charge is None or charge.delta == 0:
+            try:
+                self._table.update_item(**update)
+            except ClientError as exc:
+                if _is_condition_failure(exc):
+                    return False
+                raise
+            return True
+        job_update = {
+            **update,
+            "TableName": self._table.name,
+            "Key": _typed(update["Key"]),
+            "ExpressionAttributeValues": _typed(update["ExpressionAttributeValues"]),
+        }
+        spends = [
+            {
+                "Update": {
+                    "TableName": self._table.name,
+                    "Key": _typed({"pk": spend_key(charge.tenant, period)}),
+                    "UpdateExpression": "ADD usd :delta",
+                    "ExpressionAttributeValues": _typed({":delta": charge.delta}),
+                }
+            }
+            for period in (charge.day, charge.month)
+        ]
         try:
-            self._table.update_item(
-                Key={"pk": JOB_PREFIX + job_id},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE open_pk, open_sk",
-                ConditionExpression=f"#status IN ({', '.join(placeholders)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_dynamo(values),
-            )
+            items: list[Any] = [{"Update": job_update}, *spends]
+            self._table.meta.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            codes = _cancellation_codes(exc)
+            if codes and codes[0] == "ConditionalCheckFailed":
                 return False
             raise
         return True
@@ -290,16 +390,3 @@ class JobStore:
             if not _is_condition_failure(exc):
                 raise
         return self.webhook_secret(tenant) or new_secret
-
-    # -- API keys ---------------------------------------------------------------------------
-    def put_api_key(self, api_key: str, tenant: str, created_at: float) -> None:
-        """Keys are stored as their SHA-256 only; the plaintext is shown once to whoever made it."""
-        self._table.put_item(
-            Item=to_dynamo({"pk": KEY_PREFIX + hash_key(api_key), "tenant": tenant, "created_at": created_at})
-        )
-
-    def tenant_for_key(self, api_key: str) -> str | None:
-        item = self._table.get_item(Key={"pk": KEY_PREFIX + hash_key(api_key)}).get("Item")
-        if not item or item.get("revoked"):
-            return None
-        return str(item["tenant"])

@@ -13,6 +13,7 @@ from imagejobs.provider import DEFAULT_TIMEOUT, ProviderClient
 from imagejobs.service import Deps
 from imagejobs.settings import Settings
 from imagejobs.store import JobStore
+from imagejobs.tenants import Tenants
 
 
 def provider_api_key(settings: Settings) -> str:
@@ -67,6 +68,7 @@ def build_deps(settings: Settings, *, provider: bool = False) -> Deps:
         provider=LazyProvider(settings) if provider else None,
         results=ResultStore(settings.results_bucket),
         metrics=EmfMetrics(),
+        budgets=Tenants(settings.jobs_table),
     )
 
 

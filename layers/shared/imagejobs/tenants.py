@@ -1,0 +1,212 @@
+"""Tenants: API keys (stored hashed) and budget caps, in the jobs table.
+
+Kept free of pydantic and the rest of the package: the authorizer imports only this and boto3.
+
+Items:
+- ``apikey#<sha256 of the key>``: tenant, key id, name, created_at, revoked_at. Listed through the
+  by-tenant index under the partition ``#apikeys`` (tenant names cannot start with ``#``).
+- ``tenant#<tenant>``: webhook secret, daily_budget_usd, monthly_budget_usd.
+- ``spend#<tenant>#<YYYY-MM-DD>`` and ``spend#<tenant>#<YYYY-MM>``: reserved-or-billed USD for the
+  UTC day and month (written by the job store, read here for reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+else:
+    Table = Any
+
+KEY_PREFIX = "apikey#"
+KEYS_PARTITION = "#apikeys"
+TENANT_PREFIX = "tenant#"
+SPEND_PREFIX = "spend#"
+LIST_INDEX = "by-tenant"
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KEY_ID = re.compile(r"^key_[0-9a-f]{12}$")
+
+
+class InvalidTenant(ValueError):
+    pass
+
+
+def check_tenant(tenant: str) -> str:
+    if not TENANT_NAME.match(tenant):
+        raise InvalidTenant(
+            f"tenant {tenant!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The key in an 'Authorization: Bearer <key>' header ('' when there is none)."""
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def key_id(api_key: str) -> str:
+    """The public name of a key (safe to log and show): a prefix of its hash."""
+    return "key_" + hash_key(api_key)[:12]
+
+
+def new_api_key() -> str:
+    return "sk-ij-" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    tenant: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Budget caps in USD; None means no cap for that period."""
+
+    daily_usd: Decimal | None = None
+    monthly_usd: Decimal | None = None
+
+
+def spend_key(tenant: str, period: str) -> str:
+    return f"{SPEND_PREFIX}{tenant}#{period}"
+
+
+def _key_info(item: dict[str, Any]) -> KeyInfo:
+    revoked = item.get("revoked_at")
+    return KeyInfo(
+        key_id=str(item["key_id"]),
+        tenant=str(item["tenant"]),
+        name=str(item.get("name") or ""),
+        created_at=float(item["created_at"]),
+        revoked_at=float(revoked) if revoked is not None else None,
+    )
+
+
+class Tenants:
+    def __init__(self, table_name: str, table: Table | None = None) -> None:
+        self._table = table if table is not None else boto3.resource("dynamodb").Table(table_name)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def add_key(self, api_key: str, tenant: str, created_at: float, name: str = "") -> KeyInfo:
+        """Store a key by its SHA-256 only; the plaintext is shown once to whoever made it."""
+        check_tenant(tenant)
+        info = KeyInfo(key_id=key_id(api_key), tenant=tenant, name=name, created_at=created_at)
+        self._table.put_item(
+            Item={
+                "pk": KEY_PREFIX + hash_key(api_key),
+                "key_id": info.key_id,
+                "tenant": tenant,
+                "name": name,
+                "created_at": Decimal(repr(created_at)),
+                "list_pk": KEYS_PARTITION,
+                "list_sk": f"{tenant}#{info.key_id}",
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        return info
+
+    def create_key(self, tenant: str, created_at: float, name: str = "") -> tuple[str, KeyInfo]:
+        api_key = new_api_key()
+        return api_key, self.add_key(api_key, tenant, created_at, name)
+
+    def tenant_for_key(self, api_key: str) -> str | None:
+        if not api_key:
+            return None
+        item = self._table.get_item(Key={"pk": KEY_PREFIX + hash_key(api_key)}, ConsistentRead=True).get("Item")
+        if not item or item.get("revoked_at") is not None:
+            return None
+        return str(item["tenant"])
+
+    def list_keys(self, tenant: str | None = None) -> list[KeyInfo]:
+        kwargs: dict[str, Any] = {
+            "IndexName": LIST_INDEX,
+            "KeyConditionExpression": "list_pk = :keys",
+            "ExpressionAttributeValues": {":keys": KEYS_PARTITION},
+        }
+        if tenant is not None:
+            kwargs["KeyConditionExpression"] += " AND begins_with(list_sk, :tenant)"
+            kwargs["ExpressionAttributeValues"][":tenant"] = check_tenant(tenant) + "#"
+        found: list[KeyInfo] = []
+        while True:
+            page = self._table.query(**kwargs)
+            found.extend(_key_info(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(found, key=lambda info: (info.tenant, info.created_at))
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def revoke_key(self, key_id_: str, at: float) -> KeyInfo | None:
+        """Mark a key revoked (kept for the record). None if no such key."""
+        if not KEY_ID.match(key_id_):
+            return None
+        kwargs: dict[str, Any] = {
+            "IndexName": LIST_INDEX,
+            "KeyConditionExpression": "list_pk = :keys",
+            "FilterExpression": "key_id = :id",
+            "ExpressionAttributeValues": {":keys": KEYS_PARTITION, ":id": key_id_},
+        }
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                result = self._table.update_item(
+                    Key={"pk": item["pk"]},
+                    UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
+                    ExpressionAttributeValues={":at": Decimal(repr(at))},
+                    ReturnValues="ALL_NEW",
+                )
+                return _key_info(result["Attributes"])
+            if "LastEvaluatedKey" not in page:
+                return None
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- budgets -------------------------------------------------------------------------------
+    def caps(self, tenant: str) -> Caps:
+        item = self._table.get_item(Key={"pk": TENANT_PREFIX + tenant}, ConsistentRead=True).get("Item") or {}
+        daily, monthly = item.get("daily_budget_usd"), item.get("monthly_budget_usd")
+        return Caps(
+            daily_usd=Decimal(str(daily)) if daily is not None else None,
+            monthly_usd=Decimal(str(monthly)) if monthly is not None else None,
+        )
+
+    def set_caps(self, tenant: str, *, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> Caps:
+        """Set (a Decimal) or clear (None) each cap."""
+        check_tenant(tenant)
+        sets, removes, values = ["tenant = :tenant"], [], {":tenant": tenant}
+        for name, value in (("daily_budget_usd", daily_usd), ("monthly_budget_usd", monthly_usd)):
+            if value is None:
+                removes.append(name)
+            else:
+                if value < 0:
+                    raise ValueError(f"{name} must not be negative")
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = value  # type: ignore[assignment]
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        self._table.update_item(
+            Key={"pk": TENANT_PREFIX + tenant}, UpdateExpression=update, ExpressionAttributeValues=values
+        )
+        return self.caps(tenant)
+
+    def spent(self, tenant: str, period: str) -> Decimal:
+        """USD reserved or billed in a period ('YYYY-MM-DD' or 'YYYY-MM')."""
+        item = self._table.get_item(Key={"pk": spend_key(tenant, period)}, ConsistentRead=True).get("Item")
+        return Decimal(str(item["usd"])) if item and "usd" in item else Decimal(0)

@@ -1,0 +1,49 @@
+"""What a job reserves against its tenant's budget, and when it does not fit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from imagejobs import budget, pricing
+from imagejobs.tenants import Caps, bearer_token
+
+MODEL = "openai/gpt-image-1"
+
+
+def test_reserve_is_the_dearest_the_request_can_cost() -> None:
+    low = pricing.reserve_amount(MODEL, {"prompt": "", "quality": "low", "size": "1024x1024", "n": 1})
+    assert low == Decimal("0.0132")  # the per-image price exactly
+    # quality auto may be billed as high; sizes other than 1024x1024 cost up to 1.5x
+    assert pricing.reserve_amount(MODEL, {"prompt": "", "n": 2}) == Decimal("0.2004") * Decimal("1.5") * 2
+    # an edit also pays for its input images as image tokens
+    edit = pricing.reserve_amount(MODEL, {"prompt": "", "quality": "low", "size": "1024x1024"}, input_images=2)
+    assert edit == low + Decimal(2 * 6240 * 12) / 1_000_000
+
+
+def test_a_reservation_that_does_not_fit_names_its_period() -> None:
+    reservation = budget.Reservation(
+        "acme", Decimal("0.30"), "2026-11-25", "2026-11", Caps(daily_usd=Decimal("1"), monthly_usd=Decimal("5"))
+    )
+    budget.check_fits(reservation, {"2026-11-25": Decimal("0.70"), "2026-11": Decimal("4.70")})  # exactly fits
+    with pytest.raises(budget.BudgetExceeded) as daily:
+        budget.check_fits(reservation, {"2026-11-25": Decimal("0.71")})
+    assert daily.value.period_name == "daily" and "$1.00" in daily.value.message
+    with pytest.raises(budget.BudgetExceeded) as monthly:
+        budget.check_fits(reservation, {"2026-11": Decimal("4.71")})
+    assert monthly.value.period_name == "monthly"
+    budget.check_fits(budget.Reservation("free", Decimal("99"), "d", "m", Caps()), {"d": Decimal("1e9")})
+
+
+def test_periods_are_utc_day_and_month() -> None:
+    assert budget.periods(1_795_651_199.0) == ("2026-11-25", "2026-11")  # 23:59:59 UTC
+    assert budget.periods(1_795_651_200.0) == ("2026-11-26", "2026-11")
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [("Bearer sk-1", "sk-1"), ("bearer  sk-2 ", "sk-2"), ("Basic abc", ""), ("", ""), (None, ""), ("Bearer", "")],
+)
+def test_bearer_token(header: str | None, key: str) -> None:
+    assert bearer_token(header) == key
