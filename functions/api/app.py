@@ -249,4 +249,17 @@ def unexpected(exc: Exception) -> Response:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    response = app.resolve(event, context)
+    # One line per request (API Gateway access logs are left off: see the template).
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    logger.info(
+        "request",
+        extra={
+            "method": event.get("httpMethod"),
+            "path": event.get("path"),
+            "status": response.get("statusCode"),
+            "tenant": authorizer.get("tenant"),
+            "key_id": authorizer.get("key_id"),
+        },
+    )
+    return response

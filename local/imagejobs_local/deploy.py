@@ -10,7 +10,8 @@ Each fix answers one gap of moto 5.2.5 (DESIGN.md §7):
   CloudFormation: secrets are created first (their ARN folded into the template), policies are
   applied after the deploy (bucket policies without conditional Deny statements: moto ignores
   Conditions, so aws:SecureTransport=false would deny every request);
-- S3 NotificationConfiguration is ignored by moto's CloudFormation: applied after the deploy;
+- S3 NotificationConfiguration, PublicAccessBlockConfiguration and LifecycleConfiguration are
+  ignored by moto's CloudFormation: applied after the deploy;
 - scheduled rules are left out (moto has no scheduler and would match them against every event);
   the local runtime can run the schedules itself.
 """
@@ -35,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_BUCKET = "imagejobs-local-artifacts"
 SUBST_OUTPUT_PREFIX = "LocalSubstitution"
 LEFT_OUT_PREFIXES = ("AWS::ApiGateway::", "AWS::ApiGatewayV2::")
+# Bucket properties moto's CloudFormation does not apply; the deploy applies them through the S3 API.
+BUCKET_SETTINGS = ("PublicAccessBlockConfiguration", "LifecycleConfiguration", "NotificationConfiguration")
 
 
 @dataclass
@@ -245,11 +248,12 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
             resource["DependsOn"] = kept
             if not kept:
                 resource.pop("DependsOn")
-    # ...and it ignores bucket notifications: apply those after the deploy too.
-    notifications = {
-        logical_id: resource["Properties"]["NotificationConfiguration"]
+    # ...and it ignores bucket notifications, public access blocks and lifecycle rules: apply
+    # those after the deploy too.
+    bucket_settings = {
+        logical_id: {name: resource["Properties"][name] for name in BUCKET_SETTINGS if name in resource["Properties"]}
         for logical_id, resource in cfn["Resources"].items()
-        if resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in resource.get("Properties", {})
+        if resource["Type"] == "AWS::S3::Bucket" and resource.get("Properties")
     }
 
     cloudformation = boto3.client("cloudformation", region_name=region)
@@ -285,12 +289,23 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         ]
         if document["Statement"]:
             s3.put_bucket_policy(Bucket=policy["Bucket"], Policy=json.dumps(document))
-    for logical_id, configuration in notifications.items():
-        resolved = _resolve_in_stack(stack["StackId"], configuration, region)
-        s3.put_bucket_notification_configuration(
-            Bucket=physical[logical_id],
-            NotificationConfiguration=_notification_api_shape(resolved),  # type: ignore[arg-type]
-        )
+    for logical_id, settings in bucket_settings.items():
+        resolved = _resolve_in_stack(stack["StackId"], settings, region)
+        bucket = physical[logical_id]
+        if "PublicAccessBlockConfiguration" in resolved:
+            s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=resolved["PublicAccessBlockConfiguration"]
+            )
+        if "LifecycleConfiguration" in resolved:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket,
+                LifecycleConfiguration=_lifecycle_api_shape(resolved["LifecycleConfiguration"]),  # type: ignore[arg-type]
+            )
+        if "NotificationConfiguration" in resolved:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket,
+                NotificationConfiguration=_notification_api_shape(resolved["NotificationConfiguration"]),  # type: ignore[arg-type]
+            )
 
     sfn = boto3.client("stepfunctions", region_name=region)
     state_machine_arn = ""
@@ -343,6 +358,21 @@ def _resolve_name(name: Any, stack_name: str) -> str | None:
     if isinstance(name, dict) and "Fn::Sub" in name and isinstance(name["Fn::Sub"], str):
         return name["Fn::Sub"].replace("${AWS::StackName}", stack_name)
     return name if isinstance(name, str) else None
+
+
+def _lifecycle_api_shape(configuration: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's LifecycleConfiguration -> PutBucketLifecycleConfiguration's (the fields we use)."""
+    rules = []
+    for rule in configuration["Rules"]:
+        shaped: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"]}
+        shaped["Filter"] = {"Prefix": rule.get("Prefix", "")}
+        if "ExpirationInDays" in rule:
+            shaped["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+        if "AbortIncompleteMultipartUpload" in rule:
+            days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+            shaped["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+        rules.append(shaped)
+    return {"Rules": rules}
 
 
 def _notification_api_shape(configuration: dict[str, Any]) -> dict[str, Any]:
