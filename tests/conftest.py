@@ -25,6 +25,7 @@ def stack() -> Iterator[LocalStack]:
         time_scale=TEST_TIME_SCALE,
         latency=Latency(low=30, high=60),
         seed=7,
+        log_level="INFO",  # the template's default: every log call runs as it would when deployed
         # 4 s provider timeout (slack under load); the read-timeout faults hold answers back 6 s
         parameters={
             "JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -19,7 +20,7 @@ from imagejobs.httpapi import (
     multipart_form,
 )
 from imagejobs.images import InvalidImage
-from imagejobs.models import EditRequest, GenerationRequest, JobStatus
+from imagejobs.models import ContentRedirect, EditRequest, ErrorBody, GenerationRequest, JobList, JobStatus, JobView
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
 from imagejobs.webhooks import WebhookRefused
@@ -72,12 +73,23 @@ def _caller(tenant: str) -> service.Caller:
     return service.Caller(tenant=tenant, base_url=base_url(app.current_event), correlation_id=correlation)
 
 
+MAX_IDEMPOTENCY_KEY = 255
+
+
 def _idempotency_key() -> str | None:
     headers = app.current_event.headers or {}
-    return next((value for name, value in headers.items() if name.lower() == "idempotency-key"), None)
+    key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), None)
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            param="Idempotency-Key",
+            code="invalid_value",
+        )
+    return key
 
 
-def _accepted(accept: Any, tenant: str) -> Response:
+def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
     """Run an accept call, map its refusals to HTTP, answer 202 with the job object."""
     try:
         record, created = accept()
@@ -93,13 +105,41 @@ def _accepted(accept: Any, tenant: str) -> Response:
         raise ApiError(400, exc.message, param="model", code=exc.reason) from None
     except service.EnqueueFailed as exc:
         raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
-    logger.info("job accepted", extra={"job_id": record.id, "created": created, "tenant": tenant})
+    # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
+    logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
     view = service.job_view(deps, record, base_url(app.current_event))
     return Response(status_code=202, content_type="application/json", body=view)
 
 
-@app.post("/v1/images/generations")
-def create_generation() -> Response:
+def _answers(success: int, description: str, *errors: int, model: Any = JobView) -> dict[int, Any]:
+    """OpenAPI responses of a route: its success answer, then OpenAI-shaped errors."""
+    answers: dict[int, Any] = {success: {"description": description}}
+    if model is not None:
+        answers[success]["content"] = {"application/json": {"model": model}}
+    for status in (401, *errors):
+        answers[status] = {"description": ERROR_TEXT[status], "content": {"application/json": {"model": ErrorBody}}}
+    return answers
+
+
+JOB_ID_PATTERN = "^img_[0-9a-f]{24}$"
+ERROR_TEXT = {
+    400: "invalid request (OpenAI's error shape; `param` names the field)",
+    401: "missing, unknown or revoked API key",
+    402: "the tenant's daily or monthly budget would be passed",
+    404: "no such job for this key's tenant (`after` in a listing too)",
+    409: "the job is in the wrong state for this call, or the Idempotency-Key was used for another request",
+    413: "request over 10 MB (upload large images to the inbox bucket instead)",
+    415: "the body is not in the route's content type (JSON for generations, multipart for edits)",
+    503: "the job could not be queued; retry (see Retry-After)",
+}
+
+
+@app.post(
+    "/v1/images/generations",
+    summary="Submit an image generation job",
+    responses=_answers(202, "the job, queued", 400, 402, 409, 413, 415, 503),
+)
+def create_generation() -> Response[dict[str, Any]]:
     tenant = _tenant()
     _require_async("/v1/images/generations")
     try:
@@ -114,8 +154,12 @@ def create_generation() -> Response:
     )
 
 
-@app.post("/v1/images/edits")
-def create_edit() -> Response:
+@app.post(
+    "/v1/images/edits",
+    summary="Submit an image edit job (multipart: image files, optional mask)",
+    responses=_answers(202, "the job, queued", 400, 402, 409, 413, 415, 503),
+)
+def create_edit() -> Response[dict[str, Any]]:
     tenant = _tenant()
     _require_async("/v1/images/edits")
     form = multipart_form(app.current_event)
@@ -147,31 +191,39 @@ def create_edit() -> Response:
     )
 
 
-@app.get("/v1/jobs/<job_id>")
+@app.get(
+    "/v1/jobs/<job_id>", summary="Get a job (fresh result URLs on every call)", responses=_answers(200, "the job", 404)
+)
 def get_job(job_id: str) -> dict[str, Any]:
     return service.job_view(deps, _own_job(job_id), base_url(app.current_event))
 
 
-@app.get("/v1/jobs")
+@app.get(
+    "/v1/jobs",
+    summary="List your jobs, newest first",
+    responses=_answers(200, "a page of jobs", 400, 404, model=JobList),
+)
 def list_jobs() -> dict[str, Any]:
     tenant = _tenant()
     event = app.current_event
-    raw_limit = event.get_query_string_value("limit") or "20"
+    # A parameter given empty is given (and invalid), not absent.
+    raw_limit = event.get_query_string_value("limit")
+    raw_limit = "20" if raw_limit is None else raw_limit
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
         raise ApiError(400, "limit must be a whole number from 1 to 100.", param="limit", code="invalid_value")
     status = None
-    if raw_status := event.get_query_string_value("status"):
+    if (raw_status := event.get_query_string_value("status")) is not None:
         try:
             status = JobStatus(raw_status)
         except ValueError:
             allowed = ", ".join(s.value for s in JobStatus)
             raise ApiError(400, f"status must be one of {allowed}.", param="status", code="invalid_value") from None
     after = None
-    if after_id := event.get_query_string_value("after"):
-        after = deps.store.get(after_id)
+    if (after_id := event.get_query_string_value("after")) is not None:
+        after = deps.store.get(after_id) if after_id else None
         if after is None or after.tenant != tenant:
             raise ApiError(
-                400, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="invalid_value"
+                404, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="job_not_found"
             )
     records, has_more = deps.store.list_jobs(tenant, limit=int(raw_limit), after=after, status=status)
     data = [service.job_view(deps, record, base_url(event)) for record in records]
@@ -199,18 +251,26 @@ def _cancel(job_id: str) -> dict[str, Any]:
     return service.job_view(deps, record, base_url(app.current_event))
 
 
-@app.post("/v1/jobs/<job_id>/cancel")
+@app.post(
+    "/v1/jobs/<job_id>/cancel", summary="Cancel a running job", responses=_answers(200, "the job, cancelled", 404, 409)
+)
 def cancel_job(job_id: str) -> dict[str, Any]:
     return _cancel(job_id)
 
 
-@app.delete("/v1/jobs/<job_id>")
+@app.delete(
+    "/v1/jobs/<job_id>", summary="Cancel a running job", responses=_answers(200, "the job, cancelled", 404, 409)
+)
 def delete_job(job_id: str) -> dict[str, Any]:
     return _cancel(job_id)
 
 
-@app.get("/v1/jobs/<job_id>/content")
-def get_content(job_id: str) -> Response:
+@app.get(
+    "/v1/jobs/<job_id>/content",
+    summary="Redirect to the job's first image",
+    responses=_answers(302, "redirect to a presigned URL of the first image", 404, 409, model=ContentRedirect),
+)
+def get_content(job_id: str) -> Response[str]:
     record = _own_job(job_id)
     if record.status is not JobStatus.SUCCEEDED or not record.outputs:
         raise ApiError(
@@ -219,7 +279,105 @@ def get_content(job_id: str) -> Response:
             param="id",
             code="job_not_succeeded",
         )
-    return Response(status_code=302, headers={"Location": service.output_urls(deps, record)[0]}, body="")
+    url = service.output_urls(deps, record)[0]
+    return Response(
+        status_code=302,
+        headers={"Location": url},
+        content_type="application/json",
+        body=ContentRedirect(url=url).model_dump_json(),
+    )
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi_json() -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=openapi_document())
+
+
+def openapi_document() -> str:
+    """The OpenAPI document: Powertools generates paths and answers from the routes; what the
+    routes read from the raw event (bodies, query strings, headers) is added here from the models."""
+    spec = json.loads(
+        app.get_openapi_json_schema(
+            title="imagejobs",
+            version="1.0.0",
+            summary="TheRouter's async image API (submit, poll, fetch) on your AWS account",
+            security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},  # type: ignore[dict-item]
+            security=[{"bearer": []}],
+        )
+    )
+    spec["servers"] = [{"url": "/"}]
+    paths, schemas = spec["paths"], spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in (("GenerationRequest", GenerationRequest), ("EditRequest", EditRequest)):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    async_query = {
+        "name": "async",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "jobs always run asynchronously: poll the returned job",
+    }
+    idempotency = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+        "description": "a retried request with the same key returns the first job",
+    }
+    generation = paths["/v1/images/generations"]["post"]
+    generation["parameters"] = [async_query, idempotency]
+    generation["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GenerationRequest"}}},
+    }
+    edit = paths["/v1/images/edits"]["post"]
+    edit["parameters"] = [async_query, idempotency]
+    # multipart has no null: optional fields are simply left out
+    edit_fields = {
+        name: next((branch for branch in field.get("anyOf", []) if branch.get("type") != "null"), field)
+        | {k: v for k, v in field.items() if k not in ("anyOf", "default")}
+        for name, field in schemas["EditRequest"]["properties"].items()
+    }
+    edit_fields["image"] = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "minItems": 1,
+        "maxItems": 16,
+    }
+    edit_fields["mask"] = {"type": "string", "format": "binary"}
+    edit["requestBody"] = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "prompt"],
+                    "properties": edit_fields,
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+    paths["/v1/jobs"]["get"]["parameters"] = [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
+        {
+            "name": "after",
+            "in": "query",
+            "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+            "description": "the last job id of the page before (one of your jobs)",
+        },
+    ]
+    for path in paths.values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "job_id":
+                    parameter["schema"]["pattern"] = JOB_ID_PATTERN
+    paths["/v1/jobs/{job_id}/content"]["get"]["responses"]["302"]["headers"] = {
+        "Location": {"schema": {"type": "string"}, "description": "presigned URL of the first image"}
+    }
+    return json.dumps(spec, indent=2, sort_keys=True)
 
 
 @app.not_found

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from imagejobs.logs import make_logger
 from imagejobs.tenants import Tenants, bearer_token, key_id
 
-logger = Logger(service="imagejobs", function_role="authorizer")
+logger = make_logger("authorizer")
 tenants = Tenants(os.environ["JOBS_TABLE"])
 
 

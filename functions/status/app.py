@@ -19,5 +19,6 @@ deps = build_deps(Settings.from_env(), provider=True)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = service.poll(deps, PollInput.model_validate(event))
-    logger.info("polled", extra=result.model_dump(exclude_none=True))
+    # Nested: PollResult has a `message`, which a LogRecord does not take as an extra field.
+    logger.info("polled", extra={"job_id": result.job_id, "poll": result.model_dump(mode="json", exclude_none=True)})
     return result.model_dump(mode="json")

@@ -45,6 +45,7 @@ class Route:
     method: str  # ANY or an HTTP verb
     path: str  # API Gateway resource path, e.g. /v1/jobs/{id}
     function_logical_id: str
+    public: bool = False  # Auth: {Authorizer: NONE}: no authorizer in front of it
 
 
 @dataclass
@@ -113,7 +114,8 @@ def api_routes(template: dict[str, Any]) -> list[Route]:
         for event in (resource["Properties"].get("Events") or {}).values():
             if event.get("Type") == "Api":
                 props = event["Properties"]
-                routes.append(Route(props["Method"].upper(), props["Path"], logical_id))
+                public = (props.get("Auth") or {}).get("Authorizer") == "NONE"
+                routes.append(Route(props["Method"].upper(), props["Path"], logical_id, public))
     return routes
 
 

@@ -52,6 +52,9 @@ FAULTS: list[Fault] = [
     Fault("unsigned_urls answer 404", "[sim:download_404=99]", "failed", "download_failed", billed=True),
     Fault("download cut short", "[sim:download_cut=1]", "succeeded", None, 1, True),
     Fault("slow download", "[sim:download_slow=1]", "succeeded", None, None, True),
+    Fault("redirect within the provider", "[sim:download_redirect]", "succeeded", None, None, True),
+    Fault("output URLs on another host", "[sim:download_elsewhere]", "failed", "download_refused", billed=True),
+    Fault("redirect to another host", "[sim:download_redirect_elsewhere]", "failed", "download_refused", billed=True),
     Fault("job never finishes", "[sim:never]", "expired", "deadline_exceeded"),
 ]
 

@@ -154,6 +154,11 @@ class LocalGateway:
             multi_headers.setdefault(name, []).append(value)
         content_type = single_headers.get("Content-Type", single_headers.get("content-type", ""))
         is_text = not body or content_type.startswith(TEXT_TYPES)
+        if is_text and body:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                is_text = False  # not text whatever it claims: passed on base64-encoded, as API Gateway does
         stage_path = f"/{self._stage}{url.path}" if self._stage else url.path
         return {
             "resource": route.path,
@@ -235,7 +240,7 @@ class LocalGateway:
                 event = gateway.proxy_event(
                     self.command, self.path, list(self.headers.items()), body, route, params, self.client_address[0]
                 )
-                if gateway._authorizer is not None:
+                if gateway._authorizer is not None and not route.public:
                     verdict, context = gateway.authorize(
                         self.headers.get(gateway._authorizer.header), self.command, path
                     )
@@ -263,5 +268,12 @@ class LocalGateway:
                 self._answer(int(payload["statusCode"]), headers, data)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, ...) goes to the function too, which answers
+                # 405 for a method a route does not serve: never the HTTP server's own 501.
+                if name.startswith("do_"):
+                    return self._dispatch
+                raise AttributeError(name)
 
         return Handler

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -84,6 +85,14 @@ def unregister(function_names: list[str]) -> None:
         _registry.pop(name, None)
 
 
+def recycle(function_names: list[str]) -> None:
+    """Drop the warm instances (as a configuration change does on Lambda): next calls start cold."""
+    with _turn:
+        for name in function_names:
+            if name in _registry:
+                _registry[name].module = None
+
+
 def cold_starts(function_name: str) -> int:
     return _registry[function_name].cold_starts
 
@@ -109,6 +118,21 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return _run(self, code, event)
 
 
+def _apply_log_level(function: Any) -> None:
+    """Powertools configures a service's logger once per process (the first Logger made wins:
+    its level, and its handler's stream, maybe made outside any invocation). On Lambda each
+    function is its own process writing to its own log; here each invocation gets its function's
+    level, and the handlers write through the per-invocation stdout."""
+    variables = function.environment_vars or {}
+    service_logger = logging.getLogger(str(variables.get("POWERTOOLS_SERVICE_NAME") or "imagejobs"))
+    level = str(variables.get("POWERTOOLS_LOG_LEVEL") or "").upper()
+    if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        service_logger.setLevel(level)
+    for handler in service_logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, _ThreadStdout):
+            handler.setStream(sys.stdout)
+
+
 def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]:
     if not isinstance(sys.stdout, _ThreadStdout):  # test runners swap sys.stdout; wrap whatever is there
         sys.stdout = _ThreadStdout(sys.stdout)
@@ -118,6 +142,7 @@ def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]
     try:
         if code.module is None:
             code.module = _load_instance(function, code)
+        _apply_log_level(function)
         handler = getattr(code.module, code.handler.partition(".")[2])
         if isinstance(event, str):
             event = json.loads(event or "{}")

@@ -83,6 +83,9 @@ class Behaviour:
     retry_after: float | None = 2.0  # the Retry-After of 429s (None: no header)
     faults: tuple[tuple[str, int], ...] = ()  # counted faults, see FAULT_MARKERS
     download_seconds: float = 0.0  # stretch each download over this many real seconds
+    # Where outputs are served: None (here), "elsewhere" (URLs on another host), "redirect" (a
+    # redirect to here), "redirect_elsewhere" (a redirect to another host): the download allow-list.
+    download_via: str | None = None
 
     def fault_count(self, name: str) -> int:
         return dict(self.faults).get(name, 0)
@@ -113,6 +116,8 @@ class Behaviour:
                 values["outcome"] = "moderated"
             elif name == "download_slow":
                 values["download_seconds"] = float(number or 1)
+            elif name in ("download_elsewhere", "download_redirect", "download_redirect_elsewhere"):
+                values["download_via"] = name.removeprefix("download_")
             elif name in FAULT_MARKERS:
                 values.setdefault("faults", {})[name] = int(float(number or 1))
         if "faults" in values:
@@ -193,6 +198,11 @@ class SimulatedProvider:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def other_host_url(self) -> str:
+        """This server under another host name: what a download allow-list must refuse."""
+        return f"http://localhost:{self._server.server_address[1]}"
+
     def start(self) -> SimulatedProvider:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sim-provider", daemon=True)
         self._thread.start()
@@ -266,8 +276,9 @@ class SimulatedProvider:
         if status == "succeeded":
             ext = job.request.get("output_format", "png")
             body["completed_at"] = _iso(job.finishes_at)  # the other timestamp form, on purpose
+            files = self.other_host_url if job.behaviour.download_via == "elsewhere" else self.base_url
             body["unsigned_urls"] = [
-                f"{self.base_url}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
+                f"{files}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
             ]
             body["usage"] = _usage(job.request, edited=job.source_image is not None)
         elif status == "failed" and job.behaviour.outcome == "moderated":
@@ -562,6 +573,11 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             if len(parts) == 3 and parts[0] == "files":
                 index = parts[2].split(".")[0]
                 owner = sim._jobs.get(parts[1])
+                via = owner.behaviour.download_via if owner is not None else None
+                if via in ("redirect", "redirect_elsewhere") and "hop=1" not in self.path:
+                    target = sim.other_host_url if via == "redirect_elsewhere" else sim.base_url
+                    self._send(302, headers={"Location": f"{target}{urlsplit(self.path).path}?hop=1"})
+                    return
                 if owner is not None:
                     fault = sim.take_fault(owner.key, "download", owner.behaviour)
                     if fault and self._fault_download(fault, owner):

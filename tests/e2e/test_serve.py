@@ -4,71 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
-import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = (
-    "IMAGEJOBS_BASE_URL",
-    "IMAGEJOBS_API_KEY",
-    "AWS_ENDPOINT_URL",
-    "IMAGEJOBS_RESULTS_BUCKET",
-    "IMAGEJOBS_INBOX_BUCKET",
-    "IMAGEJOBS_TABLE",
-)
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[dict[str, str]]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/shared'}:{ROOT / 'local'}"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imagejobs_local.serve",
-            "--port",
-            "0",
-            "--time-scale",
-            "0.005",
-            "--latency-low",
-            "30",
-            "--latency-high",
-            "60",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    settings: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline and not all(name in settings for name in REQUIRED):
-        line = process.stdout.readline()
-        if not line:
-            break
-        name, sep, value = line.strip().partition("=")
-        if sep and name.isupper():
-            settings[name] = value
-    try:
-        assert all(name in settings for name in REQUIRED), f"serve printed {settings}; stderr: {process.stderr}"
-        yield settings
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+from tests.e2e.conftest import ROOT
 
 
 def local_s3(served: dict[str, str]) -> Any:
@@ -177,3 +123,9 @@ def test_inbox_upload_through_the_local_aws_endpoint(served: dict[str, str]) -> 
         keys = [item["Key"] for item in listed.get("Contents", [])]
         time.sleep(0.1)
     assert len(keys) == 1 and keys[0].endswith("-0.webp")
+
+
+def test_the_openapi_document_is_public_and_matches_the_repository(served: dict[str, str]) -> None:
+    answer = httpx.get(served["IMAGEJOBS_BASE_URL"] + "/openapi.json")  # no key needed
+    assert answer.status_code == 200
+    assert answer.json() == json.loads((ROOT / "schemas" / "openapi.json").read_text(encoding="utf-8"))

@@ -100,10 +100,8 @@ def test_listing_pages_newest_first_for_this_tenant_only(stack: LocalStack) -> N
                 break
             after = page["last_id"]
         only_failed = mine.get("/v1/jobs", params={"status": "failed"}).json()
-        bad = [
-            mine.get("/v1/jobs", params=params)
-            for params in ({"limit": "0"}, {"limit": "101"}, {"status": "done"}, {"after": "img_nope"})
-        ]
+        bad = [mine.get("/v1/jobs", params=params) for params in ({"limit": "0"}, {"limit": "101"}, {"status": "done"})]
+        unknown_cursor = mine.get("/v1/jobs", params={"after": "img_nope"})
 
     listed = [job["id"] for page in pages for job in page["data"]]
     assert listed == [failed, *reversed(created)]  # newest first, every job once, no one else's
@@ -111,3 +109,4 @@ def test_listing_pages_newest_first_for_this_tenant_only(stack: LocalStack) -> N
     assert pages[0]["object"] == "list" and pages[0]["first_id"] == failed
     assert [job["id"] for job in only_failed["data"]] == [failed]
     assert all(answer.status_code == 400 for answer in bad)
+    assert unknown_cursor.status_code == 404 and unknown_cursor.json()["error"]["param"] == "after"

@@ -166,3 +166,26 @@ def test_api_gateway_sample_event_through_the_function(stack: LocalStack) -> Non
     )
     fetched = json.loads(answer["Payload"].read())
     assert fetched["statusCode"] == 200 and json.loads(fetched["body"])["id"] == job["id"]
+
+
+def test_a_body_that_is_not_utf8_is_a_400_not_a_crash(stack: LocalStack, api: httpx.Client) -> None:
+    before = job_count(stack)
+    answer = api.post(GENERATIONS, content=b'{"prompt": "\xff\xfe"}', headers={"Content-Type": "application/json"})
+    assert assert_openai_error(answer, 400)["code"] == "invalid_json"
+    assert job_count(stack) == before
+
+
+def test_idempotency_keys_longer_than_255_characters_are_refused(api: httpx.Client) -> None:
+    answer = api.post(GENERATIONS, json={"prompt": "a"}, headers={"Idempotency-Key": "k" * 256})
+    assert assert_openai_error(answer, 400, "Idempotency-Key")["code"] == "invalid_value"
+
+
+def test_integral_floats_are_integers(api: httpx.Client) -> None:
+    """JSON Schema counts 2.0 as an integer; 2.5 is not one."""
+    assert api.post(GENERATIONS, json={"prompt": "two", "n": 2.0, "quality": "low"}).status_code == 202
+    assert_openai_error(api.post(GENERATIONS, json={"prompt": "two and a half", "n": 2.5}), 400, "n")
+
+
+def test_any_other_method_is_405_not_a_server_error(api: httpx.Client) -> None:
+    for method in ("TRACE", "QUERY"):
+        assert_openai_error(api.request(method, "/v1/jobs"), 405)

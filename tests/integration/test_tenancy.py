@@ -123,7 +123,7 @@ def test_tenants_see_only_their_own_jobs(stack: LocalStack, capsys: pytest.Captu
             assert answer.status_code == 404
             assert answer.json()["error"]["code"] == "job_not_found"
         assert green.get("/v1/jobs").json()["data"] == []
-        assert green.get("/v1/jobs", params={"after": job_id}).status_code == 400
+        assert green.get("/v1/jobs", params={"after": job_id}).status_code == 404
         assert blue.get(f"/v1/jobs/{job_id}/content").status_code == 302
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from imagejobs.errors import (
     DownloadFailed,
+    DownloadRefused,
     JobRejected,
     ProviderAuthError,
     ProviderOutOfCredits,
@@ -14,13 +15,18 @@ from imagejobs.errors import (
     RateLimited,
 )
 from imagejobs.models import GenerationRequest, JobStatus
-from imagejobs.provider import ProviderClient, parse_timestamp
+from imagejobs.provider import DownloadHosts, ProviderClient, parse_timestamp
 
 REQUEST = GenerationRequest(prompt="a cat")
 
 
 def client_answering(answer: Callable[[httpx.Request], httpx.Response]) -> ProviderClient:
-    return ProviderClient("https://provider.test", "sk-test", httpx.Client(transport=httpx.MockTransport(answer)))
+    return ProviderClient(
+        "https://provider.test",
+        "sk-test",
+        httpx.Client(transport=httpx.MockTransport(answer)),
+        download_hosts=["files.test"],
+    )
 
 
 def job_body(**fields: object) -> dict:
@@ -133,3 +139,37 @@ def test_download_answering_403_fails() -> None:
     client = client_answering(lambda _: httpx.Response(403))
     with pytest.raises(DownloadFailed), client.download("https://files.test/0.png") as chunks:
         b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:8080/files/a/0.png", True),  # the provider's own host, its own scheme
+        ("https://results.s3.us-east-1.amazonaws.com/a.png?X-Amz-Signature=x", True),
+        ("http://results.s3.us-east-1.amazonaws.com/a.png", False),  # not https
+        ("https://evilamazonaws.com/a.png", False),
+        ("https://results.amazonaws.com.evil.example/a.png", False),
+        ("https://169.254.169.254/latest/meta-data/", False),
+        ("http://localhost:8080/files/a/0.png", False),  # same server, another host name
+        ("http://127.0.0.1:9999/files/a/0.png", False),  # another port
+        ("not a url", False),
+    ],
+)
+def test_downloads_only_from_allowed_hosts(url: str, allowed: bool) -> None:
+    hosts = DownloadHosts("http://127.0.0.1:8080", ["*.amazonaws.com"])
+    assert hosts.allows(url) is allowed
+
+
+def test_a_redirect_to_another_host_is_refused_before_it_is_followed() -> None:
+    fetched: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.host)
+        if request.url.host == "files.test":
+            return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        return httpx.Response(200, content=b"secret")
+
+    client = client_answering(answer)
+    with pytest.raises(DownloadRefused), client.download("https://files.test/0.png") as chunks:
+        b"".join(chunks)
+    assert fetched == ["files.test"]

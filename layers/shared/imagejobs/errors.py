@@ -67,6 +67,12 @@ class DownloadFailed(ImageJobsError):
     transient = True
 
 
+class DownloadRefused(ImageJobsError):
+    """An output URL (or a redirect) points outside the provider's download hosts: not fetched."""
+
+    reason = "download_refused"
+
+
 class ObjectMissing(ImageJobsError):
     """An S3 object we were told about is gone (e.g. an upload deleted before we read it)."""
 

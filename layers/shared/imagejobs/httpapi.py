@@ -68,9 +68,9 @@ def json_object_body(event: APIGatewayProxyEvent) -> dict[str, Any]:
             "Send the request body as JSON with 'Content-Type: application/json'.",
             code="unsupported_content_type",
         )
-    raw = event.decoded_body or ""
     try:
-        body = json.loads(raw)
+        # (a body that is not UTF-8 arrives base64-encoded and fails to decode: a ValueError too)
+        body = json.loads(event.decoded_body or "")
     except ValueError:
         raise ApiError(
             400,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 MAX_PROMPT_CHARS = 32_000
 
@@ -36,10 +36,23 @@ OUR_FIELDS = {"webhook_url"}  # request fields that are ours, never sent to the 
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
+FORMAT_RULES_SCHEMA: list[JsonValue] = [
+    {  # output_compression applies to jpeg and webp only (output_format defaults to png)
+        "if": {"required": ["output_compression"], "properties": {"output_compression": {"type": "integer"}}},
+        "then": {"required": ["output_format"], "properties": {"output_format": {"enum": ["jpeg", "webp"]}}},
+    },
+    {  # a transparent background needs png or webp
+        "if": {"required": ["background"], "properties": {"background": {"const": "transparent"}}},
+        "then": {"properties": {"output_format": {"enum": ["png", "webp"]}}},
+    },
+]
+
+
 class GenerationRequest(BaseModel):
     """POST /v1/images/generations: every gpt-image-1 parameter and its rules (DESIGN.md §3)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The cross-field rules of _format_rules, in JSON Schema too (the OpenAPI document shows them).
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"allOf": FORMAT_RULES_SCHEMA})
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: str | None = None
@@ -63,7 +76,10 @@ class GenerationRequest(BaseModel):
     @field_validator("n", "output_compression", mode="before")
     @classmethod
     def _integers_only(cls, value: Any) -> Any:
-        # JSON true/1.5/"3" are not integers; pydantic's lax mode would accept some of them.
+        # JSON true/1.5/"3" are not integers (pydantic's lax mode would accept some of them);
+        # 6.0 is one, as JSON Schema says.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError("must be an integer")
         return value
@@ -196,3 +212,62 @@ class FinalizeInput(BaseModel):
     reason: str | None = None
     message: str | None = None
     error: dict[str, Any] | None = None  # Step Functions Catch: {"Error": ..., "Cause": ...}
+
+
+# -- the HTTP API's answers (what GET /v1/jobs/{id} and friends return; the OpenAPI spec uses these) --
+class OrchestrationCost(BaseModel):
+    amount: str
+    currency: str = "USD"
+    basis: Literal["estimate"] = "estimate"
+
+
+class JobView(BaseModel):
+    """The job object, in TheRouter's shape plus what we add (cost, polls, source, error)."""
+
+    id: str = Field(examples=["img_0a1b2c3d4e5f60718293a4b5"])
+    object: Literal["image_job"] = "image_job"
+    status: JobStatus
+    model: str
+    created_at: int = Field(description="unix seconds")
+    polling_url: str
+    expires_at: int = Field(description="unix seconds: the job ends 'expired' if not done by then")
+    completed_at: int | None
+    polls: int
+    source: Literal["api", "upload", "event"]
+    usage: dict[str, Any] | None
+    cost: Cost | None
+    orchestration_cost: OrchestrationCost | None
+    error: JobError | None
+    unsigned_urls: list[str] | None = Field(
+        default=None, description="presigned GET URLs of the images, present once the job has succeeded"
+    )
+
+    def answer(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"unsigned_urls"} if self.unsigned_urls is None else set())
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobView]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class ContentRedirect(BaseModel):
+    """The body of GET /v1/jobs/{id}/content's 302 (its Location, for clients that do not follow)."""
+
+    url: str
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape."""
+
+    error: ErrorDetail

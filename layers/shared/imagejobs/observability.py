@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from imagejobs.jobs import JobRecord
+from imagejobs.logs import SERVICE, make_logger
 from imagejobs.models import JobStatus
 
+__all__ = ["NAMESPACE", "EmfMetrics", "make_logger"]
+
 NAMESPACE = "ImageJobs"
-SERVICE = "imagejobs"
-
-
-def make_logger(function: str) -> Logger:
-    return Logger(service=SERVICE, function_role=function)
 
 
 class EmfMetrics:
@@ -31,6 +28,7 @@ class EmfMetrics:
         metrics.add_dimension(name="model", value=record.model)
         metrics.add_dimension(name="quality", value=record.quality)
         metrics.add_metadata(key="job_id", value=record.id)
+        metrics.add_metadata(key="tenant", value=record.tenant)
         metrics.add_metadata(key="final_status", value=record.status.value)
         if record.status is JobStatus.SUCCEEDED:
             metrics.add_metric(name="JobSucceeded", unit=MetricUnit.Count, value=1)

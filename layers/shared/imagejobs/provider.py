@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from imagejobs.errors import (
     DownloadFailed,
+    DownloadRefused,
     JobRejected,
     ProviderAuthError,
     ProviderOutOfCredits,
@@ -23,6 +26,7 @@ UploadFile = tuple[str, bytes, str]  # file name, content, content type
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 DOWNLOAD_CHUNK = 1024 * 1024
+MAX_REDIRECTS = 5
 
 
 def parse_timestamp(value: Any) -> float | None:
@@ -103,11 +107,43 @@ def parse_job(body: Any) -> ProviderJob:
     )
 
 
+class DownloadHosts:
+    """Where outputs may be fetched from: the provider's own host (with its base URL's scheme) and
+    https hosts matching the allow-list patterns ('*.amazonaws.com', 'cdn.example.com')."""
+
+    def __init__(self, base_url: str, patterns: list[str]) -> None:
+        base = httpx.URL(base_url)
+        self._provider = (base.scheme, base.host, base.port)
+        self._patterns = [pattern.strip().lower() for pattern in patterns if pattern.strip()]
+
+    def allows(self, url: str) -> bool:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError):
+            return False
+        if (parsed.scheme, parsed.host, parsed.port) == self._provider:
+            return True
+        host = parsed.host.lower()
+        return parsed.scheme == "https" and any(fnmatch.fnmatchcase(host, pattern) for pattern in self._patterns)
+
+    def check(self, url: str) -> None:
+        if not self.allows(url):
+            host = urlsplit(url).hostname or url[:80]
+            raise DownloadRefused(f"output URL host {host!r} is not an allowed download host (ProviderDownloadHosts)")
+
+
 class ProviderClient:
-    def __init__(self, base_url: str, api_key: str, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        client: httpx.Client | None = None,
+        download_hosts: list[str] | None = None,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        self._downloads = DownloadHosts(self._base_url, download_hosts or [])
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._api_key}"}
@@ -177,13 +213,21 @@ class ProviderClient:
 
     @contextmanager
     def download(self, url: str) -> Iterator[Iterator[bytes]]:
-        """Stream one output. Yields an iterator of chunks; raises DownloadFailed if cut short."""
+        """Stream one output. Yields an iterator of chunks; raises DownloadFailed if cut short,
+        DownloadRefused if the URL or a redirect leaves the allowed download hosts."""
         try:
-            with self._client.stream("GET", url, follow_redirects=True) as response:
-                if response.status_code != 200:
-                    raise DownloadFailed(f"output download answered {response.status_code}")
-                expected = response.headers.get("content-length")
-                yield _checked_chunks(response, int(expected) if expected else None)
+            for _hop in range(MAX_REDIRECTS + 1):
+                self._downloads.check(url)
+                with self._client.stream("GET", url, follow_redirects=False) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    if response.status_code != 200:
+                        raise DownloadFailed(f"output download answered {response.status_code}")
+                    expected = response.headers.get("content-length")
+                    yield _checked_chunks(response, int(expected) if expected else None)
+                    return
+            raise DownloadFailed(f"output download redirected more than {MAX_REDIRECTS} times")
         except httpx.HTTPError as exc:
             raise DownloadFailed(f"output download broke: {type(exc).__name__}") from exc
 

@@ -25,8 +25,10 @@ from imagejobs.models import (
     FinalizeInput,
     GenerationRequest,
     JobStatus,
+    JobView,
     ObjectInfo,
     ObjectRef,
+    OrchestrationCost,
     Output,
     PollInput,
     PollResult,
@@ -519,7 +521,8 @@ def finalize(deps: Deps, event: FinalizeInput) -> JobRecord:
         return _store_outputs(deps, event.job_id)
     if event.error is not None:
         code, message = _caught_error(event.error)
-        return end_job(deps, event.job_id, JobStatus.FAILED, code, message, billed=code == "download_failed")
+        billed = code in ("download_failed", "download_refused")  # the provider made the images
+        return end_job(deps, event.job_id, JobStatus.FAILED, code, message, billed=billed)
     status = event.final_status or JobStatus.FAILED
     return end_job(deps, event.job_id, status, event.reason or status.value, event.message or "")
 
@@ -712,26 +715,22 @@ def output_urls(deps: Deps, record: JobRecord) -> list[str]:
 
 
 def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": record.id,
-        "object": "image_job",
-        "status": record.status.value,
-        "model": record.model,
-        "created_at": int(record.created_at),
-        "polling_url": f"{base_url}/v1/jobs/{record.id}",
-        "expires_at": int(record.deadline_at),
-        "completed_at": int(record.completed_at) if record.completed_at else None,
-        "polls": record.polls,
-        "source": record.source,
-        "usage": record.usage.model_dump(exclude_none=True) if record.usage else None,
-        "cost": record.cost.model_dump() if record.cost else None,
-        "orchestration_cost": (
-            {"amount": record.orchestration_cost_usd, "currency": "USD", "basis": "estimate"}
-            if record.orchestration_cost_usd
-            else None
+    view = JobView(
+        id=record.id,
+        status=record.status,
+        model=record.model,
+        created_at=int(record.created_at),
+        polling_url=f"{base_url}/v1/jobs/{record.id}",
+        expires_at=int(record.deadline_at),
+        completed_at=int(record.completed_at) if record.completed_at else None,
+        polls=record.polls,
+        source=record.source,  # type: ignore[arg-type]
+        usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
+        cost=record.cost,
+        orchestration_cost=(
+            OrchestrationCost(amount=record.orchestration_cost_usd) if record.orchestration_cost_usd else None
         ),
-        "error": record.error.model_dump() if record.error else None,
-    }
-    if record.status is JobStatus.SUCCEEDED:
-        view["unsigned_urls"] = output_urls(deps, record)
-    return view
+        error=record.error,
+        unsigned_urls=output_urls(deps, record) if record.status is JobStatus.SUCCEEDED else None,
+    )
+    return view.answer()

@@ -22,6 +22,7 @@ class Settings(BaseModel):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
     provider_base_url: str = Field(alias="PROVIDER_BASE_URL")
     provider_secret_id: str = Field(alias="PROVIDER_SECRET_ID")
+    provider_download_hosts: str = Field(default="*.amazonaws.com", alias="PROVIDER_DOWNLOAD_HOSTS")  # comma-separated
     default_model: str = Field(default="openai/gpt-image-1", alias="DEFAULT_MODEL")
     job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
     result_url_ttl_seconds: int = Field(default=900, ge=60, le=604_800, alias="RESULT_URL_TTL_SECONDS")
@@ -42,6 +43,10 @@ class Settings(BaseModel):
         """Buckets an ImageJobRequested edit may name: the inbox and EventInputBuckets."""
         named = {name.strip() for name in self.event_input_buckets.split(",") if name.strip()}
         return named | ({self.inbox_bucket} if self.inbox_bucket else set())
+
+    @property
+    def download_hosts(self) -> list[str]:
+        return [host.strip() for host in self.provider_download_hosts.split(",") if host.strip()]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

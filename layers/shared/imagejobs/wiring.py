@@ -39,7 +39,12 @@ class LazyProvider:
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def _client(self) -> ProviderClient:
-        return ProviderClient(self._settings.provider_base_url, provider_api_key(self._settings), self._http)
+        return ProviderClient(
+            self._settings.provider_base_url,
+            provider_api_key(self._settings),
+            self._http,
+            download_hosts=self._settings.download_hosts,
+        )
 
     def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return self._client().submit(*args, **kwargs)
