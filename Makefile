@@ -6,7 +6,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test lint types template pytest bench loadtest faults clean
+.PHONY: admin demo serve test lint types template pytest bench bench-poll loadtest faults clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ pytest: $(VENV)/.stamp
 
 bench: $(VENV)/.stamp
 	$(PY) -m bench.run
+
+## Poll strategies side by side on latency traces (virtual clock): fixed 5/10/60 s vs ours
+bench-poll: $(VENV)/.stamp
+	$(PY) -m bench.poll
 
 ## N jobs at once through the offline stack with faults and a provider cap (prints numbers)
 loadtest: $(VENV)/.stamp

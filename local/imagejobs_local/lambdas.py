@@ -21,12 +21,15 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
+
+from imagejobs import clock
 
 _capture = threading.local()
 
@@ -115,7 +118,24 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     if code is None:
         return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "no local code"}), True, ""
     with _turn:
-        return _run(self, code, event)
+        _capture.invoking = True
+        try:
+            return _run(self, code, event)
+        finally:
+            _capture.invoking = False
+
+
+def _sleep_between_turns(seconds: float) -> None:
+    """clock.sleep inside a handler: on Lambda a sleeping function blocks nobody (each is its
+    own process), so here it gives up its turn while it sleeps and takes the next one after."""
+    if not getattr(_capture, "invoking", False):
+        time.sleep(seconds)
+        return
+    _turn.release()
+    try:
+        time.sleep(seconds)
+    finally:
+        _turn.acquire()
 
 
 def _apply_log_level(function: Any) -> None:
@@ -182,4 +202,5 @@ def install() -> None:
     from moto.awslambda.models import LambdaFunction
 
     LambdaFunction._invoke_lambda = _invoke_in_process  # type: ignore[method-assign]
+    clock.set_sleep_hook(_sleep_between_turns)
     _installed = True

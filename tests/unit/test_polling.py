@@ -1,18 +1,29 @@
-"""The poll decision: skip the dead time, notice the finish, never oversleep the deadline."""
+"""The poll decision: skip the dead time, hold where finishes are likely (learned from history),
+notice the finish, never oversleep the deadline."""
+
+from collections import Counter
+
+import pytest
 
 from imagejobs import polling
 from imagejobs.models import JobStatus, ProviderJob
 
 T0 = 1_800_000_000.0
+MEDIUM = polling.window("medium")
 
 
 def decide(
-    status: JobStatus, now: float, polls: int = 1, deadline: float = 900, quality: str = "medium", **job: object
+    status: JobStatus,
+    now: float,
+    polls: int = 1,
+    deadline: float = 900,
+    win: polling.Window = MEDIUM,
+    **job: object,
 ):
     return polling.decide(
         ProviderJob(id="p1", status=status, **job),
         job_id="img_1",
-        quality=quality,
+        win=win,
         submitted_at=T0,
         deadline_at=T0 + deadline,
         now=now,
@@ -21,15 +32,50 @@ def decide(
     )
 
 
+def history(latencies: list[float]) -> Counter[int]:
+    return Counter(polling.bucket_of(seconds) for seconds in latencies)
+
+
 def test_first_wait_skips_the_dead_time_before_any_plausible_finish() -> None:
-    assert polling.first_wait_seconds("high") > polling.first_wait_seconds("low") >= 10
+    high, low = polling.window("high"), polling.window("low")
+    assert polling.first_wait_seconds(high) > polling.first_wait_seconds(low) >= 10
 
 
-def test_running_job_waits_and_interval_grows_with_elapsed_time() -> None:
-    early = decide(JobStatus.IN_PROGRESS, T0 + 30)
-    late = decide(JobStatus.IN_PROGRESS, T0 + 150)
-    assert early.action == late.action == "wait"
-    assert 2 <= early.next_poll_seconds < late.next_poll_seconds <= polling.MAX_INTERVAL_SECONDS
+def test_the_window_is_learned_from_history_once_there_is_enough() -> None:
+    latencies = [40 + i * 0.1 for i in range(1000)]  # 40-140 s, evenly
+    learned = polling.window("medium", history(latencies))
+    assert learned.samples == 1000
+    assert learned.start == pytest.approx(42, abs=4) and learned.end == pytest.approx(138, abs=12)
+    too_little = polling.window("medium", history(latencies[: polling.MIN_SAMPLES - 1]))
+    assert too_little == MEDIUM and too_little.samples == 0  # the prior until history counts
+
+
+def test_quantiles_of_the_histogram_interpolate_inside_buckets() -> None:
+    counts = history([60.0] * 50 + [120.0] * 50)
+    assert polling.quantile(counts, 0.25) == pytest.approx(60, rel=0.1)
+    assert polling.quantile(counts, 0.75) == pytest.approx(120, rel=0.1)
+
+
+def test_calls_hold_inside_the_window_only_and_never_past_it_or_the_deadline() -> None:
+    win = polling.Window(start=30, end=120)
+    assert polling.hold_seconds(10, win, remaining=800) == 0  # before the window: one look
+    assert polling.hold_seconds(30, win, remaining=800) == polling.HOLD_SECONDS
+    assert polling.hold_seconds(110, win, remaining=800) == 10  # up to the window's end
+    assert polling.hold_seconds(60, win, remaining=7) == 5  # up to the deadline, less one look
+    assert polling.hold_seconds(130, win, remaining=800) == 0  # past the window: one look
+
+
+def test_waits_skip_to_the_window_hold_inside_it_and_grow_after_it() -> None:
+    win = polling.Window(start=30, end=120)
+    assert polling.next_interval(5, win) == 25
+    assert polling.next_interval(60, win) == 0  # the next call holds straight away
+    after, later = polling.next_interval(125, win), polling.next_interval(400, win)
+    assert 2 <= after < later <= polling.MAX_INTERVAL_SECONDS
+    assert polling.next_interval(3600, win) == polling.LONG_RUNNING_INTERVAL_SECONDS
+
+
+def test_running_job_waits() -> None:
+    assert decide(JobStatus.IN_PROGRESS, T0 + 60).action == "wait"
 
 
 def test_success_goes_to_finalize() -> None:
@@ -69,13 +115,15 @@ def test_polls_are_bounded_even_if_the_clock_misbehaves() -> None:
 def test_a_day_long_job_stays_inside_the_execution_history_limit() -> None:
     """A job that never finishes, followed on a virtual clock to its longest possible deadline."""
     deadline = 86_400.0  # JobDeadlineSeconds' maximum
-    now, polls = T0 + polling.first_wait_seconds("low"), 0
+    win = polling.window("auto")  # the widest window: the most calls
+    now, polls = T0 + polling.first_wait_seconds(win), 0
     while True:
         polls += 1
-        result = decide(JobStatus.IN_PROGRESS, now, polls=polls, deadline=deadline, quality="low")
+        now += polling.hold_seconds(now - T0, win, T0 + deadline - now)
+        result = decide(JobStatus.IN_PROGRESS, now, polls=polls, deadline=deadline, win=win)
         if result.action != "wait":
             break
-        now += result.next_poll_seconds
+        now += max(1, result.next_poll_seconds)
     assert result.final_status is JobStatus.EXPIRED and result.reason == "deadline_exceeded"
     assert now >= T0 + deadline  # it ran to the deadline: the poll bound did not cut it short
     assert polls * polling.HISTORY_EVENTS_PER_POLL + 10 < 25_000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 
 _IMPORTED_AT = time.time()
 
@@ -37,3 +38,22 @@ def now() -> float:
         return real
     anchor = float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
     return anchor + (real - anchor) / scale
+
+
+# The offline runtime runs every function in one process, one invocation at a time; while a
+# handler sleeps it lets others run (on Lambda each function is its own process anyway).
+_sleep_hook: Callable[[float], None] | None = None
+
+
+def set_sleep_hook(hook: Callable[[float], None] | None) -> None:
+    global _sleep_hook
+    _sleep_hook = hook
+
+
+def sleep(job_seconds: float) -> None:
+    """Sleep on the job clock (scaled offline)."""
+    seconds = max(0.0, job_seconds * time_scale())
+    if _sleep_hook is not None:
+        _sleep_hook(seconds)
+    else:
+        time.sleep(seconds)

@@ -49,7 +49,10 @@ class JobRecord(BaseModel):
     origin: ObjectRef | None = None  # the upload an auto-edit came from
     provider_job_id: str | None = None
     execution_arn: str | None = None
-    polls: int = 0
+    polls: int = 0  # status calls
+    provider_checks: int = 0  # provider GETs made by those calls (a holding call makes several)
+    held_seconds: float = 0.0  # time status calls spent following the provider
+    poll_window: dict[str, float] | None = None  # polling.Window chosen at submit (start, end, samples)
     resumes: int = 0  # poll loops the sweeper started again after the first one died
     outputs: list[Output] = Field(default_factory=list)
     usage: Usage | None = None

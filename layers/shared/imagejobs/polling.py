@@ -1,21 +1,42 @@
-"""The poll decision: when to look at a provider job again, and when to stop looking.
+"""The poll decision: when to look at a provider job again, for how long, and when to stop.
 
-Generation takes 30-180 s, so polling right after submit only burns Lambda calls and state
-transitions. The first wait skips the dead time before the earliest plausible finish; after that
-the interval grows with the time already spent (a fixed fraction of the elapsed time), so a job
-that finishes early is noticed within seconds and a slow one is not polled every few seconds for
-minutes. Every wait is cut so that the deadline is never overslept.
+Every status call costs a Lambda invocation and three state transitions; every second between
+the provider finishing and us noticing is a second the user waits. So the schedule is built from
+latencies observed for the same model, quality and size (a rolling histogram kept in DynamoDB,
+updated when a job succeeds; priors by quality until there is history):
+
+- before the window where finishes are likely (the 2nd percentile), nothing can be gained:
+  the first wait skips the dead time in one go;
+- inside the window (2nd to 98th percentile), a status call *holds*: it follows the provider
+  every CHECK_EVERY_SECONDS for up to HOLD_SECONDS before handing back to the state machine, so
+  a finish is noticed within seconds at the price of one invocation per HOLD_SECONDS;
+- past the window the job is slow for its kind: the interval grows with the time already spent
+  (15 %, 2-20 s; 120 s after half an hour), without holding.
+
+Every wait and hold is cut so that the deadline is never overslept.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from imagejobs.models import JobStatus, PollResult, ProviderJob
 
-# Earliest plausible finish, seconds after submission, by requested quality.
-DEAD_TIME_SECONDS = {"low": 10, "medium": 25, "high": 40, "auto": 25}
-GROWTH = 0.15  # next interval as a fraction of the time already waited
+# Where finishes are likely before there is history, seconds after submission, by quality.
+PRIOR_WINDOWS: dict[str, tuple[float, float]] = {
+    "low": (10.0, 90.0),
+    "medium": (20.0, 150.0),
+    "high": (30.0, 240.0),
+    "auto": (10.0, 240.0),
+}
+MIN_SAMPLES = 30  # history below this many jobs is not trusted yet
+WINDOW_QUANTILES = (0.02, 0.98)
+HOLD_SECONDS = 20  # one status call follows the provider at most this long
+CHECK_EVERY_SECONDS = 2  # ...looking every this many seconds
+GROWTH = 0.15  # past the window: next interval as a fraction of the time already waited
 MIN_INTERVAL_SECONDS = 2
 MAX_INTERVAL_SECONDS = 20
 # Past half an hour a job is an outlier: poll every two minutes at most, so a day-long deadline
@@ -24,35 +45,98 @@ LONG_RUNNING_AFTER_SECONDS = 1800
 LONG_RUNNING_INTERVAL_SECONDS = 120
 HISTORY_EVENTS_PER_POLL = 9  # Wait 2, Task 5 (entered, scheduled, started, succeeded, exited), Choice 2
 
+# Latency histogram buckets: upper bounds growing by 10 % from 1 s to about 2.5 hours.
+BUCKET_BOUNDS: tuple[float, ...] = tuple(round(1.1**i, 3) for i in range(0, 93))
+DECAY_AT = 2000  # when the histogram holds this many jobs, every count is halved (rolling)
 
-def first_wait_seconds(quality: str) -> int:
-    return DEAD_TIME_SECONDS.get(quality, DEAD_TIME_SECONDS["auto"])
+
+@dataclass(frozen=True)
+class Window:
+    """Where this kind of job usually finishes, in seconds after submission."""
+
+    start: float
+    end: float
+    samples: int = 0  # jobs the window was learned from (0: the prior)
 
 
-def next_interval(elapsed: float, quality: str) -> int:
-    dead_time = first_wait_seconds(quality)
-    if elapsed < dead_time:
-        return max(MIN_INTERVAL_SECONDS, math.ceil(dead_time - elapsed))
+def bucket_of(seconds: float) -> int:
+    return min(len(BUCKET_BOUNDS) - 1, bisect_right(BUCKET_BOUNDS, max(0.0, seconds)))
+
+
+def quantile(counts: Mapping[int, float], q: float) -> float:
+    """The q-quantile of a bucketed histogram, interpolated inside its bucket."""
+    total = sum(counts.values())
+    if total <= 0:
+        raise ValueError("empty histogram")
+    target, seen = q * total, 0.0
+    for index in sorted(counts):
+        count = counts[index]
+        if count <= 0:
+            continue
+        if seen + count >= target:
+            low = BUCKET_BOUNDS[index - 1] if index > 0 else 0.0
+            high = BUCKET_BOUNDS[index]
+            return low + (high - low) * ((target - seen) / count)
+        seen += count
+    return BUCKET_BOUNDS[max(counts)]
+
+
+def window(quality: str, counts: Mapping[int, float] | None = None) -> Window:
+    """The learned window when there is enough history, else the prior for the quality."""
+    total = sum(counts.values()) if counts else 0
+    if counts and total >= MIN_SAMPLES:
+        start, end = (quantile(counts, q) for q in WINDOW_QUANTILES)
+        return Window(start=round(start, 1), end=round(max(end, start + CHECK_EVERY_SECONDS), 1), samples=int(total))
+    start, end = PRIOR_WINDOWS.get(quality, PRIOR_WINDOWS["auto"])
+    return Window(start=start, end=end)
+
+
+def first_wait_seconds(win: Window) -> int:
+    return max(0, math.floor(win.start))
+
+
+def in_window(elapsed: float, win: Window) -> bool:
+    """Whether a call made `elapsed` s after submission has room to hold inside the window."""
+    return win.start - CHECK_EVERY_SECONDS <= elapsed < win.end - CHECK_EVERY_SECONDS
+
+
+def hold_seconds(elapsed: float, win: Window, remaining: float) -> float:
+    """How long a status call made `elapsed` s after submission follows the provider (0: one
+    look). Never less than one step when it holds, never past the window or the deadline."""
+    if not in_window(elapsed, win):
+        return 0.0
+    hold = min(HOLD_SECONDS, win.end - elapsed, remaining - CHECK_EVERY_SECONDS)
+    return hold if hold >= CHECK_EVERY_SECONDS else 0.0
+
+
+def next_interval(elapsed: float, win: Window) -> int:
+    """The wait after a status call that ended `elapsed` s after submission, job still running."""
+    if elapsed < win.start - CHECK_EVERY_SECONDS:
+        return max(MIN_INTERVAL_SECONDS, math.ceil(win.start - elapsed))
+    if in_window(elapsed, win):
+        return 0  # the next call holds again straight away
     if elapsed >= LONG_RUNNING_AFTER_SECONDS:
         return LONG_RUNNING_INTERVAL_SECONDS
-    interval = math.ceil(elapsed * GROWTH)
-    return max(MIN_INTERVAL_SECONDS, min(MAX_INTERVAL_SECONDS, interval))
+    return max(MIN_INTERVAL_SECONDS, min(MAX_INTERVAL_SECONDS, math.ceil(elapsed * GROWTH)))
 
 
 def max_polls(deadline_seconds: float) -> int:
-    """An upper bound on status calls for a job with this deadline: what the schedule above
-    needs, with room to spare. A Standard execution holds at most 25,000 history events and a
-    poll costs HISTORY_EVENTS_PER_POLL, so the bound (at most 2,000 polls, 18,000 events) keeps
-    a loop inside the limit even if the clock misbehaves."""
+    """An upper bound on status calls for a job with this deadline: what the schedule needs with
+    room to spare. A Standard execution holds at most 25,000 history events and a call costs
+    HISTORY_EVENTS_PER_POLL, so the bound (at most 2,000 calls, 18,000 events) keeps a loop
+    inside the limit even if the clock misbehaves."""
     return min(2_000, 2 * schedule_polls(deadline_seconds) + 10)
 
 
-def schedule_polls(deadline_seconds: float, quality: str = "low") -> int:
-    """How many polls the schedule makes before the deadline when the job never finishes."""
-    elapsed, polls = float(first_wait_seconds(quality)), 0
+def schedule_polls(deadline_seconds: float, win: Window | None = None) -> int:
+    """Status calls the schedule makes before the deadline when the job never finishes
+    (the widest prior window unless one is given)."""
+    win = win or window("auto")
+    elapsed, polls = float(first_wait_seconds(win)), 0
     while elapsed < deadline_seconds:
         polls += 1
-        elapsed += next_interval(elapsed, quality)
+        elapsed += hold_seconds(elapsed, win, deadline_seconds - elapsed)
+        elapsed += max(1, next_interval(elapsed, win))
     return polls + 1
 
 
@@ -60,7 +144,7 @@ def decide(
     provider_job: ProviderJob,
     *,
     job_id: str,
-    quality: str,
+    win: Window,
     submitted_at: float,
     deadline_at: float,
     now: float,
@@ -88,6 +172,6 @@ def decide(
             reason="deadline_exceeded",
             message=f"the job did not finish within {int(deadline_seconds)} s",
         )
-    interval = next_interval(now - submitted_at, quality)
+    interval = next_interval(now - submitted_at, win)
     interval = min(interval, max(1, math.ceil(deadline_at - now)))
     return PollResult(job_id=job_id, action="wait", next_poll_seconds=interval, provider_status=status.value)

@@ -80,17 +80,22 @@ def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -
     return Decimal(_money(amount))
 
 
-def orchestration_cost(polls: int, invocations: int | None = None) -> Decimal:
+def orchestration_cost(polls: int, held_seconds: float = 0.0) -> Decimal:
     """Estimated Step Functions transitions plus Lambda requests and GB-seconds for one job.
 
-    Invocations default to intake + submit + one status call per poll + finalize.
-    """
+    Calls: intake, submit and finalize at the functions' memory, plus one status call per poll
+    at the status function's memory for its base time and the seconds it held (followed the
+    provider inside the call)."""
     aws = price_table()["aws"]
     transitions = int(aws["transitions_fixed"]) + int(aws["transitions_per_poll"]) * polls
-    calls = invocations if invocations is not None else 3 + polls
-    gb_seconds = Decimal(aws["lambda_memory_gb"]) * Decimal(aws["lambda_seconds_per_invocation"])
-    amount = transitions * Decimal(aws["step_functions_per_transition"]) + calls * (
-        Decimal(aws["lambda_per_request"]) + gb_seconds * Decimal(aws["lambda_per_gb_second"])
+    per_call = Decimal(aws["lambda_seconds_per_invocation"])
+    gb_seconds = Decimal(aws["lambda_memory_gb"]) * per_call * 3 + Decimal(aws["status_memory_gb"]) * (
+        per_call * polls + Decimal(repr(round(held_seconds, 3)))
+    )
+    amount = (
+        transitions * Decimal(aws["step_functions_per_transition"])
+        + (3 + polls) * Decimal(aws["lambda_per_request"])
+        + gb_seconds * Decimal(aws["lambda_per_gb_second"])
     )
     return amount.quantize(Decimal("0.00000001"), rounding=ROUND_HALF_UP)
 

@@ -52,9 +52,15 @@ class Provider(Protocol):
 class Store(Protocol):
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool: ...
     def get(self, job_id: str) -> JobRecord | None: ...
-    def record_submission(self, job_id: str, provider_job_id: str, at: float) -> None: ...
+    def record_submission(
+        self, job_id: str, provider_job_id: str, at: float, poll_window: dict[str, float] | None = None
+    ) -> None: ...
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None: ...
-    def record_poll(self, job_id: str, provider_status: JobStatus, at: float) -> JobRecord: ...
+    def record_poll(
+        self, job_id: str, provider_status: JobStatus, at: float, checks: int = 1, held: float = 0.0
+    ) -> JobRecord: ...
+    def latency_counts(self, kind: str) -> dict[int, float]: ...
+    def record_latency(self, kind: str, seconds: float) -> None: ...
     def settle(
         self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: budget.Charge | None = None
     ) -> bool: ...
@@ -409,9 +415,26 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
 
 
 # -- submit (queue-fed) -------------------------------------------------------------------------
+def latency_kind(record: JobRecord) -> str:
+    """Jobs that take alike: same model, quality and size (the poll schedule learns per kind)."""
+    return f"{record.model}#{record.quality}#{record.request.get('size', 'auto')}"
+
+
+def poll_window(record: JobRecord) -> polling.Window:
+    """The window chosen for the job at submit (the prior for its quality if none was)."""
+    if record.poll_window:
+        return polling.Window(
+            start=float(record.poll_window["start"]),
+            end=float(record.poll_window["end"]),
+            samples=int(record.poll_window.get("samples", 0)),
+        )
+    return polling.window(record.quality)
+
+
 def first_poll_payload(record: JobRecord) -> dict[str, Any]:
-    """Execution input. Deterministic for a job, so a repeated StartExecution is idempotent."""
-    return PollInput(job_id=record.id, next_poll_seconds=polling.first_wait_seconds(record.quality)).model_dump()
+    """Execution input. Deterministic for a job (its window is recorded with its submission),
+    so a repeated StartExecution is idempotent."""
+    return PollInput(job_id=record.id, next_poll_seconds=polling.first_wait_seconds(poll_window(record))).model_dump()
 
 
 def submit(deps: Deps, job_id: str) -> str:
@@ -436,8 +459,10 @@ def submit(deps: Deps, job_id: str) -> str:
             end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
             return "rejected"
         failpoints.hit("submit.after_provider")
-        deps.store.record_submission(job_id, provider_job.id, clock.now())
-        record = record.model_copy(update={"provider_job_id": provider_job.id})
+        win = polling.window(record.quality, deps.store.latency_counts(latency_kind(record)))
+        chosen = {"start": win.start, "end": win.end, "samples": win.samples}
+        deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
+        record = record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
     arn = _need(deps.loops, "loops").start(record.id, first_poll_payload(record))
     failpoints.hit("submit.after_start_execution")
     deps.store.record_execution(job_id, arn, clock.now())
@@ -474,14 +499,32 @@ def poll(deps: Deps, poll_input: PollInput) -> PollResult:
         )
     if record.provider_job_id is None:
         raise StaleTransition(f"job {record.id} has no provider job id")
-    provider_job = _need(deps.provider, "provider").get(record.provider_job_id)
-    now = clock.now()
-    record = deps.store.record_poll(record.id, provider_job.status, now)
+    provider = _need(deps.provider, "provider")
+    win = poll_window(record)
+    submitted_at = record.submitted_at or record.created_at
+    started = clock.now()
+    # Inside the window where this kind of job usually finishes, the call holds: it follows the
+    # provider every few seconds, so a finish is noticed at once, for one invocation.
+    hold = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started)
+    checks = 0
+    while True:
+        provider_job = provider.get(record.provider_job_id)
+        checks += 1
+        now = clock.now()
+        if provider_job.status.final or now + polling.CHECK_EVERY_SECONDS > started + hold:
+            break
+        clock.sleep(polling.CHECK_EVERY_SECONDS)
+    try:
+        record = deps.store.record_poll(record.id, provider_job.status, now, checks=checks, held=now - started)
+    except StaleTransition:  # it ended meanwhile (cancelled while this call held): nothing to do
+        return PollResult(
+            job_id=record.id, action="end", provider_status=provider_job.status.value, reason="already_final"
+        )
     return polling.decide(
         provider_job,
         job_id=record.id,
-        quality=record.quality,
-        submitted_at=record.submitted_at or record.created_at,
+        win=win,
+        submitted_at=submitted_at,
         deadline_at=record.deadline_at,
         now=now,
         polls=record.polls,
@@ -601,7 +644,7 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
         "cost": cost.model_dump(),
         "completed_at": completed_at,
         "updated_at": clock.now(),
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls)),
+        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
     }
     return _settle(deps, record, JobStatus.SUCCEEDED, fields)
 
@@ -617,7 +660,7 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
         "error": {"code": code, "message": message[:1000]},
         "completed_at": clock.now(),
         "updated_at": clock.now(),
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls)),
+        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
     }
     if billed and record.provider_job_id and deps.provider is not None:
         try:
@@ -645,6 +688,9 @@ def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, 
         deps.metrics.job_settled(settled, Decimal(settled.orchestration_cost_usd or "0"))
     if won:
         _announce(deps, settled)
+        if settled.status is JobStatus.SUCCEEDED and settled.submitted_at and settled.completed_at:
+            # What the poll schedule learns from: how long this kind of job took at the provider.
+            deps.store.record_latency(latency_kind(settled), settled.completed_at - settled.submitted_at)
     return settled
 
 
@@ -696,7 +742,7 @@ def cancel(deps: Deps, job_id: str) -> JobRecord:
         "error": {"code": "cancelled_by_user", "message": "the job was cancelled by its caller"},
         "completed_at": clock.now(),
         "updated_at": clock.now(),
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls)),
+        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
     }
     if usage is not None and usage.total_tokens > 0:
         fields["usage"] = usage.model_dump()

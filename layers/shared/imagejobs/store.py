@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from imagejobs import budget
+from imagejobs import budget, polling
 from imagejobs.errors import StaleTransition
 from imagejobs.jobs import JobRecord, predecessors
 from imagejobs.models import JobStatus
@@ -21,6 +21,7 @@ else:
 
 JOB_PREFIX = "job#"
 RATE_PREFIX = "rate#"
+LATENCY_PREFIX = "latency#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
 OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
 
@@ -163,13 +164,21 @@ class JobStore:
         item = from_dynamo(item)
         return _record(item)
 
-    def record_submission(self, job_id: str, provider_job_id: str, at: float) -> None:
-        """Remember the provider's job id; a second, different id for the same job is refused."""
+    def record_submission(
+        self, job_id: str, provider_job_id: str, at: float, poll_window: dict[str, float] | None = None
+    ) -> None:
+        """Remember the provider's job id (and the poll window chosen for the job, first one wins);
+        a second, different id for the same job is refused."""
+        update = "SET provider_job_id = :pid, submitted_at = if_not_exists(submitted_at, :at), updated_at = :at"
+        values: dict[str, Any] = {":pid": provider_job_id, ":at": at, ":queued": "queued", ":running": "in_progress"}
+        if poll_window is not None:
+            update += ", poll_window = if_not_exists(poll_window, :window)"
+            values[":window"] = poll_window
         self._update(
             job_id,
-            "SET provider_job_id = :pid, submitted_at = if_not_exists(submitted_at, :at), updated_at = :at",
+            update,
             "(attribute_not_exists(provider_job_id) OR provider_job_id = :pid) AND #status IN (:queued, :running)",
-            {":pid": provider_job_id, ":at": at, ":queued": "queued", ":running": "in_progress"},
+            values,
         )
 
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
@@ -180,13 +189,24 @@ class JobStore:
             {":arn": execution_arn, ":at": at},
         )
 
-    def record_poll(self, job_id: str, provider_status: JobStatus, at: float) -> JobRecord:
-        """Count one status poll; move queued -> in_progress when the provider says so."""
+    def record_poll(
+        self, job_id: str, provider_status: JobStatus, at: float, checks: int = 1, held: float = 0.0
+    ) -> JobRecord:
+        """Count one status call (its provider checks and the time it held); move queued ->
+        in_progress when the provider says so."""
         names = {"#status": "status"}
-        values: dict[str, Any] = {":one": 1, ":at": at, ":queued": "queued", ":running": "in_progress"}
-        update = "SET updated_at = :at ADD polls :one"
+        values: dict[str, Any] = {
+            ":one": 1,
+            ":checks": checks,
+            ":held": round(held, 3),
+            ":at": at,
+            ":queued": "queued",
+            ":running": "in_progress",
+        }
+        counts = " ADD polls :one, provider_checks :checks, held_seconds :held"
+        update = "SET updated_at = :at" + counts
         if provider_status is JobStatus.IN_PROGRESS:
-            update = "SET updated_at = :at, #status = :running ADD polls :one"
+            update = "SET updated_at = :at, #status = :running" + counts
         try:
             result = self._table.update_item(
                 Key={"pk": JOB_PREFIX + job_id},
@@ -390,3 +410,43 @@ class JobStore:
             if not _is_condition_failure(exc):
                 raise
         return self.webhook_secret(tenant) or new_secret
+
+    # -- observed latencies (the poll schedule learns from them) --------------------------------
+    def latency_counts(self, kind: str) -> dict[int, float]:
+        """The rolling latency histogram of one kind of job (model#quality#size): bucket -> jobs."""
+        item = self._table.get_item(Key={"pk": LATENCY_PREFIX + kind}).get("Item") or {}
+        return {
+            int(name[1:]): float(str(value)) for name, value in item.items() if name[:1] == "b" and name[1:].isdigit()
+        }
+
+    def record_latency(self, kind: str, seconds: float) -> None:
+        """Count one finished job in its kind's histogram; past polling.DECAY_AT jobs every count
+        is halved, so old history fades (a conditional write: one halving per crossing)."""
+        key = {"pk": LATENCY_PREFIX + kind}
+        bucket = f"b{polling.bucket_of(seconds)}"
+        result = self._table.update_item(
+            Key=key,
+            UpdateExpression=f"ADD {bucket} :one, n :one",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="ALL_NEW",
+        )
+        item = result["Attributes"]
+        total = int(str(item.get("n", 0)))
+        if total < polling.DECAY_AT:
+            return
+        halved = {name: (Decimal(str(value)) / 2) for name, value in item.items() if name[:1] == "b"}
+        sets = ", ".join(f"{name} = :{name}" for name in halved)
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression=f"SET {sets}, n = :half",
+                ConditionExpression="n = :seen",
+                ExpressionAttributeValues={
+                    **{f":{name}": value for name, value in halved.items()},
+                    ":half": total // 2,
+                    ":seen": total,
+                },
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise

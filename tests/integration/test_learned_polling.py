@@ -1,0 +1,52 @@
+"""The poll schedule learns from finished jobs: finalize records how long each kind of job took,
+submit reads the histogram into the job's window, and status calls hold inside that window."""
+
+from __future__ import annotations
+
+import httpx
+
+from imagejobs import polling
+from imagejobs_local.stack import LocalStack
+from tests.helpers import wait_for_job
+
+GENERATIONS = "/v1/images/generations?async=true"
+MODEL = "openai/gpt-image-1"
+
+
+def test_finished_jobs_teach_the_schedule_and_calls_hold_where_finishes_are_likely(
+    stack: LocalStack, api: httpx.Client
+) -> None:
+    kind = f"{MODEL}#high#1536x1024"
+    before = sum(stack.store.latency_counts(kind).values())
+    body = {"quality": "high", "size": "1536x1024"}
+
+    # Given: a finished job of this kind is counted in its kind's histogram...
+    first = wait_for_job(api, api.post(GENERATIONS, json={**body, "prompt": "[sim:latency=200] one"}).json()["id"])
+    assert first["status"] == "succeeded"
+    assert sum(stack.store.latency_counts(kind).values()) == before + 1
+    # ...and with enough history (here: 40 more jobs that took 150-350 s),
+    for index in range(40):
+        stack.store.record_latency(kind, 150.0 + index * 5)
+
+    # When: the next job of the kind is submitted
+    job_id = api.post(GENERATIONS, json={**body, "prompt": "[sim:latency=250] two"}).json()["id"]
+    job = wait_for_job(api, job_id)
+
+    # Then: its window came from that history (150-350 s, not the prior for high quality)...
+    record = stack.store.get(job_id)
+    assert record is not None and record.poll_window is not None
+    assert record.poll_window["samples"] >= 41
+    assert 140 <= record.poll_window["start"] <= 160 and 330 <= record.poll_window["end"] <= 370
+    assert polling.window("high").start < record.poll_window["start"]
+    # ...and it was followed by calls that held: a few status calls (a fixed 5 s poller makes
+    # 50 for a 250 s job), each looking at the provider several times.
+    assert job["status"] == "succeeded"
+    assert record.polls <= 10
+    assert record.provider_checks > 2 * record.polls
+    assert record.held_seconds > 0
+
+
+def test_kinds_are_learned_apart(stack: LocalStack) -> None:
+    stack.store.record_latency(f"{MODEL}#low#1024x1024-apart", 12.0)
+    assert stack.store.latency_counts(f"{MODEL}#medium#1024x1024-apart") == {}
+    assert sum(stack.store.latency_counts(f"{MODEL}#low#1024x1024-apart").values()) == 1
