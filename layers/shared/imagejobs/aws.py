@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
 import boto3
 from botocore.exceptions import ClientError
@@ -21,14 +21,32 @@ if TYPE_CHECKING:
 else:
     S3Client = SQSClient = SFNClient = EventBridgeClient = Any
 
+C = TypeVar("C")
 
-class JobQueue:
+
+class _LazyClient(Generic[C]):
+    """The boto3 client is made on first use: a cold start pays only for the clients that the
+    invocation needs (making one costs tens of milliseconds)."""
+
+    _service_name: str
+    _made: C | None = None
+
+    @property
+    def _client(self) -> C:
+        if self._made is None:
+            self._made = boto3.client(self._service_name)  # type: ignore[call-overload]
+        return self._made
+
+
+class JobQueue(_LazyClient[SQSClient]):
     """An SQS queue of job ids (the submit queue, the notify queue)."""
+
+    _service_name = "sqs"
 
     def __init__(self, queue_url: str, dead_letter_url: str | None = None, client: SQSClient | None = None) -> None:
         self._url = queue_url
         self._dead_letter_url = dead_letter_url
-        self._client = client or boto3.client("sqs")
+        self._made = client
 
     def send(self, job_id: str, delay_seconds: int = 0) -> None:
         self._client.send_message(
@@ -54,10 +72,12 @@ class JobQueue:
         )
 
 
-class Executions:
+class Executions(_LazyClient[SFNClient]):
+    _service_name = "stepfunctions"
+
     def __init__(self, state_machine_arn: str, client: SFNClient | None = None) -> None:
         self._arn = state_machine_arn
-        self._client = client or boto3.client("stepfunctions")
+        self._made = client
 
     def start(self, name: str, payload: dict[str, Any]) -> str:
         """Start the poll loop for a job. The name is the job id, so Step Functions itself refuses a
@@ -123,11 +143,13 @@ class _ChunkReader:
         return data
 
 
-class Objects:
+class Objects(_LazyClient[S3Client]):
     """Reads S3 objects by reference: edit inputs, uploads and the inbox rules document."""
 
+    _service_name = "s3"
+
     def __init__(self, client: S3Client | None = None) -> None:
-        self._client = client or boto3.client("s3")
+        self._made = client
 
     def _version(self, ref: ObjectRef) -> dict[str, Any]:
         return {"VersionId": ref.version_id} if ref.version_id else {}
@@ -164,14 +186,16 @@ class Objects:
             return None
 
 
-class EventBus:
+class EventBus(_LazyClient[EventBridgeClient]):
     """Publishes our job events (source "imagejobs") on the configured bus."""
 
     SOURCE = "imagejobs"
 
+    _service_name = "events"
+
     def __init__(self, bus_name: str, client: EventBridgeClient | None = None) -> None:
         self._bus = bus_name
-        self._client = client or boto3.client("events")
+        self._made = client
 
     def put(self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None:
         answer = self._client.put_events(
@@ -190,10 +214,12 @@ class EventBus:
             raise EventNotPublished(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
 
 
-class ResultStore:
+class ResultStore(_LazyClient[S3Client]):
+    _service_name = "s3"
+
     def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         self.bucket = bucket
-        self._client = client or boto3.client("s3")
+        self._made = client
 
     def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output:
         reader = _ChunkReader(chunks)

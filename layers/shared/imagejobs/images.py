@@ -11,8 +11,6 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
 from imagejobs.errors import ImageJobsError
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -53,6 +51,8 @@ def check_image(data: bytes, *, name: str = "image", param: str = "image") -> Ch
             reason="image_too_large",
             param=param,
         )
+    from PIL import Image, UnidentifiedImageError  # here: only the functions that take images need Pillow
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from imagejobs.models import Cost, JobError, JobStatus, ObjectRef, Output, Usage
+from imagejobs.models import Cost, JobError, JobStatus, Model, ObjectRef, Output, Usage
 
 # Which status may follow which. Final states have no successors: a settled job never changes.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -30,7 +30,7 @@ def predecessors(new: JobStatus) -> list[JobStatus]:
     return [status for status, nexts in TRANSITIONS.items() if new in nexts]
 
 
-class JobRecord(BaseModel):
+class JobRecord(Model):
     id: str
     tenant: str
     source: str = "api"  # api | upload

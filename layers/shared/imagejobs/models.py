@@ -10,6 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 MAX_PROMPT_CHARS = 32_000
 
 
+class Model(BaseModel):
+    """Every model of the package: validators are built on first use, not at import, so a cold
+    start pays only for the models its invocation touches."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
@@ -33,6 +40,7 @@ Moderation = Literal["auto", "low"]
 
 OUR_FIELDS = {"webhook_url"}  # request fields that are ours, never sent to the provider
 
+UploadFile = tuple[str, bytes, str]  # an edit input for the provider: file name, content, content type
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
@@ -48,7 +56,7 @@ FORMAT_RULES_SCHEMA: list[JsonValue] = [
 ]
 
 
-class GenerationRequest(BaseModel):
+class GenerationRequest(Model):
     """POST /v1/images/generations: every gpt-image-1 parameter and its rules (DESIGN.md §3)."""
 
     # The cross-field rules of _format_rules, in JSON Schema too (the OpenAPI document shows them).
@@ -107,7 +115,7 @@ class EditRequest(GenerationRequest):
     input_fidelity: Literal["high", "low"] | None = None
 
 
-class ObjectRef(BaseModel):
+class ObjectRef(Model):
     """An object in S3: an edit input, a mask, or the upload an edit came from."""
 
     bucket: str
@@ -117,7 +125,7 @@ class ObjectRef(BaseModel):
     content_type: str | None = None
 
 
-class ObjectInfo(BaseModel):
+class ObjectInfo(Model):
     size: int
     etag: str | None
     version_id: str | None
@@ -125,7 +133,7 @@ class ObjectInfo(BaseModel):
     metadata: dict[str, str]
 
 
-class Usage(BaseModel):
+class Usage(Model):
     """OpenAI-style usage block as reported by the provider."""
 
     model_config = ConfigDict(extra="allow")
@@ -147,7 +155,7 @@ class Usage(BaseModel):
         return self.input_tokens_details.get("image_tokens", 0)
 
 
-class ProviderJob(BaseModel):
+class ProviderJob(Model):
     """The provider's job object (TheRouter's async contract), normalised."""
 
     model_config = ConfigDict(extra="ignore")
@@ -162,25 +170,25 @@ class ProviderJob(BaseModel):
     error_message: str | None = None
 
 
-class Cost(BaseModel):
+class Cost(Model):
     amount: str  # decimal string, never a float
     currency: str = "USD"
     basis: Literal["usage", "per_image"]
 
 
-class JobError(BaseModel):
+class JobError(Model):
     code: str
     message: str
 
 
-class Output(BaseModel):
+class Output(Model):
     bucket: str
     key: str
     content_type: str
     bytes: int
 
 
-class PollInput(BaseModel):
+class PollInput(Model):
     """What the state machine hands the status step (and the Wait reads back)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -189,7 +197,7 @@ class PollInput(BaseModel):
     next_poll_seconds: int = 0
 
 
-class PollResult(BaseModel):
+class PollResult(Model):
     """What the status step returns; the Choice state reads `action`."""
 
     job_id: str
@@ -201,7 +209,7 @@ class PollResult(BaseModel):
     message: str | None = None
 
 
-class FinalizeInput(BaseModel):
+class FinalizeInput(Model):
     """Input of the finalize step: the success path, a decided end, or a caught error."""
 
     model_config = ConfigDict(extra="ignore")
@@ -215,13 +223,13 @@ class FinalizeInput(BaseModel):
 
 
 # -- the HTTP API's answers (what GET /v1/jobs/{id} and friends return; the OpenAPI spec uses these) --
-class OrchestrationCost(BaseModel):
+class OrchestrationCost(Model):
     amount: str
     currency: str = "USD"
     basis: Literal["estimate"] = "estimate"
 
 
-class JobView(BaseModel):
+class JobView(Model):
     """The job object, in TheRouter's shape plus what we add (cost, polls, source, error)."""
 
     id: str = Field(examples=["img_0a1b2c3d4e5f60718293a4b5"])
@@ -246,7 +254,7 @@ class JobView(BaseModel):
         return self.model_dump(mode="json", exclude={"unsigned_urls"} if self.unsigned_urls is None else set())
 
 
-class JobList(BaseModel):
+class JobList(Model):
     object: Literal["list"] = "list"
     data: list[JobView]
     first_id: str | None
@@ -254,20 +262,20 @@ class JobList(BaseModel):
     has_more: bool
 
 
-class ContentRedirect(BaseModel):
+class ContentRedirect(Model):
     """The body of GET /v1/jobs/{id}/content's 302 (its Location, for clients that do not follow)."""
 
     url: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     message: str
     type: str
     param: str | None
     code: str | None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     """OpenAI's error shape."""
 
     error: ErrorDetail

@@ -20,9 +20,7 @@ from imagejobs.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagejobs.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, Usage
-
-UploadFile = tuple[str, bytes, str]  # file name, content, content type
+from imagejobs.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, UploadFile, Usage
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 DOWNLOAD_CHUNK = 1024 * 1024

@@ -12,14 +12,14 @@ import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from imagejobs.models import ObjectRef
+from imagejobs.models import Model, ObjectRef
 
 DETAIL_TYPE = "ImageJobRequested"
 
 
-class Envelope(BaseModel):
+class Envelope(Model):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: str

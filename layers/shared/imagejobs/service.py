@@ -33,8 +33,8 @@ from imagejobs.models import (
     PollInput,
     PollResult,
     ProviderJob,
+    UploadFile,
 )
-from imagejobs.provider import UploadFile
 from imagejobs.settings import Settings
 from imagejobs.tenants import Caps
 

@@ -75,7 +75,15 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
 
 class JobStore:
     def __init__(self, table_name: str, table: Table | None = None) -> None:
-        self._table = table if table is not None else boto3.resource("dynamodb").Table(table_name)
+        self._table_name = table_name
+        self._made_table = table
+
+    @property
+    def _table(self) -> Table:
+        """Made on first use: a cold start pays only for what the invocation needs."""
+        if self._made_table is None:
+            self._made_table = boto3.resource("dynamodb").Table(self._table_name)
+        return self._made_table
 
     # -- jobs -------------------------------------------------------------------------------
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:

@@ -105,7 +105,15 @@ def _key_info(item: dict[str, Any]) -> KeyInfo:
 
 class Tenants:
     def __init__(self, table_name: str, table: Table | None = None) -> None:
-        self._table = table if table is not None else boto3.resource("dynamodb").Table(table_name)
+        self._table_name = table_name
+        self._made_table = table
+
+    @property
+    def _table(self) -> Table:
+        """Made on first use: a cold start pays only for what the invocation needs."""
+        if self._made_table is None:
+            self._made_table = boto3.resource("dynamodb").Table(self._table_name)
+        return self._made_table
 
     # -- keys ---------------------------------------------------------------------------------
     def add_key(self, api_key: str, tenant: str, created_at: float, name: str = "") -> KeyInfo:

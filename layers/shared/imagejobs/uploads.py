@@ -12,9 +12,9 @@ import hashlib
 from typing import Any
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
-from imagejobs.models import EditRequest, ObjectRef
+from imagejobs.models import EditRequest, Model, ObjectRef
 
 METADATA_PARAMS = {
     "prompt": "prompt",
@@ -31,7 +31,7 @@ METADATA_PARAMS = {
 INTEGER_PARAMS = {"n", "output_compression"}
 
 
-class _S3Object(BaseModel):
+class _S3Object(Model):
     model_config = ConfigDict(extra="ignore")
     key: str
     size: int | None = None
@@ -39,18 +39,18 @@ class _S3Object(BaseModel):
     versionId: str | None = None
 
 
-class _S3Bucket(BaseModel):
+class _S3Bucket(Model):
     model_config = ConfigDict(extra="ignore")
     name: str
 
 
-class _S3Entity(BaseModel):
+class _S3Entity(Model):
     model_config = ConfigDict(extra="ignore")
     bucket: _S3Bucket
     object: _S3Object
 
 
-class S3EventRecord(BaseModel):
+class S3EventRecord(Model):
     """The fields of an S3 event notification record we use (lenient: moto sends fewer fields)."""
 
     model_config = ConfigDict(extra="ignore")

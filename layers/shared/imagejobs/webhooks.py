@@ -22,16 +22,17 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from imagejobs.errors import ImageJobsError
 
+if TYPE_CHECKING:
+    import httpx
+
 MAX_URL_LENGTH = 2048
 MAX_REDIRECTS = 3
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS = 10.0, 5.0
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -117,9 +118,12 @@ def deliver(
     resolver: Resolver = system_resolver,
 ) -> Delivery:
     """One delivery attempt: POST, following redirects by hand, each hop checked first."""
+    import httpx  # here: only the notify function delivers (the others only check URLs)
+
     body = json.dumps(payload, separators=(",", ":"))
     headers = signed_headers(secret, webhook_id, body)
-    http = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+    timeout = httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+    http = client or httpx.Client(timeout=timeout, follow_redirects=False)
     target = url
     try:
         for _ in range(MAX_REDIRECTS + 1):

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import json
-
-import httpx
-from aws_lambda_powertools.utilities import parameters
+from typing import TYPE_CHECKING, Any
 
 from imagejobs.aws import EventBus, Executions, JobQueue, Objects, ResultStore
 from imagejobs.observability import EmfMetrics
-from imagejobs.provider import DEFAULT_TIMEOUT, ProviderClient
 from imagejobs.service import Deps
 from imagejobs.settings import Settings
 from imagejobs.store import JobStore
 from imagejobs.tenants import Tenants
+
+if TYPE_CHECKING:
+    from imagejobs.provider import ProviderClient
 
 
 def provider_api_key(settings: Settings) -> str:
     """The provider key from Secrets Manager, cached by Powertools Parameters (never logged).
 
     The secret holds either the bare key or {"api_key": "..."}."""
+    from aws_lambda_powertools.utilities import parameters  # on first use: most calls never need it
+
     value = str(parameters.get_secret(settings.provider_secret_id, max_age=settings.secret_cache_seconds))
     try:
         parsed = json.loads(value)
@@ -31,14 +33,25 @@ def provider_api_key(settings: Settings) -> str:
 
 
 class LazyProvider:
-    """Reads the key on first use (and after the cache expires), keeps one connection pool."""
+    """Imports httpx, reads the key and opens its connection pool on first use (and reads the
+    key again after the cache expires): an API call that never reaches the provider pays nothing."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        timeout = DEFAULT_TIMEOUT if settings.provider_timeout_seconds == 30.0 else settings.provider_timeout_seconds
-        self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._http: Any = None
 
     def _client(self) -> ProviderClient:
+        from imagejobs.provider import DEFAULT_TIMEOUT, ProviderClient
+
+        if self._http is None:
+            import httpx
+
+            timeout = (
+                DEFAULT_TIMEOUT
+                if self._settings.provider_timeout_seconds == 30.0
+                else self._settings.provider_timeout_seconds
+            )
+            self._http = httpx.Client(timeout=timeout, follow_redirects=False)
         return ProviderClient(
             self._settings.provider_base_url,
             provider_api_key(self._settings),
