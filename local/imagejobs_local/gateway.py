@@ -36,6 +36,11 @@ def _specificity(route: Route) -> tuple[int, int, int]:
     return ("+}" in route.path, route.path.count("{"), -route.path.count("/"))
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when dozens of clients connect at once.
+    request_queue_size = 256
+
+
 def _allows(answer: Any, method_arn: str) -> bool:
     """Whether an authorizer's policy allows this call (Allow matching it, no Deny matching it)."""
     if not isinstance(answer, dict):
@@ -73,7 +78,7 @@ class LocalGateway:
         self._lambda = boto3.client("lambda", region_name=region)
         self._region = region
         self._stage = stage
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server = _Server((host, port), self._handler())
         self._server.daemon_threads = True
 
     @property

@@ -147,6 +147,8 @@ def test_parallel_submits_never_pass_the_daily_cap(stack: LocalStack, capsys: py
             assert "daily cap of $0.10" in error["message"]
         day, month = today(stack)
         assert stack.tenants.spent("capped", day) == reserve * fits <= Decimal("0.10")
+        # a refused request leaves nothing behind: the transaction that would have recorded it rolled back
+        assert len(capped.get("/v1/jobs", params={"limit": "100"}).json()["data"]) == fits
 
         jobs = [wait_for_job(capped, job_id) for job_id in accepted]
     # Settled to what the jobs cost (the provider's reported usage), not what they reserved.

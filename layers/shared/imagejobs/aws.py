@@ -22,6 +22,7 @@ else:
     S3Client = SQSClient = SFNClient = EventBridgeClient = Any
 
 C = TypeVar("C")
+SINGLE_PUT_BYTES = 8 * 1024 * 1024  # s3transfer's default multipart threshold and part size
 
 
 class _LazyClient(Generic[C]):
@@ -129,6 +130,11 @@ class _ChunkReader:
         self._buffer = b""
         self.bytes_read = 0
 
+    def push_back(self, data: bytes) -> None:
+        """Put read bytes back in front (they count as unread again)."""
+        self._buffer = data + self._buffer
+        self.bytes_read -= len(data)
+
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._buffer) < size:
             try:
@@ -222,7 +228,15 @@ class ResultStore(_LazyClient[S3Client]):
         self._made = client
 
     def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output:
+        """Store a stream without holding it whole: an output that fits in one part (the common
+        case, a few MB) is one PutObject; a larger one streams as a multipart upload. (Every
+        upload through s3transfer starts its thread pool: most of finalize's time for small files.)"""
         reader = _ChunkReader(chunks)
+        head = reader.read(SINGLE_PUT_BYTES + 1)
+        if len(head) <= SINGLE_PUT_BYTES:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=head, ContentType=content_type, Metadata=metadata)
+            return Output(bucket=self.bucket, key=key, content_type=content_type, bytes=len(head))
+        reader.push_back(head)
         body: IO[bytes] = reader  # type: ignore[assignment]
         self._client.upload_fileobj(
             body, self.bucket, key, ExtraArgs={"ContentType": content_type, "Metadata": metadata}

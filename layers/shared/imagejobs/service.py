@@ -679,7 +679,10 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
 
 def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, Any]) -> JobRecord:
     won = deps.store.settle(record.id, status, fields, _charge(record, fields))
-    settled = deps.store.get(record.id)
+    if won:  # what we just wrote (no read needed); otherwise whoever won decided the outcome
+        settled: JobRecord | None = JobRecord.model_validate({**record.model_dump(), **fields, "status": status})
+    else:
+        settled = deps.store.get(record.id)
     if settled is None:
         raise JobNotFound(f"job {record.id} vanished")
     if won and deps.metrics is not None:
