@@ -1,9 +1,14 @@
-"""`imagejobs`: operate an imagejobs stack from the command line.
+"""`imagejobs`: use and operate an imagejobs stack from the command line.
 
-Admin commands talk to the stack's DynamoDB table with your AWS credentials: name the table
-(--table or IMAGEJOBS_TABLE) or the stack (--stack or IMAGEJOBS_STACK, its JobsTableName output).
-Against `make serve`, paste the settings it prints (AWS_ENDPOINT_URL, IMAGEJOBS_TABLE, ...) first.
+API commands use the HTTP API with a key: --base-url / IMAGEJOBS_BASE_URL and --api-key /
+IMAGEJOBS_API_KEY. Admin commands (keys, budget, costs) talk to the stack's DynamoDB table with
+your AWS credentials: name the table (--table or IMAGEJOBS_TABLE) or the stack (--stack or
+IMAGEJOBS_STACK, its JobsTableName output). Against `make serve`, export the lines it prints.
 
+  imagejobs generate "a lighthouse at dawn" --quality low --watch --out out/
+  imagejobs edit photo.png "make it autumn" [--mask mask.png] --watch
+  imagejobs jobs list [--status succeeded] | jobs get ID | jobs cancel ID
+  imagejobs costs --since 7d --by model [--plot costs.png]
   imagejobs keys create --tenant acme [--name ci]     prints the new key once
   imagejobs keys list [--tenant acme]
   imagejobs keys revoke key_0123456789ab
@@ -26,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from imagejobs import budget
 from imagejobs.tenants import InvalidTenant, Tenants
+from imagejobs_cli import api, costs
 
 
 class CliError(Exception):
@@ -46,6 +52,15 @@ def _table_name(args: argparse.Namespace) -> str:
 
 def _tenants(args: argparse.Namespace) -> Tenants:
     return Tenants(_table_name(args))
+
+
+def _api(args: argparse.Namespace) -> api.Api:
+    return api.Api(args.base_url, args.api_key)
+
+
+def run_costs(args: argparse.Namespace) -> int:
+    table = boto3.resource("dynamodb").Table(_table_name(args))
+    return costs.run(table, by=args.by, since=args.since, plot_to=args.plot, out=sys.stdout)
 
 
 def _usd(text: str | None) -> Decimal | None:
@@ -133,6 +148,52 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--stack", default=os.environ.get("IMAGEJOBS_STACK"), help="or the stack's name")
         return sub
 
+    def client(parent: Any, name: str, help_: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_)
+        sub.add_argument("--base-url", default=os.environ.get("IMAGEJOBS_BASE_URL"), help="the API's base URL")
+        sub.add_argument("--api-key", default=os.environ.get("IMAGEJOBS_API_KEY"), help="your API key")
+        return sub
+
+    def image_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--size", choices=["1024x1024", "1536x1024", "1024x1536", "auto"])
+        sub.add_argument("--quality", choices=["low", "medium", "high", "auto"])
+        sub.add_argument("--n", type=int, help="images, 1-10")
+        sub.add_argument("--format", dest="output_format", choices=["png", "jpeg", "webp"])
+        sub.add_argument("--background", choices=["transparent", "opaque", "auto"])
+        sub.add_argument("--model")
+        sub.add_argument("--webhook-url", dest="webhook_url")
+        sub.add_argument("--watch", action="store_true", help="follow the job and download its images")
+        sub.add_argument("--out", default="out", help="where --watch saves images (default: out/)")
+        sub.add_argument("--interval", type=float, default=1.0, help="seconds between looks while watching")
+
+    generate = client(commands, "generate", "submit a generation job")
+    generate.add_argument("prompt")
+    image_options(generate)
+    generate.set_defaults(run=lambda args: api.generate(_api(args), args))
+    edit = client(commands, "edit", "submit an edit job: IMAGE... PROMPT")
+    edit.add_argument("images", nargs="+", metavar="IMAGE")
+    edit.add_argument("prompt")
+    edit.add_argument("--mask")
+    image_options(edit)
+    edit.set_defaults(run=lambda args: api.edit(_api(args), args))
+    jobs = commands.add_parser("jobs", help="your jobs").add_subparsers(dest="action", required=True)
+    jobs_list = client(jobs, "list", "newest first")
+    jobs_list.add_argument("--status", choices=sorted(api.FINAL | {"queued", "in_progress"}))
+    jobs_list.add_argument("--limit", type=int, default=20)
+    jobs_list.set_defaults(run=lambda args: api.jobs_list(_api(args), args))
+    jobs_get = client(jobs, "get", "one job, as JSON")
+    jobs_get.add_argument("job_id")
+    jobs_get.set_defaults(run=lambda args: api.jobs_get(_api(args), args))
+    jobs_cancel = client(jobs, "cancel", "cancel a running job")
+    jobs_cancel.add_argument("job_id")
+    jobs_cancel.set_defaults(run=lambda args: api.jobs_cancel(_api(args), args))
+
+    costs_ = admin(commands, "costs", "what jobs cost, from the job records")
+    costs_.add_argument("--since", default="7d", help="e.g. 12h, 7d, 2w (default 7d)")
+    costs_.add_argument("--by", default="tenant", choices=costs.GROUPS)
+    costs_.add_argument("--plot", metavar="FILE.png", help="also write a bar chart")
+    costs_.set_defaults(run=run_costs)
+
     keys = commands.add_parser("keys", help="API keys per tenant").add_subparsers(dest="action", required=True)
     create = admin(keys, "create", "make a key for a tenant (printed once)")
     create.add_argument("--tenant", required=True)
@@ -162,8 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (CliError, InvalidTenant) as exc:
+    except (CliError, InvalidTenant, api.ApiProblem, costs.CostsProblem) as exc:
         print(f"imagejobs: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("imagejobs: interrupted", file=sys.stderr)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         print(f"imagejobs: AWS refused: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)

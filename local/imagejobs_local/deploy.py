@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_BUCKET = "imagejobs-local-artifacts"
 SUBST_OUTPUT_PREFIX = "LocalSubstitution"
 LEFT_OUT_PREFIXES = ("AWS::ApiGateway::", "AWS::ApiGatewayV2::")
+# moto's CloudFormation skips these: the deploy puts them through the CloudWatch API.
+CLOUDWATCH_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard")
 # Bucket properties moto's CloudFormation does not apply; the deploy applies them through the S3 API.
 BUCKET_SETTINGS = ("PublicAccessBlockConfiguration", "LifecycleConfiguration", "NotificationConfiguration")
 
@@ -167,6 +169,18 @@ def to_local_cloudformation(
     sam, code_dirs, state_machines = _localise_code(template)
     cfn = transform(sam, parameters, _StaticPolicyLoader())
     resources = cfn["Resources"]
+    # Alarms and dashboards name the state machine, which is made outside moto's CloudFormation:
+    # they get its ARN from its name instead of a Ref, and stay in the deploy.
+    for machine_id, machine in state_machines.items():
+        name = machine.get("Name")
+        name_text = name.get("Fn::Sub") if isinstance(name, dict) else name
+        if not isinstance(name_text, str):
+            continue
+        arn_text = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:" + name_text
+        for logical_id, resource in resources.items():
+            if resource["Type"] in CLOUDWATCH_TYPES:
+                text = json.dumps(resource).replace("${" + machine_id + "}", arn_text.replace('"', '\\"'))
+                resources[logical_id] = _replace_node(json.loads(text), {"Ref": machine_id}, {"Fn::Sub": arn_text})
     removed = {
         logical_id
         for logical_id, resource in resources.items()
@@ -241,7 +255,7 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
     deferred = {
         logical_id: cfn["Resources"].pop(logical_id)
         for logical_id, resource in list(cfn["Resources"].items())
-        if resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy")
+        if resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", *CLOUDWATCH_TYPES)
     }
     for resource in cfn["Resources"].values():
         depends = resource.get("DependsOn")
@@ -276,7 +290,11 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
         if "LogicalResourceId" in r
     }
-    for resource in deferred.values():
+    for logical_id, resource in deferred.items():
+        if resource["Type"] in CLOUDWATCH_TYPES:
+            properties = _resolve_in_stack(stack["StackId"], resource["Properties"], region)
+            _put_cloudwatch(f"{stack_name}-{logical_id}", resource, properties, region)
+            continue
         policy = _resolve_in_stack(stack["StackId"], resource["Properties"], region)
         document = policy["PolicyDocument"]
         if resource["Type"] == "AWS::SQS::QueuePolicy":
@@ -362,6 +380,25 @@ def _resolve_name(name: Any, stack_name: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _put_cloudwatch(name: str, resource: dict[str, Any], properties: dict[str, Any], region: str) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name=region)
+    if resource["Type"] == "AWS::CloudWatch::Dashboard":
+        cloudwatch.put_dashboard(DashboardName=properties["DashboardName"], DashboardBody=properties["DashboardBody"])
+        return
+    alarm = {k: v for k, v in properties.items() if v is not None}
+    alarm.setdefault("AlarmName", name)
+    if not alarm.get("AlarmActions"):
+        alarm.pop("AlarmActions", None)  # the e-mail topic is optional (Fn::If ... AWS::NoValue)
+    for number in ("Threshold", "Period", "EvaluationPeriods"):
+        if number in alarm:
+            alarm[number] = float(alarm[number]) if number == "Threshold" else int(alarm[number])
+    for query in alarm.get("Metrics", []):
+        stat = query.get("MetricStat")
+        if stat:
+            stat["Period"] = int(stat["Period"])
+    cloudwatch.put_metric_alarm(**alarm)
+
+
 def _lifecycle_api_shape(configuration: dict[str, Any]) -> dict[str, Any]:
     """CloudFormation's LifecycleConfiguration -> PutBucketLifecycleConfiguration's (the fields we use)."""
     rules = []
@@ -394,6 +431,16 @@ def _notification_api_shape(configuration: dict[str, Any]) -> dict[str, Any]:
     if configuration.get("EventBridgeConfiguration"):
         shaped["EventBridgeConfiguration"] = {}
     return shaped
+
+
+def _replace_node(node: Any, old: Any, new: Any) -> Any:
+    if node == old:
+        return new
+    if isinstance(node, dict):
+        return {k: _replace_node(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_node(v, old, new) for v in node]
+    return node
 
 
 def _replace_ref(node: Any, logical_id: str, value: str) -> Any:

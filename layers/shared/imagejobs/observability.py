@@ -7,6 +7,7 @@ invocation added can leak into them.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -20,8 +21,25 @@ __all__ = ["NAMESPACE", "EmfMetrics", "make_logger"]
 NAMESPACE = "ImageJobs"
 
 
+# Every metric name the code emits (the dashboard and alarms may name only these; a test checks).
+METRIC_NAMES = frozenset(
+    {
+        "JobSucceeded",
+        "JobFailed",
+        "JobCancelled",
+        "JobExpired",
+        "ImagesGenerated",
+        "GenerationSeconds",
+        "JobCostUSD",
+        "StatusPolls",
+        "OrchestrationCostUSD",
+    }
+)
+
+
 class EmfMetrics:
-    """Writes one EMF document per settled job (CloudWatch turns it into metrics)."""
+    """Writes one EMF document per settled job (CloudWatch turns it into metrics), with two
+    dimension sets: [model, quality, service] for the dashboard and [service] for the alarms."""
 
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
         metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
@@ -37,9 +55,20 @@ class EmfMetrics:
                 seconds = max(0.0, record.completed_at - record.submitted_at)
                 metrics.add_metric(name="GenerationSeconds", unit=MetricUnit.Seconds, value=seconds)
         else:
+            # Every job that did not succeed; cancelled and expired ones are also counted apart.
             metrics.add_metric(name="JobFailed", unit=MetricUnit.Count, value=1)
+            if record.status is JobStatus.CANCELLED:
+                metrics.add_metric(name="JobCancelled", unit=MetricUnit.Count, value=1)
+            elif record.status is JobStatus.EXPIRED:
+                metrics.add_metric(name="JobExpired", unit=MetricUnit.Count, value=1)
         if record.cost is not None:
             metrics.add_metric(name="JobCostUSD", unit=MetricUnit.NoUnit, value=float(record.cost.amount))
         metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=record.polls)
         metrics.add_metric(name="OrchestrationCostUSD", unit=MetricUnit.NoUnit, value=float(orchestration_cost_usd))
-        metrics.flush_metrics()
+        document = metrics.serialize_metric_set()
+        # The same values also under [service] alone: what the alarms watch (an alarm cannot
+        # add up a metric across every model and quality).
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            directive["Dimensions"].append(["service"])
+        print(json.dumps(document, separators=(",", ":")), flush=True)
+        metrics.clear_metrics()
