@@ -14,6 +14,7 @@ IMAGEJOBS_STACK, its JobsTableName output). Against `make serve`, export the lin
   imagejobs keys revoke key_0123456789ab
   imagejobs budget set --tenant acme --daily 5 --monthly 100   (USD; "none" clears a cap)
   imagejobs budget show --tenant acme
+  imagejobs webhook-secret --tenant acme [--rotate]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imagejobs import budget
-from imagejobs.tenants import InvalidTenant, Tenants
+from imagejobs.tenants import InvalidTenant, Tenants, check_tenant
 from imagejobs_cli import api, costs
 
 
@@ -107,6 +108,22 @@ def keys_revoke(args: argparse.Namespace) -> int:
         f"revoked {info.key_id} of tenant {info.tenant} at {_when(info.revoked_at)}; cached authorizer answers "
         "keep it working for up to AuthorizerCacheSeconds"
     )
+    return 0
+
+
+def webhook_secret(args: argparse.Namespace) -> int:
+    from imagejobs import webhooks
+    from imagejobs.store import JobStore
+
+    check_tenant(args.tenant)
+    store = JobStore(_table_name(args))
+    if args.rotate:
+        secret = store.replace_webhook_secret(args.tenant, webhooks.new_secret())
+        print(f"new webhook signing secret of tenant {args.tenant} (signs every webhook from now on):")
+    else:
+        secret = store.ensure_webhook_secret(args.tenant, webhooks.new_secret())
+        print(f"webhook signing secret of tenant {args.tenant} (Standard Webhooks; verify webhook-signature with it):")
+    print(secret)
     return 0
 
 
@@ -205,6 +222,11 @@ def parser() -> argparse.ArgumentParser:
     revoke = admin(keys, "revoke", "revoke a key by its id")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=keys_revoke)
+
+    secret = admin(commands, "webhook-secret", "a tenant's webhook signing secret (made if it has none)")
+    secret.add_argument("--tenant", required=True)
+    secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
+    secret.set_defaults(run=webhook_secret)
 
     budgets = commands.add_parser("budget", help="per-tenant spending caps (USD, UTC day and month)")
     actions = budgets.add_subparsers(dest="action", required=True)

@@ -25,7 +25,7 @@ GENERATIONS = "/v1/images/generations?async=true"
 
 
 def admin(stack: LocalStack, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli([*args[:2], "--table", stack.outputs["JobsTableName"], *args[2:]])
+    code = cli([*args, "--table", stack.outputs["JobsTableName"]])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -192,3 +192,15 @@ def test_upload_over_budget_ends_failed_saying_why(stack: LocalStack) -> None:
     assert record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "budget_exceeded"
     assert record.provider_job_id is None  # never sent
+
+
+def test_admin_webhook_secret_is_made_once_and_rotates(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = admin(stack, capsys, "webhook-secret", "--tenant", "hooked")
+    first = out.strip().splitlines()[-1]
+    assert code == 0 and first.startswith("whsec_")
+    assert admin(stack, capsys, "webhook-secret", "--tenant", "hooked")[1].strip().splitlines()[-1] == first
+    assert stack.store.webhook_secret("hooked") == first  # what the notify step signs with
+    code, out, _ = admin(stack, capsys, "webhook-secret", "--tenant", "hooked", "--rotate")
+    rotated = out.strip().splitlines()[-1]
+    assert code == 0 and rotated.startswith("whsec_") and rotated != first
+    assert stack.store.webhook_secret("hooked") == rotated

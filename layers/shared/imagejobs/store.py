@@ -406,6 +406,15 @@ class JobStore:
         item = self._table.get_item(Key={"pk": TENANT_PREFIX + tenant}, ConsistentRead=True).get("Item")
         return str(item["webhook_secret"]) if item and item.get("webhook_secret") else None
 
+    def replace_webhook_secret(self, tenant: str, new_secret: str) -> str:
+        """Rotate: the new secret signs every webhook from now on (receivers must switch)."""
+        self._table.update_item(
+            Key={"pk": TENANT_PREFIX + tenant},
+            UpdateExpression="SET webhook_secret = :secret, tenant = :tenant",
+            ExpressionAttributeValues={":secret": new_secret, ":tenant": tenant},
+        )
+        return new_secret
+
     def ensure_webhook_secret(self, tenant: str, new_secret: str) -> str:
         """The tenant's webhook secret; `new_secret` becomes it if the tenant has none yet."""
         try:
