@@ -69,12 +69,14 @@ def _parameters(args: Any) -> dict[str, Any]:
     return {name: value for name, value in chosen.items() if value is not None}
 
 
-def generate(api: Api, args: Any, out: TextIO = sys.stdout) -> int:
+def generate(api: Api, args: Any, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     job = api.call("POST", "/v1/images/generations?async=true", json={"prompt": args.prompt, **_parameters(args)})
     return _after_submit(api, job, args, out)
 
 
-def edit(api: Api, args: Any, out: TextIO = sys.stdout) -> int:
+def edit(api: Api, args: Any, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     files: list[tuple[str, tuple[str, bytes, str]]] = []
     for name in args.images:
         files.append(("image", _file(name)))
@@ -137,7 +139,8 @@ def _extension_of(url: str) -> str:
     return suffix if suffix in ("png", "jpg", "jpeg", "webp") else "png"
 
 
-def jobs_list(api: Api, args: Any, out: TextIO = sys.stdout) -> int:
+def jobs_list(api: Api, args: Any, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     params: dict[str, Any] = {"limit": args.limit}
     if args.status:
         params["status"] = args.status
@@ -159,18 +162,21 @@ def jobs_list(api: Api, args: Any, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def jobs_get(api: Api, args: Any, out: TextIO = sys.stdout) -> int:
+def jobs_get(api: Api, args: Any, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     print(json.dumps(api.call("GET", f"/v1/jobs/{args.job_id}"), indent=2), file=out)
     return 0
 
 
-def jobs_cancel(api: Api, args: Any, out: TextIO = sys.stdout) -> int:
+def jobs_cancel(api: Api, args: Any, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     job = api.call("POST", f"/v1/jobs/{args.job_id}/cancel")
     print(f"{job['id']} {job['status']}", file=out)
     return 0
 
 
-def table(rows: list[list[str]], header: list[str], out: TextIO = sys.stdout) -> None:
+def table(rows: list[list[str]], header: list[str], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip(), file=out)

@@ -80,12 +80,6 @@ def _when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(at)) if at else "-"
 
 
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
-
-
 def keys_create(args: argparse.Namespace) -> int:
     api_key, info = _tenants(args).create_key(args.tenant, time.time(), name=args.name or "")
     print(f"created {info.key_id} for tenant {info.tenant}; the key (shown only now, stored hashed):")
@@ -96,7 +90,7 @@ def keys_create(args: argparse.Namespace) -> int:
 def keys_list(args: argparse.Namespace) -> int:
     keys = _tenants(args).list_keys(args.tenant)
     rows = [[k.key_id, k.tenant, k.name or "-", _when(k.created_at), _when(k.revoked_at)] for k in keys]
-    _print_table(rows, ["KEY ID", "TENANT", "NAME", "CREATED", "REVOKED"])
+    api.table(rows, ["KEY ID", "TENANT", "NAME", "CREATED", "REVOKED"])
     return 0
 
 
@@ -145,7 +139,7 @@ def budget_show(args: argparse.Namespace) -> int:
         ["monthly", month, _money(caps.monthly_usd), f"${tenants.spent(args.tenant, month):.4f}"],
     ]
     print(f"tenant {args.tenant}")
-    _print_table(rows, ["PERIOD", "UTC", "CAP", "SPENT OR RESERVED"])
+    api.table(rows, ["PERIOD", "UTC", "CAP", "SPENT OR RESERVED"])
     return 0
 
 

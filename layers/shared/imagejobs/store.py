@@ -5,14 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from imagejobs import budget, polling
 from imagejobs.errors import StaleTransition
 from imagejobs.jobs import JobRecord, predecessors
 from imagejobs.models import JobStatus
-from imagejobs.tenants import TENANT_PREFIX, spend_key
+from imagejobs.tenants import TENANT_PREFIX, TableAdapter, spend_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -73,18 +72,7 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
     return dict(to_dynamo(values))
 
 
-class JobStore:
-    def __init__(self, table_name: str, table: Table | None = None) -> None:
-        self._table_name = table_name
-        self._made_table = table
-
-    @property
-    def _table(self) -> Table:
-        """Made on first use: a cold start pays only for what the invocation needs."""
-        if self._made_table is None:
-            self._made_table = boto3.resource("dynamodb").Table(self._table_name)
-        return self._made_table
-
+class JobStore(TableAdapter):
     # -- jobs -------------------------------------------------------------------------------
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
         """Write a new job; False if a job with this id exists already. With a reservation, the

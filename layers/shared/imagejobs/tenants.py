@@ -103,18 +103,22 @@ def _key_info(item: dict[str, Any]) -> KeyInfo:
     )
 
 
-class Tenants:
+class TableAdapter:
+    """An adapter over the jobs table (injected, or made on first use: a cold start pays only
+    for what the invocation needs)."""
+
     def __init__(self, table_name: str, table: Table | None = None) -> None:
         self._table_name = table_name
         self._made_table = table
 
     @property
     def _table(self) -> Table:
-        """Made on first use: a cold start pays only for what the invocation needs."""
         if self._made_table is None:
             self._made_table = boto3.resource("dynamodb").Table(self._table_name)
         return self._made_table
 
+
+class Tenants(TableAdapter):
     # -- keys ---------------------------------------------------------------------------------
     def add_key(self, api_key: str, tenant: str, created_at: float, name: str = "") -> KeyInfo:
         """Store a key by its SHA-256 only; the plaintext is shown once to whoever made it."""
