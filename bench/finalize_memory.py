@@ -118,12 +118,16 @@ def measure(provider_url: str) -> None:
             warm.get(url)
 
     gc.collect()
+    baseline = _rss_bytes()
+    sampler = _PeakRss()
+    sampler.start()
     tracemalloc.start()
     started = time.perf_counter()
     record = service.finalize(deps, FinalizeInput(job_id="img_bench"))
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    sampler.stop()
     stored = sum(output.bytes for output in record.outputs)
     print(f"\n## finalize: {len(record.outputs)} outputs, {stored / 1e6:.1f} MB stored in {seconds:.2f} s")
     largest = max(output.bytes for output in record.outputs)
@@ -131,6 +135,40 @@ def measure(provider_url: str) -> None:
         f"peak Python memory during finalize: {peak / 1e6:.1f} MB "
         f"({peak / stored * 100:.0f}% of the bytes it moved; largest output {largest / 1e6:.1f} MB)"
     )
+    if baseline:
+        print(f"process RSS above its baseline during finalize: peak +{(sampler.peak - baseline) / 1e6:.1f} MB")
+
+
+def _rss_bytes() -> int:
+    """Resident set size now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class _PeakRss:
+    """Samples the process's RSS every 2 ms on a thread, keeping the highest."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = _rss_bytes()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.wait(0.002):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
 
 
 if __name__ == "__main__":
