@@ -68,11 +68,7 @@ class EventCapture:
 
     def __init__(self, stack: LocalStack) -> None:
         self._sqs = stack.client("sqs")
-        self.url = self._sqs.create_queue(QueueName="captured-job-events")["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events = stack.client("events")
-        events.put_rule(Name="capture-job-events", EventPattern=json.dumps({"source": ["imagejobs"]}))
-        events.put_targets(Rule="capture-job-events", Targets=[{"Id": "capture", "Arn": arn}])
+        self.url = stack.job_events_queue("captured-job-events")
         self.seen: list[dict[str, Any]] = []
 
     def for_job(self, job_id: str, timeout: float = 15) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -122,6 +123,7 @@ def _answers(success: int, description: str, *errors: int, model: Any = JobView)
 
 
 JOB_ID_PATTERN = "^img_[0-9a-f]{24}$"
+PARSED = TypeVar("PARSED", bound=GenerationRequest)
 ERROR_TEXT = {
     400: "invalid request (OpenAI's error shape; `param` names the field)",
     401: "missing, unknown or revoked API key",
@@ -134,18 +136,26 @@ ERROR_TEXT = {
 }
 
 
+INTAKE_ANSWERS = _answers(202, "the job, queued", 400, 402, 409, 413, 415, 503)
+
+
+def _parsed(model: type[PARSED], params: dict[str, Any]) -> PARSED:
+    """A request model from the caller's parameters; its rules' refusals in OpenAI's shape."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
 @app.post(
     "/v1/images/generations",
     summary="Submit an image generation job",
-    responses=_answers(202, "the job, queued", 400, 402, 409, 413, 415, 503),
+    responses=INTAKE_ANSWERS,
 )
 def create_generation() -> Response[dict[str, Any]]:
     tenant = _tenant()
     _require_async("/v1/images/generations")
-    try:
-        request = GenerationRequest.model_validate(json_object_body(app.current_event))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    request = _parsed(GenerationRequest, json_object_body(app.current_event))
     return _accepted(
         lambda: service.accept_generation(
             deps, caller=_caller(tenant), request=request, idempotency_key=_idempotency_key()
@@ -157,7 +167,7 @@ def create_generation() -> Response[dict[str, Any]]:
 @app.post(
     "/v1/images/edits",
     summary="Submit an image edit job (multipart: image files, optional mask)",
-    responses=_answers(202, "the job, queued", 400, 402, 409, 413, 415, 503),
+    responses=INTAKE_ANSWERS,
 )
 def create_edit() -> Response[dict[str, Any]]:
     tenant = _tenant()
@@ -174,10 +184,7 @@ def create_edit() -> Response[dict[str, Any]]:
     masks = form.files.get("mask", [])
     if len(masks) > 1:
         raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_value")
-    try:
-        request = EditRequest.model_validate(form_parameters(form.fields))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    request = _parsed(EditRequest, form_parameters(form.fields))
     return _accepted(
         lambda: service.accept_edit(
             deps,
@@ -293,6 +300,7 @@ def openapi_json() -> Response[str]:
     return Response(status_code=200, content_type="application/json", body=openapi_document())
 
 
+@cache  # the routes do not change while the function lives
 def openapi_document() -> str:
     """The OpenAPI document: Powertools generates paths and answers from the routes; what the
     routes read from the raw event (bodies, query strings, headers) is added here from the models."""

@@ -124,17 +124,7 @@ class CompletionListener:
 
     def __init__(self, stack: LocalStack) -> None:
         self._sqs = stack.client("sqs")
-        self._url = self._sqs.create_queue(QueueName="demo-pipeline-completions")["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events = stack.client("events")
-        events.put_rule(
-            Name="demo-pipeline-completions",
-            EventBusName=stack.event_bus_name,
-            EventPattern=json.dumps({"source": ["imagejobs"]}),
-        )
-        events.put_targets(
-            Rule="demo-pipeline-completions", EventBusName=stack.event_bus_name, Targets=[{"Id": "queue", "Arn": arn}]
-        )
+        self._url = stack.job_events_queue("demo-pipeline-completions")
 
     def wait_for(self, job_id: str, timeout: float = 30) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout

@@ -197,6 +197,17 @@ class LocalStack:
             boto3.resource("dynamodb", region_name=REGION).Table(self.outputs["JobsTableName"]),
         )
 
+    def job_events_queue(self, name: str) -> str:
+        """What a pipeline does to hear about jobs: a rule on the stack's bus for our job events,
+        delivering to its own queue. Returns the queue's URL."""
+        sqs = self.client("sqs")
+        url = str(sqs.create_queue(QueueName=name)["QueueUrl"])
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = self.client("events")
+        events.put_rule(Name=name, EventBusName=self.event_bus_name, EventPattern=json.dumps({"source": ["imagejobs"]}))
+        events.put_targets(Rule=name, EventBusName=self.event_bus_name, Targets=[{"Id": "queue", "Arn": arn}])
+        return url
+
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
 

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from imagejobs.jobs import JobRecord
 from imagejobs_local.stack import LocalStack
 from tests.helpers import EventCapture, wait_for_job, wait_for_record
 
@@ -125,15 +126,21 @@ def test_webhook_is_signed_and_verifiable(stack: LocalStack, api: httpx.Client, 
     assert record is not None and record.webhook_state == "delivered" and len(record.webhook_attempts) == 1
 
 
+def wait_for_webhook(stack: LocalStack, job_id: str, state: str, timeout: float) -> JobRecord:
+    """The job once its webhook is `state` (delivered, or failed: given up)."""
+    deadline = time.monotonic() + timeout
+    while (record := stack.store.get(job_id)) is None or record.webhook_state != state:
+        assert time.monotonic() < deadline, f"webhook not {state}: {record}"
+        time.sleep(0.1)
+    return record
+
+
 @pytest.mark.parametrize("receiver", [[500, 503, 200]], indirect=True)
 def test_webhook_retries_until_it_is_taken(stack: LocalStack, api: httpx.Client, receiver: Receiver) -> None:
     job_id = api.post(GENERATIONS, json={"prompt": "a wren", "quality": "low", "webhook_url": receiver.url}).json()[
         "id"
     ]
-    deadline = time.monotonic() + 30
-    while (record := stack.store.get(job_id)) is None or record.webhook_state != "delivered":
-        assert time.monotonic() < deadline, f"webhook not delivered: {record}"
-        time.sleep(0.1)
+    record = wait_for_webhook(stack, job_id, "delivered", timeout=30)
     assert [a["status_code"] for a in record.webhook_attempts] == [500, 503, 200]
     assert len(receiver.requests) == 3
     assert len({headers["webhook-id"] for headers, _ in receiver.requests}) == 1  # the same message, retried
@@ -146,10 +153,7 @@ def test_webhook_is_given_up_after_the_maximum_attempts(
     job_id = api.post(GENERATIONS, json={"prompt": "a crow", "quality": "low", "webhook_url": receiver.url}).json()[
         "id"
     ]
-    deadline = time.monotonic() + 60
-    while (record := stack.store.get(job_id)) is None or record.webhook_state != "failed":
-        assert time.monotonic() < deadline, f"webhook not given up: {record}"
-        time.sleep(0.1)
+    record = wait_for_webhook(stack, job_id, "failed", timeout=60)
     assert len(record.webhook_attempts) == 6 == len(receiver.requests)  # WebhookMaxAttempts
     assert record.status.value == "succeeded"  # the job itself is not touched
 

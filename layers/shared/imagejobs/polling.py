@@ -22,6 +22,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from imagejobs.models import JobStatus, PollResult, ProviderJob
 
@@ -120,6 +121,7 @@ def next_interval(elapsed: float, win: Window) -> int:
     return max(MIN_INTERVAL_SECONDS, min(MAX_INTERVAL_SECONDS, math.ceil(elapsed * GROWTH)))
 
 
+@cache  # every status call asks; the answer depends on the deadline alone
 def max_polls(deadline_seconds: float) -> int:
     """An upper bound on status calls for a job with this deadline: what the schedule needs with
     room to spare. A Standard execution holds at most 25,000 history events and a call costs

@@ -67,11 +67,6 @@ def _cancellation_codes(exc: ClientError) -> list[str] | None:
     return [str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", [])]
 
 
-def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    """Values for the table's client: the resource's client serializes Python values itself."""
-    return dict(to_dynamo(values))
-
-
 class JobStore(TableAdapter):
     # -- jobs -------------------------------------------------------------------------------
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
@@ -97,7 +92,7 @@ class JobStore(TableAdapter):
         put = {
             "Put": {
                 "TableName": self._table.name,
-                "Item": _typed(item),
+                "Item": item,  # the table's own client serializes Python values, in transactions too
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
@@ -139,19 +134,15 @@ class JobStore(TableAdapter):
         }
         update: dict[str, Any] = {
             "TableName": self._table.name,
-            "Key": _typed({"pk": spend_key(tenant, period)}),
+            "Key": {"pk": spend_key(tenant, period)},
             "UpdateExpression": "SET usd = if_not_exists(usd, :zero) + :amount, tenant = :tenant, #ttl = :ttl",
             "ExpressionAttributeNames": {"#ttl": "ttl"},
         }
         if cap is not None:
             update["ConditionExpression"] = "attribute_not_exists(usd) OR usd <= :room"
             values[":room"] = cap - amount
-        update["ExpressionAttributeValues"] = _typed(values)
+        update["ExpressionAttributeValues"] = to_dynamo(values)
         return {"Update": update}
-
-    def spent(self, tenant: str, period: str) -> Decimal:
-        item = self._table.get_item(Key={"pk": spend_key(tenant, period)}, ConsistentRead=True).get("Item")
-        return Decimal(str(item["usd"])) if item and "usd" in item else Decimal(0)
 
     def get(self, job_id: str) -> JobRecord | None:
         item = self._table.get_item(Key={"pk": JOB_PREFIX + job_id}, ConsistentRead=True).get("Item")
@@ -254,19 +245,14 @@ class JobStore(TableAdapter):
                     return False
                 raise
             return True
-        job_update = {
-            **update,
-            "TableName": self._table.name,
-            "Key": _typed(update["Key"]),
-            "ExpressionAttributeValues": _typed(update["ExpressionAttributeValues"]),
-        }
+        job_update = {**update, "TableName": self._table.name}
         spends = [
             {
                 "Update": {
                     "TableName": self._table.name,
-                    "Key": _typed({"pk": spend_key(charge.tenant, period)}),
+                    "Key": {"pk": spend_key(charge.tenant, period)},
                     "UpdateExpression": "ADD usd :delta",
-                    "ExpressionAttributeValues": _typed({":delta": charge.delta}),
+                    "ExpressionAttributeValues": {":delta": charge.delta},
                 }
             }
             for period in (charge.day, charge.month)

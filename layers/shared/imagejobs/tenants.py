@@ -117,6 +117,12 @@ class TableAdapter:
             self._made_table = boto3.resource("dynamodb").Table(self._table_name)
         return self._made_table
 
+    def spent(self, tenant: str, period: str) -> Decimal:
+        """USD a tenant reserved or was billed in a period ('YYYY-MM-DD' or 'YYYY-MM'): what the
+        job store's budget checks and the admin command both read."""
+        item = self._table.get_item(Key={"pk": spend_key(tenant, period)}, ConsistentRead=True).get("Item")
+        return Decimal(str(item["usd"])) if item and "usd" in item else Decimal(0)
+
 
 class Tenants(TableAdapter):
     # -- keys ---------------------------------------------------------------------------------
@@ -217,8 +223,3 @@ class Tenants(TableAdapter):
             Key={"pk": TENANT_PREFIX + tenant}, UpdateExpression=update, ExpressionAttributeValues=values
         )
         return self.caps(tenant)
-
-    def spent(self, tenant: str, period: str) -> Decimal:
-        """USD reserved or billed in a period ('YYYY-MM-DD' or 'YYYY-MM')."""
-        item = self._table.get_item(Key={"pk": spend_key(tenant, period)}, ConsistentRead=True).get("Item")
-        return Decimal(str(item["usd"])) if item and "usd" in item else Decimal(0)
