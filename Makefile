@@ -1,18 +1,42 @@
-# imagejobs: every target installs what it needs (a venv with pinned packages, the npm validator).
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# imagejobs: every target installs what it needs (a venv with pinned packages, the SAM CLI, the npm validator).
+# The Lambda runtime's Python (template.yaml: python3.13): every test runs on the same version.
+RUNTIME_PYTHON := 3.13
+# Found on PATH, or under pyenv (whose shim answers only when that version is selected), or as
+# the system's: the first candidate that really is $(RUNTIME_PYTHON).
+PYTHON ?= $(shell for candidate in python$(RUNTIME_PYTHON) \
+	  $$(pyenv root 2>/dev/null)/versions/$(RUNTIME_PYTHON)*/bin/python$(RUNTIME_PYTHON) \
+	  $$HOME/.pyenv/versions/$(RUNTIME_PYTHON)*/bin/python$(RUNTIME_PYTHON) \
+	  /usr/local/bin/python$(RUNTIME_PYTHON) /usr/bin/python$(RUNTIME_PYTHON); do \
+	  "$$candidate" --version 2>/dev/null | grep -q "^Python $(RUNTIME_PYTHON)\." && { command -v "$$candidate"; break; }; \
+	done)
 VENV := .venv
 PY := $(VENV)/bin/python
+# The SAM CLI pins its own boto3, click and flask exactly: it gets a venv of its own.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+BUILD_DIR := .aws-sam/build
+export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test lint types template pytest bench bench-poll loadtest faults clean
+.PHONY: admin demo serve test build build-check lint types template pytest bench bench-poll loadtest faults clean
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.stamp: requirements.txt layers/shared/requirements.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) (the Lambda runtime's) not found: install it (e.g. pyenv install $(RUNTIME_PYTHON)) or run make PYTHON=/path/to/python$(RUNTIME_PYTHON)"; exit 1; }
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .  # the `imagejobs` command
+	touch $@
+
+$(SAM_VENV)/.stamp: requirements-sam.txt
+	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) not found"; exit 1; }
+	rm -rf $(SAM_VENV)
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -31,8 +55,22 @@ serve: $(VENV)/.stamp
 admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
-## The whole gate: lint, types, template and ASL checks, tests
-test: lint types template pytest
+## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
+test: lint types template build-check pytest
+
+## sam build (no container): functions and layer as Lambda gets them, wheels for the runtime's platform.
+## ARCH=arm64 builds for Graviton (the template's Architecture parameter).
+ARCH ?= x86_64
+build: $(SAM_VENV)/.stamp $(VENV)/.stamp
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM) build --template-file template.yaml --build-dir $(BUILD_DIR) \
+	  --parameter-overrides Architecture=$(ARCH)
+
+## Every handler imported from the build alone, on the runtime's Python, with the template's environment;
+## and an arm64 build whose wheels are checked (this machine cannot import aarch64 code).
+build-check: build
+	$(PY) -m imagejobs_local.build_check --build-dir $(BUILD_DIR) --parameter Architecture=$(ARCH)
+	$(MAKE) --no-print-directory build ARCH=arm64 BUILD_DIR=.aws-sam/build-arm64
+	$(PY) -m imagejobs_local.build_check --build-dir .aws-sam/build-arm64 --parameter Architecture=arm64
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
@@ -66,4 +104,4 @@ faults: $(VENV)/.stamp
 	$(PY) -m imagejobs_local.fault_matrix
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam node_modules out .pytest_cache .mypy_cache .ruff_cache

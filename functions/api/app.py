@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -123,7 +123,6 @@ def _answers(success: int, description: str, *errors: int, model: Any = JobView)
 
 
 JOB_ID_PATTERN = "^img_[0-9a-f]{24}$"
-PARSED = TypeVar("PARSED", bound=GenerationRequest)
 ERROR_TEXT = {
     400: "invalid request (OpenAI's error shape; `param` names the field)",
     401: "missing, unknown or revoked API key",
@@ -139,7 +138,7 @@ ERROR_TEXT = {
 INTAKE_ANSWERS = _answers(202, "the job, queued", 400, 402, 409, 413, 415, 503)
 
 
-def _parsed(model: type[PARSED], params: dict[str, Any]) -> PARSED:
+def _parsed[PARSED: GenerationRequest](model: type[PARSED], params: dict[str, Any]) -> PARSED:
     """A request model from the caller's parameters; its rules' refusals in OpenAI's shape."""
     try:
         return model.model_validate(params)

@@ -87,6 +87,7 @@ class Deployment:
     code_dirs: dict[str, Path]  # artifact key -> local source folder
     routes: list[Route]
     state_machine_arn: str
+    state_machine_role_arn: str | None = None
     function_names: dict[str, str] = field(default_factory=dict)  # logical id -> function name
     function_code: dict[str, Path] = field(default_factory=dict)  # logical id -> source folder
     gateway_responses: dict[str, Any] = field(default_factory=dict)  # e.g. REQUEST_TOO_LARGE -> its spec
@@ -329,6 +330,7 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
 
     sfn = boto3.client("stepfunctions", region_name=region)
     state_machine_arn = ""
+    state_machine_role_arn: str | None = None
     for logical_id, machine in state_machines.items():
         definition = (ROOT / machine["DefinitionUri"]).read_text(encoding="utf-8")
         for key in machine.get("DefinitionSubstitutions") or {}:
@@ -340,6 +342,7 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
             if role
             else (f"arn:aws:iam::123456789012:role/{name}")
         )
+        state_machine_role_arn = role_arn if role else None
         state_machine_arn = sfn.create_state_machine(
             name=name, definition=definition, roleArn=role_arn, type=machine.get("Type", "STANDARD")
         )["stateMachineArn"]
@@ -370,6 +373,7 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
             if resource["Type"] == "AWS::Serverless::Function"
         },
         state_machine_arn=state_machine_arn,
+        state_machine_role_arn=state_machine_role_arn,
         function_names=functions,
     )
 

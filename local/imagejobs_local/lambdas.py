@@ -30,8 +30,48 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from imagejobs import clock
+from imagejobs_local import iam
 
 _capture = threading.local()
+
+
+class _PerFunctionProviders(dict[str, Any]):
+    """Powertools Parameters keeps its providers (each with a boto3 client and a value cache) in
+    one module-level dict, DEFAULT_PROVIDERS: one per process, so on Lambda one per function. Here
+    each function running on a thread sees its own, so no function reads a secret through a client
+    signed as another function's role, or from another function's cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_function: dict[str, dict[str, Any]] = {}
+
+    def _mine(self) -> dict[str, Any]:
+        return self._by_function.setdefault(getattr(_capture, "function_name", None) or "", {})
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._mine()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mine()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._mine()[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._mine().get(key, default)
+
+    def clear(self) -> None:
+        self._mine().clear()
+
+
+def _separate_powertools_providers() -> None:
+    import aws_lambda_powertools.utilities.parameters as parameters
+    from aws_lambda_powertools.utilities.parameters import base, constants
+
+    providers = _PerFunctionProviders()
+    for module in (constants, base, parameters, *(getattr(parameters, name, None) for name in dir(parameters))):
+        if isinstance(module, ModuleType) and isinstance(getattr(module, "DEFAULT_PROVIDERS", None), dict):
+            module.DEFAULT_PROVIDERS = providers  # type: ignore[attr-defined]
 
 
 class _ThreadStdout(io.TextIOBase):
@@ -117,12 +157,14 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
     code = _registry.get(self.function_name)
     if code is None:
         return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "no local code"}), True, ""
-    with _turn:
+    with _turn, iam.acting_as(self.function_name):
         _capture.invoking = True
+        _capture.function_name = self.function_name
         try:
             return _run(self, code, event)
         finally:
             _capture.invoking = False
+            _capture.function_name = None
 
 
 def _sleep_between_turns(seconds: float) -> None:
@@ -203,4 +245,5 @@ def install() -> None:
 
     LambdaFunction._invoke_lambda = _invoke_in_process  # type: ignore[method-assign]
     clock.set_sleep_hook(_sleep_between_turns)
+    _separate_powertools_providers()
     _installed = True

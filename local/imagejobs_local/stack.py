@@ -20,7 +20,7 @@ import boto3
 from imagejobs import clock, webhooks
 from imagejobs.store import JobStore
 from imagejobs.tenants import Tenants
-from imagejobs_local import atomic_dynamodb, clock_patches, deploy, lambdas
+from imagejobs_local import atomic_dynamodb, clock_patches, deploy, iam, lambdas
 from imagejobs_local.gateway import LocalGateway
 from imagejobs_local.provider_sim import Latency, SimulatedProvider
 from imagejobs_local.sqs_poller import QueuePoller, take_over_mappings
@@ -67,6 +67,7 @@ class LocalStack:
         self._mock: Any = None
         self._server: Any = None
         self._saved_env: dict[str, str | None] = {}
+        self.admin: iam.Keys | None = None
         self._stopping = threading.Event()
         self._scheduler: threading.Thread | None = None
 
@@ -99,6 +100,7 @@ class LocalStack:
 
             self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
             self._mock.start()
+        iam.install()
         lambdas.install()
         clock_patches.install()
         atomic_dynamodb.install()
@@ -113,6 +115,7 @@ class LocalStack:
         self.deployment = deploy.deploy(self.stack_name, parameters, REGION)
         for logical_id, name in self.deployment.function_names.items():
             lambdas.register(name, self.deployment.function_code[logical_id])
+        self._enforce_iam()
         boto3.client("secretsmanager", region_name=REGION).put_secret_value(
             SecretId=self.outputs["ProviderApiKeySecretArn"], SecretString=self.provider.api_key
         )
@@ -133,6 +136,21 @@ class LocalStack:
             ).start()
         return self
 
+    def _enforce_iam(self) -> None:
+        """From here on each function calls AWS as its own role, with moto checking IAM; this
+        process (tests, the runtime, make serve's users) is an admin user (imagejobs_local.iam)."""
+        assert self.deployment is not None
+        functions = boto3.client("lambda", region_name=REGION)
+        roles = {
+            name: functions.get_function(FunctionName=name)["Configuration"]["Role"]
+            for name in self.deployment.function_names.values()
+        }
+        self.admin = iam.enforce(REGION, roles, self.deployment.state_machine_role_arn)
+        self._set_env(AWS_ACCESS_KEY_ID=self.admin.access_key_id, AWS_SECRET_ACCESS_KEY=self.admin.secret_access_key)
+        self._saved_env.setdefault("AWS_SESSION_TOKEN", os.environ.get("AWS_SESSION_TOKEN"))
+        os.environ.pop("AWS_SESSION_TOKEN", None)  # an IAM user's keys carry no session token
+        boto3.DEFAULT_SESSION = None  # the next boto3.client() reads the new keys
+
     def stop(self) -> None:
         self._stopping.set()
         for poller in self.pollers:
@@ -143,6 +161,7 @@ class LocalStack:
         self.provider.stop()
         if self.deployment:
             lambdas.unregister(list(self.deployment.function_names.values()))
+        iam.relax()
         if self._mock is not None:
             self._mock.stop()
         if self._server is not None:

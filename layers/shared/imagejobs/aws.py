@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -21,11 +21,10 @@ if TYPE_CHECKING:
 else:
     S3Client = SQSClient = SFNClient = EventBridgeClient = Any
 
-C = TypeVar("C")
 SINGLE_PUT_BYTES = 8 * 1024 * 1024  # s3transfer's default multipart threshold and part size
 
 
-class _LazyClient(Generic[C]):
+class _LazyClient[C]:
     """The boto3 client is made on first use: a cold start pays only for the clients that the
     invocation needs (making one costs tens of milliseconds)."""
 

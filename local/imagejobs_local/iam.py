@@ -1,0 +1,336 @@
+"""IAM enforced offline: every function calls AWS as its own role, and moto checks each call.
+
+On Lambda a function's SDK calls are signed with its execution role's session credentials, and
+IAM refuses whatever the role's policies do not allow. moto checks IAM only once authentication is
+switched on (`INITIAL_NO_AUTH_ACTION_COUNT`; moto's docs: "IAM-like Access Control",
+https://docs.getmoto.org/en/latest/docs/iam.html), and then it knows only the identities it made. So,
+after the deploy (which runs unauthenticated, as CloudFormation's own service role would):
+
+- an admin user (Action *, Resource *) is made for the test code, the CLI and the runtime itself
+  (queue pollers, the gateway, deploys): its keys replace the process's "testing" credentials;
+- each function's role is assumed (sts:AssumeRole, as Lambda does) and every boto3 client made
+  while that function runs (its cold start or an invocation, on that thread) is signed with the
+  role's session: a permission the template forgets fails offline as it would on AWS;
+- Step Functions' task calls (moto signs them "ak"/"sk") are signed with the state machine's role.
+
+Where moto's evaluation differs from AWS's, this module closes the gap (all in one place):
+- moto checks resource ARNs only for S3 and SQS and passes "*" for every other service, which
+  matches no statement that names a resource: DynamoDB, Step Functions, Secrets Manager,
+  EventBridge and Lambda requests get their real resource ARN here;
+- moto authorises TransactWriteItems / TransactGetItems as actions of their own; AWS authorises
+  each item by its own action (PutItem, UpdateItem, DeleteItem, ConditionCheckItem, GetItem) on its
+  table (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html);
+- moto names the IAM action after the API operation; Lambda's Invoke is lambda:InvokeFunction in
+  IAM (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html);
+- a GetObject or HeadObject of a missing key answers 403 AccessDenied, not 404, when the caller
+  lacks s3:ListBucket on the bucket (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html,
+  "Permissions"); moto always answers 404;
+- HeadObject with a versionId needs s3:GetObjectVersion, as GetObject with one does
+  (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html); moto asks for GetObject.
+- moto recomputes each SigV4 signature and gets some REST paths wrong (Lambda's
+  /2015-03-31/event-source-mappings/ answers SignatureDoesNotMatch to a correct botocore
+  signature): the signature is not re-checked; the caller is still identified by its access key
+  and, for a role session, its session token.
+- a role made by moto's CloudFormation keeps its inline policies as parsed documents, which
+  moto's evaluator cannot read (KeyError 'policy_document'): they are read as documents here.
+What stays different: moto does not evaluate resource policies (bucket and queue policies), policy
+conditions, permission boundaries or SCPs; the admin identity is allowed everything.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+MOTO_VERSION = "5.2.5"  # the patches below read moto's internals at this version
+ADMIN_USER = "imagejobs-local-admin"
+
+
+@dataclass(frozen=True)
+class Keys:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def client_kwargs(self) -> dict[str, str | None]:
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
+
+
+_acting = threading.local()  # .keys: the role session of the function running on this thread
+_function_keys: dict[str, Keys] = {}
+_state_machine_keys: dict[str, Keys] = {}  # "current": the (one) deployed state machine's role session
+_installed = False
+
+
+def check_moto_version() -> None:
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"imagejobs_local.iam patches moto {MOTO_VERSION}'s access control (moto.core.authorization, "
+            f"moto.stepfunctions.parser.asl.utils.boto_client); moto {moto.__version__} is installed: "
+            "pin moto back or re-check each patch"
+        )
+
+
+# -- who is calling ----------------------------------------------------------------------------
+@contextmanager
+def acting_as(function_name: str) -> Iterator[None]:
+    """Clients made on this thread inside the block are signed as the function's role."""
+    previous = getattr(_acting, "keys", None)
+    _acting.keys = _function_keys.get(function_name)
+    try:
+        yield
+    finally:
+        _acting.keys = previous
+
+
+def _create_client_as_caller(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_client(self: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        keys: Keys | None = getattr(_acting, "keys", None)
+        if keys is not None and kwargs.get("aws_access_key_id") is None and len(args) < 6:
+            kwargs.update(keys.client_kwargs())
+        return original(self, service_name, *args, **kwargs)
+
+    return create_client
+
+
+class _Boto3AsStateMachine:
+    """Stands in for `boto3` inside moto's Step Functions task code, which signs with "ak"/"sk"."""
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        keys = _state_machine_keys.get("current")
+        if keys is not None:
+            kwargs.update(keys.client_kwargs())
+        return boto3.client(*args, **kwargs)
+
+
+# -- the resource each request names (moto passes "*" but for S3 and SQS) -----------------------
+_DYNAMODB_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+_DYNAMODB_ITEM_ACTIONS["ConditionCheck"] = "ConditionCheckItem"
+
+
+def _requested(response: Any, resource: str) -> list[tuple[str, str]]:
+    """(action, resource ARN) pairs that AWS would authorise for this request."""
+    action = response._get_action()
+    service = response.service_name
+    region, account = response.region, response.current_account
+    body = response.body
+    try:
+        body = json.loads(body or "{}") if isinstance(body, str | bytes) else body
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+
+    def table(name: str, index: str | None = None) -> str:
+        arn = name if name.startswith("arn:") else f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+        return f"{arn}/index/{index}" if index else arn
+
+    if service == "dynamodb":
+        if action == "TransactWriteItems":
+            return [
+                (_DYNAMODB_ITEM_ACTIONS[kind], table(spec["TableName"]))
+                for item in body.get("TransactItems", [])
+                for kind, spec in item.items()
+            ]
+        if action == "TransactGetItems":
+            return [("GetItem", table(item["Get"]["TableName"])) for item in body.get("TransactItems", [])]
+        if action in ("BatchWriteItem", "BatchGetItem"):
+            return [(action, table(name)) for name in body.get("RequestItems", {})]
+        if "TableName" in body:
+            return [(action, table(body["TableName"], body.get("IndexName")))]
+    elif service == "stepfunctions":
+        arn = body.get("executionArn") or body.get("stateMachineArn")
+        if arn:
+            return [(action, arn)]
+    elif service == "secretsmanager" and "SecretId" in body:
+        return [(action, _secret_arn(body["SecretId"], account, region))]
+    elif service == "events" and action == "PutEvents":
+        buses = {entry.get("EventBusName") or "default" for entry in body.get("Entries", [])}
+        return [
+            (action, bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{bus}")
+            for bus in sorted(buses)
+        ]
+    elif service == "awslambda" and "/functions/" in response.path:
+        name = response.path.split("/functions/", 1)[1].split("/", 1)[0]
+        from urllib.parse import unquote
+
+        name = unquote(name).split(":")[-1] if unquote(name).startswith("arn:") else unquote(name)
+        iam_action = {"Invoke": "InvokeFunction", "InvokeAsync": "InvokeFunction"}.get(action, action)
+        return [(iam_action, f"arn:aws:lambda:{region}:{account}:function:{name}")]
+    return [(action, resource)]
+
+
+def _secret_arn(secret_id: str, account: str, region: str) -> str:
+    if secret_id.startswith("arn:"):
+        return secret_id
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    secrets = secretsmanager_backends[account][region].secrets
+    return str(secrets[secret_id].arn) if secret_id in secrets else secret_id
+
+
+def _authorize_normal_action(self: Any, resource: str = "*") -> None:
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import IAMRequest
+
+    if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        ActionAuthenticatorMixin.request_count += 1
+        return
+    for action, arn in _requested(self, resource):
+
+        def request(_action: str = action, **kwargs: Any) -> Any:
+            return IAMRequest(**{**kwargs, "action": _action})
+
+        self._authenticate_and_authorize_action(request, arn)
+
+
+def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
+    def authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        from moto import settings
+        from moto.core.authorization import ActionAuthenticatorMixin
+        from moto.iam.access_control import S3IAMRequest
+
+        enforcing = ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+        versioned = "versionId" in (self.querystring or {})
+        if enforcing and key_name and self.method == "HEAD" and versioned:
+            self.data["Action"] = "GetObjectVersion"
+        original(self, bucket_name=bucket_name, key_name=key_name)
+        if not (enforcing and bucket_name and key_name and self.method in ("GET", "HEAD")):
+            return
+        if self.data.get("Action") not in ("GetObject", "GetObjectVersion"):
+            return
+        version = (self.querystring.get("versionId") or [None])[0] if versioned else None
+        try:
+            found = self.backend.get_object(bucket_name, key_name, version_id=version)
+        except Exception:
+            found = None
+        if found is not None:
+            return
+        # Missing: AWS says 404 only to a caller who may list the bucket; to others, 403.
+        self.data["Action"] = "ListBucket"
+        try:
+            self._authenticate_and_authorize_action(S3IAMRequest, f"arn:aws:s3:::{bucket_name}")
+        finally:
+            self.data["Action"] = "GetObject" if not version else "GetObjectVersion"
+
+    return authorize
+
+
+def _read_parsed_documents(original: Callable[..., None]) -> Callable[..., None]:
+    def init(self: Any, policy: Any) -> None:
+        if isinstance(policy, dict) and "policy_document" not in policy and "Statement" in policy:
+            policy = json.dumps(policy)
+        original(self, policy)
+
+    return init
+
+
+def install() -> None:
+    """Patch moto and botocore once per process (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    check_moto_version()
+    import botocore.session
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import IAMPolicy, IAMRequestBase
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    botocore.session.Session.create_client = _create_client_as_caller(  # type: ignore[method-assign]
+        botocore.session.Session.create_client
+    )
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = _authorize_normal_action  # type: ignore[method-assign]
+    ActionAuthenticatorMixin._authenticate_and_authorize_s3_action = _authorize_s3_action(  # type: ignore[method-assign]
+        ActionAuthenticatorMixin._authenticate_and_authorize_s3_action
+    )
+    boto_client.boto3 = _Boto3AsStateMachine()  # type: ignore[assignment]
+    IAMRequestBase.check_signature = lambda self: None  # type: ignore[method-assign]
+    IAMPolicy.__init__ = _read_parsed_documents(IAMPolicy.__init__)  # type: ignore[method-assign]
+    _installed = True
+
+
+# -- switching it on ---------------------------------------------------------------------------
+def _set_enforcing(on: bool) -> None:
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if on else float("inf")
+    ActionAuthenticatorMixin.request_count = 0
+
+
+def enforcing() -> bool:
+    from moto import settings
+
+    return bool(settings.INITIAL_NO_AUTH_ACTION_COUNT == 0)
+
+
+@contextmanager
+def unenforced() -> Iterator[None]:
+    """Setup steps that AWS would run as another principal (CloudFormation, Lambda's own
+    AssumeRole): IAM is not checked inside the block."""
+    was = enforcing()
+    _set_enforcing(False)
+    try:
+        yield
+    finally:
+        _set_enforcing(was)
+
+
+def admin_keys(region: str) -> Keys:
+    """An IAM user allowed everything (the operator's and the tests' identity); made unenforced."""
+    iam = boto3.client("iam", region_name=region)
+    try:
+        iam.create_user(UserName=ADMIN_USER)
+        iam.put_user_policy(
+            UserName=ADMIN_USER,
+            PolicyName="everything",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+    made = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+    return Keys(made["AccessKeyId"], made["SecretAccessKey"])
+
+
+def assume(role_arn: str, session_name: str, region: str) -> Keys:
+    """The role's session credentials, as Lambda or Step Functions gets them (12 h, the maximum)."""
+    answer = boto3.client("sts", region_name=region).assume_role(
+        RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=43_200
+    )
+    credentials = answer["Credentials"]
+    return Keys(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
+
+
+def enforce(region: str, function_roles: dict[str, str], state_machine_role: str | None) -> Keys:
+    """Make the identities, then switch enforcement on. Returns the admin keys (the caller puts
+    them in the environment for everything that is not a function)."""
+    install()
+    with unenforced():
+        admin = admin_keys(region)
+        for function_name, role_arn in function_roles.items():
+            _function_keys[function_name] = assume(role_arn, function_name, region)
+        if state_machine_role:
+            _state_machine_keys["current"] = assume(state_machine_role, "states", region)
+    _set_enforcing(True)
+    return admin
+
+
+def relax() -> None:
+    """Back to moto's default (no checks), e.g. when the stack stops."""
+    _set_enforcing(False)
+    _state_machine_keys.clear()
