@@ -18,7 +18,9 @@ deps = build_deps(Settings.from_env(), provider=True)
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = service.poll(deps, PollInput.model_validate(event))
+    result = service.poll(
+        deps, PollInput.model_validate(event), time_left=lambda: context.get_remaining_time_in_millis() / 1000
+    )
     # Nested: PollResult has a `message`, which a LogRecord does not take as an extra field.
     logger.info("polled", extra={"job_id": result.job_id, "poll": result.model_dump(mode="json", exclude_none=True)})
     return result.model_dump(mode="json")

@@ -12,5 +12,11 @@ from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
 
 logger = make_logger("submit")
-deps = build_deps(Settings.from_env(), provider=True)
-handler = queue_handler(logger, partial(submit_queue.process, deps))
+settings = Settings.from_env()
+deps = build_deps(settings, provider=True)
+handler = queue_handler(
+    logger,
+    partial(submit_queue.process, deps),
+    reserve_seconds=submit_queue.seconds_per_message(settings),
+    release=partial(submit_queue.release, deps),
+)

@@ -27,10 +27,16 @@ Where moto's evaluation differs from AWS's, this module closes the gap (all in o
   "Permissions"); moto always answers 404;
 - HeadObject with a versionId needs s3:GetObjectVersion, as GetObject with one does
   (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html); moto asks for GetObject.
+- moto cannot authorise a presigned (query-string) request at all once IAM is on (it reads the
+  Authorization header): such a request is authorised as the identity that signed it, until its
+  X-Amz-Expires has passed; a SigV2 presigned URL is refused, as S3 refuses SigV2 for buckets made
+  since June 2020;
 - moto recomputes each SigV4 signature and gets some REST paths wrong (Lambda's
   /2015-03-31/event-source-mappings/ answers SignatureDoesNotMatch to a correct botocore
   signature): the signature is not re-checked; the caller is still identified by its access key
   and, for a role session, its session token.
+- moto answers a refusal in XML with HTTP 403 whatever the protocol; DynamoDB, Step Functions,
+  Secrets Manager and EventBridge answer AccessDeniedException in JSON (HTTP 400), as here;
 - a role made by moto's CloudFormation keeps its inline policies as parsed documents, which
   moto's evaluator cannot read (KeyError 'policy_document'): they are read as documents here.
 What stays different: moto does not evaluate resource policies (bucket and queue policies), policy
@@ -116,6 +122,8 @@ class _Boto3AsStateMachine:
 
 
 # -- the resource each request names (moto passes "*" but for S3 and SQS) -----------------------
+# Services whose errors AWS sends as JSON (awsJson protocols): AccessDeniedException, HTTP 400.
+_JSON_SERVICES = {"dynamodb", "stepfunctions", "secretsmanager", "events", "logs", "cloudwatch"}
 _DYNAMODB_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
 _DYNAMODB_ITEM_ACTIONS["ConditionCheck"] = "ConditionCheckItem"
 
@@ -189,12 +197,50 @@ def _authorize_normal_action(self: Any, resource: str = "*") -> None:
     if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
         ActionAuthenticatorMixin.request_count += 1
         return
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError
+
     for action, arn in _requested(self, resource):
 
         def request(_action: str = action, **kwargs: Any) -> Any:
             return IAMRequest(**{**kwargs, "action": _action})
 
-        self._authenticate_and_authorize_action(request, arn)
+        try:
+            self._authenticate_and_authorize_action(request, arn)
+        except AccessDeniedError as denied:
+            if self.service_name in _JSON_SERVICES:  # AWS answers these in JSON, as a 400
+                raise JsonRESTError("AccessDeniedException", denied.message) from denied
+            raise
+
+
+def _presigned_as_headers(self: Any) -> dict[str, str] | None:
+    """A presigned (query-string) request is authorised as the identity that signed it, with that
+    identity's permissions, until X-Amz-Date + X-Amz-Expires; SigV2 query strings are refused as
+    buckets made since June 2020 refuse them. https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingAWSSDK.html#UsingAWSSDK-sig2-deprecation"""
+    import datetime
+
+    from moto.s3.exceptions import S3AccessDeniedError, S3ClientError
+
+    query = {name: values[0] for name, values in (self.querystring or {}).items() if values}
+    if "AWSAccessKeyId" in query and "Signature" in query:
+        raise S3ClientError(
+            "InvalidRequest",
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+        )
+    if "X-Amz-Credential" not in query:
+        raise S3AccessDeniedError()  # anonymous, and our buckets are private
+    signed_at = datetime.datetime.strptime(query.get("X-Amz-Date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    expires = datetime.timedelta(seconds=int(query.get("X-Amz-Expires", "0")))
+    if datetime.datetime.now(datetime.UTC) > signed_at + expires:
+        raise S3ClientError("AccessDenied", "Request has expired")
+    headers = dict(self.headers)  # the query's credentials, shaped as the header moto reads
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, "
+        f"SignedHeaders={query.get('X-Amz-SignedHeaders', 'host')}, Signature={query.get('X-Amz-Signature', '')}"
+    )
+    if "X-Amz-Security-Token" in query:
+        headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"]
+    return headers
 
 
 def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
@@ -207,6 +253,8 @@ def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
         versioned = "versionId" in (self.querystring or {})
         if enforcing and key_name and self.method == "HEAD" and versioned:
             self.data["Action"] = "GetObjectVersion"
+        if enforcing and "Authorization" not in self.headers:
+            self.headers = _presigned_as_headers(self)
         original(self, bucket_name=bucket_name, key_name=key_name)
         if not (enforcing and bucket_name and key_name and self.method in ("GET", "HEAD")):
             return

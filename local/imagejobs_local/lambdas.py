@@ -89,6 +89,10 @@ class _ThreadStdout(io.TextIOBase):
             self.real.flush()
 
 
+class _TimedOut(Exception):
+    """The invocation ran past its function's Timeout."""
+
+
 @dataclass
 class FunctionCode:
     folder: Path
@@ -107,9 +111,14 @@ class LambdaContext:
         self.log_group_name = f"/aws/lambda/{function.function_name}"
         self.log_stream_name = "local"
         self._timeout = int(function.timeout or 3)
+        self._started = time.monotonic()
 
     def get_remaining_time_in_millis(self) -> int:
-        return self._timeout * 1000
+        """As on Lambda, the function's timeout less the time used: compute in real seconds, sleeps
+        (clock.sleep, scaled offline) in job seconds, so a time budget holds on the job clock."""
+        slept_real = getattr(_capture, "slept_real", 0.0)
+        used = (time.monotonic() - self._started - slept_real) + slept_real / clock.time_scale()
+        return int((self._timeout - used) * 1000)
 
 
 _registry: dict[str, FunctionCode] = {}
@@ -173,6 +182,7 @@ def _sleep_between_turns(seconds: float) -> None:
     if not getattr(_capture, "invoking", False):
         time.sleep(seconds)
         return
+    _capture.slept_real = getattr(_capture, "slept_real", 0.0) + seconds
     _turn.release()
     try:
         time.sleep(seconds)
@@ -208,7 +218,13 @@ def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]
         handler = getattr(code.module, code.handler.partition(".")[2])
         if isinstance(event, str):
             event = json.loads(event or "{}")
-        result = handler(event, LambdaContext(function))
+        _capture.slept_real = 0.0
+        context = LambdaContext(function)
+        result = handler(event, context)
+        if context.get_remaining_time_in_millis() < 0:
+            # Lambda would have stopped it at its timeout: the caller sees the runtime's timeout
+            # error, not the result (https://docs.aws.amazon.com/lambda/latest/dg/services-stepfunctions.html).
+            raise _TimedOut(f"Task timed out after {context._timeout:.2f} seconds")
         response = json.dumps(result)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
@@ -217,6 +233,8 @@ def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]
         # An exception that no handler could catch (the process dying) is what Lambda reports as
         # Runtime.ExitError; everything else keeps its own type, as the Python runtime does.
         error_type = type(exc).__name__ if isinstance(exc, Exception) else "Runtime.ExitError"
+        if isinstance(exc, _TimedOut):
+            error_type = "Sandbox.Timedout"
         if not isinstance(exc, Exception):
             code.module = None  # a dead runtime's environment is not reused: the next call starts cold
         response = json.dumps(

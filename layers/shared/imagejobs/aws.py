@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from imagejobs.errors import EventNotPublished, ObjectMissing
+from imagejobs.errors import EventNotPublished, ObjectMissing, ObjectUnreadable
 from imagejobs.models import ObjectInfo, ObjectRef, Output
 
 if TYPE_CHECKING:
@@ -31,11 +31,25 @@ class _LazyClient[C]:
     _service_name: str
     _made: C | None = None
 
+    def _config(self) -> Any:
+        return None
+
     @property
     def _client(self) -> C:
         if self._made is None:
-            self._made = boto3.client(self._service_name)  # type: ignore[call-overload]
+            self._made = boto3.client(self._service_name, config=self._config())  # type: ignore[call-overload]
         return self._made
+
+
+def s3_config() -> Any:
+    """SigV4 against the regional endpoint: botocore presigns with SigV2 unless told, and S3 refuses
+    SigV2 for buckets made since June 24, 2020
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingAWSSDK.html#UsingAWSSDK-sig2-deprecation)."""
+    from botocore.config import Config
+
+    return Config(
+        signature_version="s3v4", s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+    )
 
 
 class JobQueue(_LazyClient[SQSClient]):
@@ -148,10 +162,26 @@ class _ChunkReader:
         return data
 
 
+def _missing_or(exc: ClientError, ref: ObjectRef) -> Exception:
+    """S3's answer for an object we cannot have, as a domain error; anything else as it came."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    where = f"s3://{ref.bucket}/{ref.key}" + (f" (version {ref.version_id})" if ref.version_id else "")
+    if error.get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+        return ObjectMissing(f"{where} no longer exists")
+    if error.get("Code") in ("403", "AccessDenied", "Forbidden") or status == 403:
+        return ObjectUnreadable(
+            f"{where} cannot be read: S3 answered 403 (it does so for a missing key when the reader may "
+            "not list the bucket, and for a key the reader may not read)"
+        )
+    return exc
+
+
 class Objects(_LazyClient[S3Client]):
     """Reads S3 objects by reference: edit inputs, uploads and the inbox rules document."""
 
     _service_name = "s3"
+    _config = staticmethod(s3_config)
 
     def __init__(self, client: S3Client | None = None) -> None:
         self._made = client
@@ -163,9 +193,7 @@ class Objects(_LazyClient[S3Client]):
         try:
             answer = self._client.head_object(Bucket=ref.bucket, Key=ref.key, **self._version(ref))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} no longer exists") from exc
-            raise
+            raise _missing_or(exc, ref) from exc
         return ObjectInfo(
             size=int(answer.get("ContentLength", 0)),
             etag=str(answer.get("ETag", "")).strip('"') or None,
@@ -178,15 +206,15 @@ class Objects(_LazyClient[S3Client]):
         try:
             answer = self._client.get_object(Bucket=ref.bucket, Key=ref.key, **self._version(ref))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ObjectMissing(f"s3://{ref.bucket}/{ref.key} no longer exists") from exc
-            raise
+            raise _missing_or(exc, ref) from exc
         return answer["Body"].read()
 
     def read_json(self, bucket: str, key: str) -> Any | None:
-        """A JSON document, or None when there is none."""
+        """A JSON document, or None when there is none (a 403 is not "none": it is raised)."""
         try:
             return json.loads(self.read(ObjectRef(bucket=bucket, key=key)))
+        except ObjectUnreadable:
+            raise
         except ObjectMissing:
             return None
 
@@ -221,6 +249,7 @@ class EventBus(_LazyClient[EventBridgeClient]):
 
 class ResultStore(_LazyClient[S3Client]):
     _service_name = "s3"
+    _config = staticmethod(s3_config)
 
     def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         self.bucket = bucket

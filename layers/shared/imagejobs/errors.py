@@ -79,6 +79,13 @@ class ObjectMissing(ImageJobsError):
     reason = "source_missing"
 
 
+class ObjectUnreadable(ObjectMissing):
+    """S3 answered 403: the object is missing and we may not list its bucket, or we may not read it.
+    (S3 gives 403, not 404, for a missing key to a caller without s3:ListBucket on the bucket.)"""
+
+    reason = "source_unreadable"
+
+
 class EventNotPublished(ImageJobsError):
     reason = "event_not_published"
     transient = True

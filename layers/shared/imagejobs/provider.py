@@ -23,6 +23,7 @@ from imagejobs.errors import (
 from imagejobs.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, UploadFile, Usage
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+CANCEL_TIMEOUT = httpx.Timeout(10.0, connect=3.0)  # cancel runs inside an HTTP request (API Gateway: 29 s)
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 
@@ -203,8 +204,14 @@ class ProviderClient:
         return parse_job(self._json(response))
 
     def cancel(self, provider_job_id: str) -> ProviderJob | None:
-        """Ask the provider to stop a job. None when it offers no cancel (404/405 on the route)."""
-        response = self._send("POST", f"{self._base_url}/v1/jobs/{provider_job_id}/cancel", headers=self._headers())
+        """Ask the provider to stop a job. None when it offers no cancel (404/405 on the route).
+        Best effort, from an HTTP request that API Gateway ends at 29 s: at most CANCEL_TIMEOUT."""
+        response = self._send(
+            "POST",
+            f"{self._base_url}/v1/jobs/{provider_job_id}/cancel",
+            headers=self._headers(),
+            timeout=CANCEL_TIMEOUT,
+        )
         if response.status_code in (404, 405, 501):
             return None
         return parse_job(self._json(response))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -484,8 +484,13 @@ def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> Prov
     return provider.submit_edit(EditRequest.model_validate(record.request), images, mask, idempotency_key=record.id)
 
 
+TIME_RESERVE_SECONDS = 5.0  # what a call keeps back from its timeout for the writes after its last request
+
+
 # -- status (one poll) --------------------------------------------------------------------------
-def poll(deps: Deps, poll_input: PollInput) -> PollResult:
+def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | None = None) -> PollResult:
+    """One status call. `time_left` (seconds until the function's timeout) bounds the hold: a call
+    never starts a provider request that could outlive its invocation."""
     record = deps.store.get(poll_input.job_id)
     if record is None:
         raise JobNotFound(f"job {poll_input.job_id} does not exist")
@@ -506,6 +511,9 @@ def poll(deps: Deps, poll_input: PollInput) -> PollResult:
     # Inside the window where this kind of job usually finishes, the call holds: it follows the
     # provider every few seconds, so a finish is noticed at once, for one invocation.
     hold = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started)
+    if time_left is not None:
+        # Room for the last provider call (its timeout) and the record's update after the hold.
+        hold = max(0.0, min(hold, time_left() - deps.settings.provider_timeout_seconds - TIME_RESERVE_SECONDS))
     checks = 0
     while True:
         provider_job = provider.get(record.provider_job_id)

@@ -25,7 +25,7 @@ class Settings(BaseModel):
     provider_download_hosts: str = Field(default="*.amazonaws.com", alias="PROVIDER_DOWNLOAD_HOSTS")  # comma-separated
     default_model: str = Field(default="openai/gpt-image-1", alias="DEFAULT_MODEL")
     job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
-    result_url_ttl_seconds: int = Field(default=900, ge=60, le=604_800, alias="RESULT_URL_TTL_SECONDS")
+    result_url_ttl_seconds: int = Field(default=900, ge=60, le=3600, alias="RESULT_URL_TTL_SECONDS")
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")

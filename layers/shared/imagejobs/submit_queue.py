@@ -17,8 +17,20 @@ from typing import Any
 from imagejobs import clock, requests_in, service, uploads
 from imagejobs.errors import ImageJobsError, RateLimited
 from imagejobs.models import JobStatus
+from imagejobs.settings import Settings
 
 DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
+
+
+def seconds_per_message(settings: Settings) -> float:
+    """The most one message may take: reading its inputs and the provider POST (each up to the
+    provider timeout), then the record and StartExecution."""
+    return 2 * settings.provider_timeout_seconds + service.TIME_RESERVE_SECONDS
+
+
+def release(deps: service.Deps, receipt_handle: str) -> None:
+    """A message this invocation has no time for: visible again at once, for another invocation."""
+    service._need(deps.queue, "queue").retry_after(receipt_handle, 0)
 
 
 def process(
