@@ -64,9 +64,7 @@ def test_transact_write_items_is_authorised_item_by_item(stack: LocalStack) -> N
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         with pytest.raises(ClientError) as refused:
             dynamodb.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": stack.outputs["JobsTableName"], "Item": {"pk": {"S": "t"}}}}
-                ]
+                TransactItems=[{"Put": {"TableName": stack.outputs["JobsTableName"], "Item": {"pk": {"S": "t"}}}}]
             )
     assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "dynamodb:PutItem" in refused.value.response["Error"]["Message"]
