@@ -129,7 +129,7 @@ ERROR_TEXT = {
     402: "the tenant's daily or monthly budget would be passed",
     404: "no such job for this key's tenant (`after` in a listing too)",
     409: "the job is in the wrong state for this call, or the Idempotency-Key was used for another request",
-    413: "request over 10 MB (upload large images to the inbox bucket instead)",
+    413: "request over 10 MB, or an edit over about 4.5 MB (Lambda's 6 MB payload, base64): API Gateway's own 413",
     415: "the body is not in the route's content type (JSON for generations, multipart for edits)",
     503: "the job could not be queued; retry (see Retry-After)",
 }

@@ -22,6 +22,12 @@ import boto3
 from imagejobs_local.deploy import Authorizer, Route
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+# Lambda's synchronous invocation payload quota, each way (6 MB: 6,291,456 bytes for a request),
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html. The proxy event carries
+# the body base64-encoded for binary types (multipart edits), so a body over about 4.5 MB never
+# reaches the function: API Gateway answers 413 {"message": "Request Too Long"} itself, in a shape
+# a GatewayResponse cannot change.
+LAMBDA_REQUEST_PAYLOAD_BYTES = 6 * 1024 * 1024
 TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
 
@@ -95,9 +101,20 @@ class LocalGateway:
         self._server.server_close()
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for route, pattern in self._routes:
-            found = pattern.match(path)
-            if found and route.method in ("ANY", method):
+        """As API Gateway routes: the most specific resource that matches the path (a literal part
+        before a {param}, a {param} before a greedy {proxy+}), then a method of that resource; a
+        method the resource lacks does not fall through to {proxy+} (API Gateway answers it with
+        MISSING_AUTHENTICATION_TOKEN)."""
+        candidates = [(route, found) for route, pattern in self._routes if (found := pattern.match(path))]
+        if not candidates:
+            return None
+
+        def specificity(route: Route) -> tuple[int, int]:
+            return ("+}" in route.path, route.path.count("{"))
+
+        best = min(specificity(route) for route, _ in candidates)
+        for route, found in candidates:
+            if specificity(route) == best and route.method in ("ANY", method):
                 return route, found.groupdict()
         return None
 
@@ -238,8 +255,8 @@ class LocalGateway:
                 body = self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
                 found = gateway.match(self.command, path)
-                if found is None:
-                    self._error(404, f"Unknown route {self.command} {path}.", "not_found")
+                if found is None:  # API Gateway's own answer, unless the template customises it
+                    self._gateway_response("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token")
                     return
                 route, params = found
                 event = gateway.proxy_event(
@@ -258,8 +275,13 @@ class LocalGateway:
                         )
                         return
                     event["requestContext"]["authorizer"] = context
+                invocation = json.dumps(event).encode()
+                if len(invocation) > LAMBDA_REQUEST_PAYLOAD_BYTES:
+                    self._answer(413, {"Content-Type": "application/json"}, b'{"message": "Request Too Long"}')
+                    self.close_connection = True
+                    return
                 response = gateway._lambda.invoke(
-                    FunctionName=gateway._functions[route.function_logical_id], Payload=json.dumps(event).encode()
+                    FunctionName=gateway._functions[route.function_logical_id], Payload=invocation
                 )
                 payload = json.loads(response["Payload"].read() or b"null")
                 if "FunctionError" in response or not isinstance(payload, dict) or "statusCode" not in payload:

@@ -139,3 +139,16 @@ def test_over_10_mb_is_413_pointing_to_the_inbox(stack: LocalStack, api: httpx.C
     assert answer.status_code == 413
     error = answer.json()["error"]
     assert error["code"] == "request_too_large" and "inbox" in error["message"]
+
+
+def test_an_edit_over_lambdas_payload_never_reaches_the_function(api: httpx.Client) -> None:
+    """A 5 MB image fits API Gateway's 10 MB but not Lambda's 6 MB invocation payload once the
+    multipart body is base64-encoded into the proxy event (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html):
+    API Gateway answers 413 itself and no job exists. 4 MB still goes through."""
+    five_mb = picture() + b"\0" * (5 * 1024 * 1024)
+    answer = api.post(EDITS, data={"prompt": "x"}, files=[("image", ("five.png", five_mb, "image/png"))])
+    assert answer.status_code == 413
+    assert answer.json() == {"message": "Request Too Long"}
+    four_mb = picture("PNG", (1024, 1024)) + b"\0" * (4 * 1024 * 1024 - 10_000)
+    fits = api.post(EDITS, data={"prompt": "x"}, files=[("image", ("four.png", four_mb, "image/png"))])
+    assert fits.status_code != 413, fits.text  # the function answered it (a job, or its own 4xx)

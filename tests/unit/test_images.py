@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from imagejobs.images import MAX_PIXELS, InvalidImage, check_edit_inputs, check_image
+from imagejobs.images import MAX_PIXELS, InvalidImage, check_edit_budget, check_edit_inputs, check_image
 
 
 def encoded(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -68,3 +68,17 @@ def test_one_to_sixteen_images() -> None:
     for count in (0, 17):
         with pytest.raises(InvalidImage):
             check_edit_inputs([image] * count, None)
+
+
+def test_an_edits_inputs_are_counted_and_weighed_before_any_is_read() -> None:
+    """16 x 50 MB would not fit in the submit function's 512 MB while it sends them: refused by the
+    sizes S3 reports (HEAD), before a byte is read."""
+    mb = 1024 * 1024
+    check_edit_budget([8 * mb] * 16)
+    check_edit_budget([100 * mb], mask_size=20 * mb)
+    for sizes, mask, reason in (([1] * 17, 0, "too_many_images"), ([45 * mb] * 3, 0, "inputs_too_large")):
+        with pytest.raises(InvalidImage) as caught:
+            check_edit_budget(sizes, mask_size=mask)
+        assert caught.value.reason == reason
+    with pytest.raises(InvalidImage):
+        check_edit_budget([100 * mb], mask_size=40 * mb)

@@ -16,6 +16,10 @@ from imagejobs.errors import ImageJobsError
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; far above any size the model takes
 MAX_IMAGES = 16
+# What one edit's inputs may weigh in all. Submit holds them in memory while it sends them to the
+# provider as one multipart request (512 MB function): 16 x 50 MB would not fit, 128 MB does, with
+# room for Pillow decoding one image at intake. (Over HTTP, Lambda's 6 MB payload bounds it anyway.)
+MAX_EDIT_INPUT_BYTES = 128 * 1024 * 1024
 FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpeg", "image/jpeg"), "WEBP": ("webp", "image/webp")}
 
 
@@ -88,6 +92,19 @@ def check_image(data: bytes, *, name: str = "image", param: str = "image") -> Ch
         raise InvalidImage(f"{name} is truncated or corrupt.", reason="corrupt_image", param=param) from exc
     short, content_type = FORMATS[fmt]
     return CheckedImage(data=data, format=short, content_type=content_type, width=width, height=height)
+
+
+def check_edit_budget(sizes: list[int], *, mask_size: int = 0) -> None:
+    """Before any image is read: the count and the total size of an edit's inputs."""
+    if len(sizes) > MAX_IMAGES:
+        raise InvalidImage(f"At most {MAX_IMAGES} images per edit; got {len(sizes)}.", reason="too_many_images")
+    total = sum(sizes) + mask_size
+    if total > MAX_EDIT_INPUT_BYTES:
+        raise InvalidImage(
+            f"The edit's images weigh {total / 1_048_576:.1f} MB in all; the limit is "
+            f"{MAX_EDIT_INPUT_BYTES // 1_048_576} MB (they are sent to the provider in one request).",
+            reason="inputs_too_large",
+        )
 
 
 def check_edit_inputs(images: list[CheckedImage], mask: CheckedImage | None) -> None:

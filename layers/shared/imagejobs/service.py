@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from imagejobs import budget, clock, failpoints, polling, pricing, requests_in, uploads, webhooks
 from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
-from imagejobs.images import CheckedImage, InvalidImage, check_edit_inputs, check_image
+from imagejobs.images import CheckedImage, InvalidImage, check_edit_budget, check_edit_inputs, check_image
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
     CONTENT_TYPES,
@@ -334,17 +335,24 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
             webhooks.check_url(parsed.webhook_url, allow_loopback=settings.webhook_allow_loopback)
         allowed = settings.readable_input_buckets
         objects = _need(deps.objects, "objects") if image_uris or mask_uri else None
+        image_refs = [requests_in.s3_input(uri, allowed) for uri in image_uris]
+        mask_ref = requests_in.s3_input(mask_uri, allowed) if mask_uri else None
+        if objects is not None:
+            # Count and weigh them before reading any; then read one at a time, keeping only what
+            # the rules need (sizes), so memory holds one image, not sixteen.
+            check_edit_budget(
+                [objects.head(ref).size for ref in image_refs], mask_size=objects.head(mask_ref).size if mask_ref else 0
+            )
         checked = []
-        for uri in image_uris:
-            ref = requests_in.s3_input(uri, allowed)
+        for uri, ref in zip(image_uris, image_refs, strict=True):
             image = check_image(objects.read(ref), name=uri)  # type: ignore[union-attr]
-            checked.append(image)
+            checked.append(dataclasses.replace(image, data=b""))
             inputs.append(ref.model_copy(update={"content_type": image.content_type}))
         checked_mask = None
-        if mask_uri:
-            ref = requests_in.s3_input(mask_uri, allowed)
-            checked_mask = check_image(objects.read(ref), name=mask_uri, param="mask")  # type: ignore[union-attr]
-            mask = ref.model_copy(update={"content_type": checked_mask.content_type})
+        if mask_uri and mask_ref is not None:
+            checked_mask = check_image(objects.read(mask_ref), name=mask_uri, param="mask")  # type: ignore[union-attr]
+            checked_mask = dataclasses.replace(checked_mask, data=b"")
+            mask = mask_ref.model_copy(update={"content_type": checked_mask.content_type})
         if image_uris or mask_uri:
             check_edit_inputs(checked, checked_mask)
     except ValidationError as exc:
