@@ -38,6 +38,7 @@ ROUTES: dict[str, set[str]] = {
     r"/v1/jobs/[^/]+": {"GET", "DELETE"},
     r"/v1/jobs/[^/]+/content": {"GET"},
     r"/v1/jobs/[^/]+/cancel": {"POST"},
+    r"/openapi.json": {"GET"},
 }
 
 

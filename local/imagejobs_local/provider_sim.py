@@ -86,6 +86,8 @@ class Behaviour:
     # Where outputs are served: None (here), "elsewhere" (URLs on another host), "redirect" (a
     # redirect to here), "redirect_elsewhere" (a redirect to another host): the download allow-list.
     download_via: str | None = None
+    # TheRouter's pages show the job object without `usage` (cost then on the per-image basis).
+    usage: bool = True
 
     def fault_count(self, name: str) -> int:
         return dict(self.faults).get(name, 0)
@@ -108,6 +110,8 @@ class Behaviour:
                 values["latency"] = float(number)
             elif name == "noise":
                 values["noise"] = True
+            elif name == "no_usage":
+                values["usage"] = False
             elif name == "ratelimit":
                 values["rate_limited_submits"] = int(float(number or 1))
             elif name == "retry_after":
@@ -280,7 +284,8 @@ class SimulatedProvider:
             body["unsigned_urls"] = [
                 f"{files}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
             ]
-            body["usage"] = _usage(job.request, edited=job.source_image is not None)
+            if job.behaviour.usage:
+                body["usage"] = _usage(job.request, edited=job.source_image is not None)
         elif status == "failed" and job.behaviour.outcome == "moderated":
             body["error"] = {"code": "moderation_blocked", "message": "the output was blocked by the safety system"}
         elif status == "failed":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from decimal import Decimal
 
 import httpx
 from PIL import Image
@@ -38,6 +39,23 @@ def test_job_succeeds_and_its_images_are_in_s3(stack: LocalStack, api: httpx.Cli
     assert record.cost is not None and record.cost.basis == "usage"
     assert record.usage is not None and record.usage.output_tokens == 2 * 272
     assert record.polls >= 1 and record.completed_at is not None
+
+
+def test_a_provider_job_without_usage_is_stored_and_priced_per_image(stack: LocalStack, api: httpx.Client) -> None:
+    """TheRouter's pages show the job object with no `usage`: the job still succeeds, its images
+    are kept, and it costs the model's per-image price (before: finalize's settle named a value it
+    had dropped, DynamoDB refused it, and the job ended failed with its images deleted)."""
+    job_id = submit(api, prompt="A lighthouse [sim:no_usage]", n=2, quality="medium")
+
+    record = wait_for_record(stack, job_id)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert len(record.outputs) == 2 and record.usage is None
+    assert record.cost is not None and record.cost.basis == "per_image"
+    assert Decimal(record.cost.amount) == Decimal("0.1008")  # 2 x $0.0504, gpt-image-1 medium
+    s3 = stack.client("s3")
+    for output in record.outputs:
+        assert s3.head_object(Bucket=stack.outputs["ResultsBucketName"], Key=output.key)["ContentLength"] > 0
 
 
 def test_transparent_png_keeps_its_alpha(stack: LocalStack, api: httpx.Client) -> None:

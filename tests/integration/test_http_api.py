@@ -127,8 +127,17 @@ def test_unsupported_method_is_405(api: httpx.Client) -> None:
         assert answer.headers["allow"]
 
 
-def test_unknown_route_is_404_in_openai_shape(api: httpx.Client) -> None:
+def test_unknown_route_is_404_in_openai_shape(stack: LocalStack, api: httpx.Client) -> None:
     assert_openai_error(api.get("/v1/nothing/here"), 404)
+    # API Gateway answers a path or a method that no resource serves with its own 403 "Missing
+    # Authentication Token" (it does not fall through to {proxy+}): the root and /openapi.json are
+    # resources of their own, served by the function for every method.
+    assert_openai_error(api.get("/"), 404)
+    for method in ("POST", "DELETE"):
+        answer = httpx.request(method, stack.base_url + "/openapi.json")
+        assert_openai_error(answer, 405)
+        assert answer.headers["allow"] == "GET"
+    assert httpx.get(stack.base_url + "/openapi.json").status_code == 200
 
 
 def test_sync_calls_are_refused_with_a_pointer_to_async(api: httpx.Client) -> None:

@@ -222,9 +222,13 @@ class JobStore(TableAdapter):
             values[f":p{index}"] = previous.value
             placeholders.append(f":p{index}")
         sets = []
+        removes = ["open_pk", "open_sk"]
         names = {"#status": "status"}
         for index, (name, value) in enumerate(fields.items()):
             names[f"#f{index}"] = name
+            if value is None:  # absent (e.g. no usage from the provider): no value to SET
+                removes.append(f"#f{index}")
+                continue
             values[f":f{index}"] = value
             sets.append(f"#f{index} = :f{index}")
         # Status last: DynamoDB applies an update atomically, moto one action at a time, and a
@@ -232,7 +236,7 @@ class JobStore(TableAdapter):
         sets.append("#status = :new")
         update = {
             "Key": {"pk": JOB_PREFIX + job_id},
-            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE open_pk, open_sk",
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
             "ConditionExpression": f"#status IN ({', '.join(placeholders)})",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_dynamo(values),
