@@ -21,7 +21,16 @@ from imagejobs.httpapi import (
     multipart_form,
 )
 from imagejobs.images import InvalidImage
-from imagejobs.models import ContentRedirect, EditRequest, ErrorBody, GenerationRequest, JobList, JobStatus, JobView
+from imagejobs.models import (
+    ContentRedirect,
+    EditRequest,
+    ErrorBody,
+    GenerationRequest,
+    JobList,
+    JobStatus,
+    JobView,
+    UploadRequest,
+)
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
 from imagejobs.webhooks import WebhookRefused
@@ -34,6 +43,7 @@ app = APIGatewayRestResolver()
 ROUTES: dict[str, set[str]] = {
     r"/v1/images/generations": {"POST"},
     r"/v1/images/edits": {"POST"},
+    r"/v1/uploads": {"POST"},
     r"/v1/jobs": {"GET"},
     r"/v1/jobs/[^/]+": {"GET", "DELETE"},
     r"/v1/jobs/[^/]+/content": {"GET"},
@@ -174,17 +184,21 @@ def create_edit() -> Response[dict[str, Any]]:
     _require_async("/v1/images/edits")
     form = multipart_form(app.current_event)
     images = form.files.get("image", []) + form.files.get("image[]", [])
-    if not images:
+    # Images too large for a request (Lambda's 6 MB payload) come as ids from POST /v1/uploads.
+    upload_ids = form.repeated.pop("image_upload", []) + form.repeated.pop("image_upload[]", [])
+    mask_uploads = form.repeated.pop("mask_upload", [])
+    fields = {name: value for name, value in form.fields.items() if name not in UPLOAD_FIELDS}
+    if not images and not upload_ids:
         raise ApiError(
             400,
-            "Missing required parameter: 'image' (send it as a file).",
+            "Missing required parameter: 'image' (send it as a file, or name an upload: image_upload=upload_...).",
             param="image",
             code="missing_required_parameter",
         )
     masks = form.files.get("mask", [])
-    if len(masks) > 1:
+    if len(masks) + len(mask_uploads) > 1:
         raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_value")
-    request = _parsed(EditRequest, form_parameters(form.fields))
+    request = _parsed(EditRequest, form_parameters(fields))
     return _accepted(
         lambda: service.accept_edit(
             deps,
@@ -193,9 +207,49 @@ def create_edit() -> Response[dict[str, Any]]:
             images=images,
             mask=masks[0] if masks else None,
             idempotency_key=_idempotency_key(),
+            upload_ids=upload_ids,
+            mask_upload=mask_uploads[0] if mask_uploads else None,
         ),
         tenant,
     )
+
+
+UPLOAD_FIELDS = ("image_upload", "image_upload[]", "mask_upload")
+
+
+@app.post(
+    "/v1/uploads",
+    summary="Upload an image for an edit, straight to S3 (for images an edit request cannot carry)",
+    responses=_answers(201, "a presigned POST: send the file to `upload_url` with `upload_fields`", 400, model=None),
+)
+def create_upload() -> Response[dict[str, Any]]:
+    tenant = _tenant()
+    body = _parsed_upload(json_object_body(app.current_event))
+    try:
+        ticket = service.create_upload(
+            deps, caller=_caller(tenant), filename=body.filename, size=body.bytes, mime_type=body.mime_type
+        )
+    except InvalidImage as exc:
+        raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
+    view = {
+        "id": ticket.id,
+        "object": "upload",
+        "filename": body.filename,
+        "bytes": body.bytes,
+        "mime_type": body.mime_type,
+        "status": "pending",
+        "expires_at": ticket.expires_at,
+        "upload_url": ticket.url,
+        "upload_fields": ticket.fields,
+    }
+    return Response(status_code=201, content_type="application/json", body=view)
+
+
+def _parsed_upload(params: dict[str, Any]) -> UploadRequest:
+    try:
+        return UploadRequest.model_validate(params)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
 
 
 @app.get(

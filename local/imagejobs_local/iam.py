@@ -31,6 +31,8 @@ Where moto's evaluation differs from AWS's, this module closes the gap (all in o
   Authorization header): such a request is authorised as the identity that signed it, until its
   X-Amz-Expires has passed; a SigV2 presigned URL is refused, as S3 refuses SigV2 for buckets made
   since June 2020;
+- a presigned POST (browser form upload) is checked as S3 checks it: the policy's expiry and every
+  condition (content-length-range included), then the signer's PutObject on the key;
 - moto recomputes each SigV4 signature and gets some REST paths wrong (Lambda's
   /2015-03-31/event-source-mappings/ answers SignatureDoesNotMatch to a correct botocore
   signature): the signature is not re-checked; the caller is still identified by its access key
@@ -243,6 +245,58 @@ def _presigned_as_headers(self: Any) -> dict[str, str] | None:
     return headers
 
 
+def _form_post_as_headers(self: Any, bucket: str) -> tuple[dict[str, str], str]:
+    """A browser-form POST (a presigned POST): S3 checks its signed policy (expiry and every
+    condition, content-length-range included) and authorises the upload as the policy's signer;
+    moto checks none of it. https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html"""
+    import base64
+    import datetime
+
+    from moto.s3.exceptions import S3AccessDeniedError, S3ClientError
+
+    form = {name: values[0] for name, values in (self.querystring or {}).items() if values}
+    fields = {name.lower(): value for name, value in form.items()}
+    if "x-amz-credential" not in fields:
+        raise S3AccessDeniedError()
+    try:
+        policy = json.loads(base64.b64decode(fields["policy"]))
+        expires = datetime.datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise S3ClientError("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.") from exc
+    if datetime.datetime.now(datetime.UTC) > expires:
+        raise S3ClientError("AccessDenied", "Invalid according to Policy: Policy expired.")
+    size = len(self.body or b"")
+    values = {**fields, "bucket": bucket}
+    for condition in policy.get("conditions", []):
+        if isinstance(condition, dict):
+            checks = [("eq", f"${name}", value) for name, value in condition.items()]
+        elif condition and condition[0] == "content-length-range":
+            low, high = int(condition[1]), int(condition[2])
+            if size > high:
+                raise S3ClientError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+            if size < low:
+                raise S3ClientError("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size")
+            continue
+        else:
+            checks = [tuple(condition)]
+        for operator, name, expected in checks:
+            actual = values.get(str(name).lstrip("$").lower(), "")
+            if (operator == "eq" and actual != expected) or (
+                operator == "starts-with" and not actual.startswith(expected)
+            ):
+                raise S3ClientError(
+                    "AccessDenied", f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}"
+                )
+    headers = dict(self.headers)
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={fields['x-amz-credential']}, SignedHeaders=host, "
+        f"Signature={fields.get('x-amz-signature', '')}"
+    )
+    if "x-amz-security-token" in fields:
+        headers["X-Amz-Security-Token"] = fields["x-amz-security-token"]
+    return headers, form.get("key", "")
+
+
 def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
     def authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
         from moto import settings
@@ -254,7 +308,10 @@ def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
         if enforcing and key_name and self.method == "HEAD" and versioned:
             self.data["Action"] = "GetObjectVersion"
         if enforcing and "Authorization" not in self.headers:
-            self.headers = _presigned_as_headers(self)
+            if self.method == "POST" and "policy" in (self.querystring or {}) and not key_name:
+                self.headers, key_name = _form_post_as_headers(self, bucket_name or "")
+            else:
+                self.headers = _presigned_as_headers(self)
         original(self, bucket_name=bucket_name, key_name=key_name)
         if not (enforcing and bucket_name and key_name and self.method in ("GET", "HEAD")):
             return

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from imagejobs import clock
 from imagejobs_local.stack import LocalStack
 from tests.helpers import wait_for_job
 
@@ -152,3 +153,86 @@ def test_an_edit_over_lambdas_payload_never_reaches_the_function(api: httpx.Clie
     four_mb = picture("PNG", (1024, 1024)) + b"\0" * (4 * 1024 * 1024 - 10_000)
     fits = api.post(EDITS, data={"prompt": "x"}, files=[("image", ("four.png", four_mb, "image/png"))])
     assert fits.status_code != 413, fits.text  # the function answered it (a job, or its own 4xx)
+
+
+def _named(upload_id: str) -> list[tuple[str, tuple[None, str]]]:
+    """A text part of a multipart form, as curl -F image_upload=upload_... sends it."""
+    return [("image_upload", (None, upload_id))]
+
+
+def _upload(api: httpx.Client, data: bytes, mime_type: str = "image/png", declared: int | None = None) -> dict:
+    """POST /v1/uploads, then the file straight to S3 as a browser form (moto intercepts `requests`)."""
+    import requests
+
+    ticket = api.post(
+        "/v1/uploads", json={"filename": "big.png", "bytes": declared or len(data), "mime_type": mime_type}
+    )
+    assert ticket.status_code == 201, ticket.text
+    body = ticket.json()
+    sent = requests.post(
+        body["upload_url"], data=body["upload_fields"], files={"file": ("big.png", data, mime_type)}, timeout=60
+    )
+    return {**body, "s3_status": sent.status_code, "s3_answer": sent.text}
+
+
+def test_an_image_too_large_for_a_request_is_uploaded_first_then_edited(stack: LocalStack, api: httpx.Client) -> None:
+    """Over the ~4.5 MB a request can carry, an image goes to S3 by presigned POST (the upload's
+    size and type are held to what was declared, by S3) and the edit names it."""
+    import os
+
+    side = 1500
+    noisy = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(noisy, format="PNG")
+    big = noisy.getvalue()
+    assert len(big) > 6 * 1024 * 1024  # more than any edit request could carry
+
+    upload = _upload(api, big)
+    assert upload["s3_status"] == 204, upload["s3_answer"]
+    assert upload["id"].startswith("upload_") and upload["object"] == "upload"
+
+    answer = api.post(EDITS, data={"prompt": "Make it calm", "quality": "low"}, files=_named(upload["id"]))
+    assert answer.status_code == 202, answer.text
+    record = wait_for_job(api, answer.json()["id"])
+    assert record["status"] == "succeeded", record
+
+
+def test_uploads_are_held_to_their_declaration_and_their_tenant(stack: LocalStack, api: httpx.Client) -> None:
+    """S3 checks the presigned POST's policy (key, type, size range, expiry) and the signer's
+    PutObject; our API refuses what it would never accept and ids that are not the caller's."""
+    import requests
+
+    small = picture()
+    ticket = api.post("/v1/uploads", json={"filename": "a.png", "bytes": len(small), "mime_type": "image/png"}).json()
+    tampered = {**ticket["upload_fields"], "key": "results/img_000000000000000000000000/0.png"}
+    refused = requests.post(ticket["upload_url"], data=tampered, files={"file": ("a.png", small)}, timeout=30)
+    assert refused.status_code == 403 and "Policy Condition failed" in refused.text
+    retyped = {**ticket["upload_fields"], "Content-Type": "text/html"}
+    refused = requests.post(ticket["upload_url"], data=retyped, files={"file": ("a.png", small)}, timeout=30)
+    assert refused.status_code == 403
+
+    assert_refused(
+        api.post("/v1/uploads", json={"filename": "x.gif", "bytes": 10, "mime_type": "image/gif"}),
+        400,
+        "unsupported_image_format",
+        "mime_type",
+    )
+    assert_refused(
+        api.post("/v1/uploads", json={"filename": "x.png", "bytes": 60 * 1024 * 1024, "mime_type": "image/png"}),
+        400,
+        "image_too_large",
+        "bytes",
+    )
+    missing = api.post(EDITS, data={"prompt": "x"}, files=_named(ticket["id"]))  # never sent
+    assert_refused(missing, 400, "upload_not_found", "image_upload")
+
+    mine = _upload(api, small)
+    assert mine["s3_status"] == 204, mine["s3_answer"]
+    stack.tenants.add_key("sk-uploads-other", "uploads-other", clock.now())
+    other = httpx.post(
+        stack.base_url + EDITS,
+        data={"prompt": "x"},
+        files=_named(mine["id"]),
+        headers={"Authorization": "Bearer sk-uploads-other"},
+    )
+    assert_refused(other, 400, "upload_not_found", "image_upload")  # another tenant's id names nothing
+    assert_refused(api.post(EDITS, data={"prompt": "x"}, files=_named("../../results")), 400, "invalid_upload_id")

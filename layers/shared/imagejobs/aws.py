@@ -285,6 +285,19 @@ class ResultStore(_LazyClient[S3Client]):
                 deleted += len(keys)
         return deleted
 
+    def presigned_post(
+        self, key: str, content_type: str, max_bytes: int, ttl_seconds: int
+    ) -> tuple[str, dict[str, str]]:
+        """A browser-form upload of exactly this key, type and size range (S3 enforces them)."""
+        answer = self._client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=ttl_seconds,
+        )
+        return str(answer["url"]), {name: str(value) for name, value in answer["fields"].items()}
+
     def presigned_url(self, key: str, ttl_seconds: int) -> str:
         return self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds

@@ -84,8 +84,9 @@ def json_object_body(event: APIGatewayProxyEvent) -> dict[str, Any]:
 
 @dataclass
 class MultipartForm:
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # the last value of each text field
     files: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    repeated: dict[str, list[str]] = field(default_factory=dict)  # every value of each text field
 
 
 def _header(event: APIGatewayProxyEvent, name: str) -> str:
@@ -119,7 +120,9 @@ def multipart_form(event: APIGatewayProxyEvent) -> MultipartForm:
         if filename is not None:
             form.files.setdefault(name, []).append((filename, data))
         else:
-            form.fields[name] = data.decode(part.get_content_charset() or "utf-8", errors="replace")
+            text = data.decode(part.get_content_charset() or "utf-8", errors="replace")
+            form.fields[name] = text
+            form.repeated.setdefault(name, []).append(text)
     return form
 
 

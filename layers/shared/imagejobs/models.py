@@ -115,6 +115,18 @@ class EditRequest(GenerationRequest):
     input_fidelity: Literal["high", "low"] | None = None
 
 
+class UploadRequest(Model):
+    """POST /v1/uploads: the image the caller will send to S3 (the fields of OpenAI's Uploads API;
+    `purpose` is accepted for SDK callers and must be "vision" if given)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    filename: str = Field(min_length=1, max_length=255)
+    bytes: int = Field(ge=1)
+    mime_type: str
+    purpose: Literal["vision"] | None = None
+
+
 class ObjectRef(Model):
     """An object in S3: an edit input, a mask, or the upload an edit came from."""
 

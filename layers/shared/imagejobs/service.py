@@ -16,9 +16,16 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from imagejobs import budget, clock, failpoints, polling, pricing, requests_in, uploads, webhooks
-from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, StaleTransition
-from imagejobs.images import CheckedImage, InvalidImage, check_edit_budget, check_edit_inputs, check_image
+from imagejobs import budget, clock, failpoints, polling, pricing, requests_in, staged, uploads, webhooks
+from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, ObjectMissing, StaleTransition
+from imagejobs.images import (
+    MAX_IMAGE_BYTES,
+    CheckedImage,
+    InvalidImage,
+    check_edit_budget,
+    check_edit_inputs,
+    check_image,
+)
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
     CONTENT_TYPES,
@@ -97,6 +104,10 @@ class Results(Protocol):
     def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output: ...
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str: ...
+
+    def presigned_post(
+        self, key: str, content_type: str, max_bytes: int, ttl_seconds: int
+    ) -> tuple[str, dict[str, str]]: ...
 
 
 class Budgets(Protocol):
@@ -196,6 +207,54 @@ def accept_generation(
     return _accept(deps, caller=caller, request=request, idempotency_key=idempotency_key)
 
 
+def create_upload(deps: Deps, *, caller: Caller, filename: str, size: int, mime_type: str) -> staged.UploadTicket:
+    """A presigned POST for one image of an edit too large to send over HTTP (imagejobs.staged)."""
+    staged.check_declared(mime_type, size)
+    del filename  # kept by the caller; the object's key is ours
+    upload_id = staged.new_upload_id()
+    key = staged.key_for(caller.tenant, upload_id)
+    url, fields = _need(deps.results, "results").presigned_post(
+        key, mime_type, MAX_IMAGE_BYTES - 1, staged.UPLOAD_TTL_SECONDS
+    )
+    return staged.UploadTicket(
+        id=upload_id, key=key, url=url, fields=fields, expires_at=int(clock.now() + staged.UPLOAD_TTL_SECONDS)
+    )
+
+
+def _uploaded(
+    deps: Deps, tenant: str, upload_ids: list[str], mask_upload: str | None, sent_sizes: list[int]
+) -> tuple[list[tuple[ObjectRef, CheckedImage]], tuple[ObjectRef, CheckedImage] | None]:
+    """The tenant's uploaded images: weighed (HEAD) before any is read, then read and checked one
+    at a time, keeping only what the rules need (no image data stays in memory)."""
+    if not upload_ids and not mask_upload:
+        return [], None
+    results, objects = _need(deps.results, "results"), _need(deps.objects, "objects")
+
+    def ref_of(upload_id: str, param: str) -> tuple[ObjectRef, int]:
+        ref = ObjectRef(bucket=results.bucket, key=staged.key_for(tenant, upload_id))
+        try:
+            return ref, objects.head(ref).size
+        except ObjectMissing:
+            raise InvalidImage(
+                f"No upload '{upload_id}' (or it was never completed, or it has expired).",
+                reason="upload_not_found",
+                param=param,
+            ) from None
+
+    image_refs = [ref_of(upload_id, "image_upload") for upload_id in upload_ids]
+    mask_ref = ref_of(mask_upload, "mask_upload") if mask_upload else None
+    check_edit_budget(sent_sizes + [size for _, size in image_refs], mask_size=mask_ref[1] if mask_ref else 0)
+
+    def checked(ref: ObjectRef, name: str, param: str) -> tuple[ObjectRef, CheckedImage]:
+        image = check_image(objects.read(ref), name=name, param=param)
+        digest = hashlib.sha256(image.data).hexdigest().encode()  # what the request fingerprint sees
+        return ref.model_copy(update={"content_type": image.content_type}), dataclasses.replace(image, data=digest)
+
+    images = [checked(ref, f"upload {ref.key.rsplit('/', 1)[-1]!r}", "image_upload") for ref, _ in image_refs]
+    mask = checked(mask_ref[0], "mask upload", "mask_upload") if mask_ref else None
+    return images, mask
+
+
 def accept_edit(
     deps: Deps,
     *,
@@ -204,13 +263,24 @@ def accept_edit(
     images: list[tuple[str, bytes]],
     mask: tuple[str, bytes] | None = None,
     idempotency_key: str | None = None,
+    upload_ids: list[str] | None = None,
+    mask_upload: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """Check the images, store them in S3 (so a retried submit never needs the caller again),
-    then record and queue the job like a generation."""
+    then record and queue the job like a generation. Images sent in the request come first, then
+    those uploaded beforehand (`upload_ids`, already in S3: referenced, not copied)."""
+    if mask and mask_upload:
+        raise InvalidImage("Send the mask as a file or as an upload, not both.", reason="invalid_mask", param="mask")
+    check_edit_budget([len(data) for _, data in images] + [0] * len(upload_ids or []))
     checked = [check_image(data, name=f"image {name!r}") for name, data in images]
     checked_mask = check_image(mask[1], name="mask", param="mask") if mask else None
-    check_edit_inputs(checked, checked_mask)
-    attachments = [image.data for image in checked] + ([checked_mask.data] if checked_mask else [])
+    uploaded, uploaded_mask = _uploaded(
+        deps, caller.tenant, upload_ids or [], mask_upload, [len(data) for _, data in images]
+    )
+    rules_mask = checked_mask or (uploaded_mask[1] if uploaded_mask else None)
+    check_edit_inputs(checked + [image for _, image in uploaded], rules_mask)
+    attachments = [image.data for image in checked] + [image.data for _, image in uploaded]
+    attachments += [rules_mask.data] if rules_mask else []
     job_id = new_job_id(caller.tenant, idempotency_key)
     if deps.store.get(job_id) is not None:  # a retry with the same Idempotency-Key: no second upload
         return _accept(deps, caller=caller, request=request, idempotency_key=idempotency_key, attachments=attachments)
@@ -220,7 +290,8 @@ def accept_edit(
         return results.put_bytes(f"inputs/{job_id}/{name}.{image.extension}", image.data, image.content_type)
 
     inputs = [store(f"image-{index}", image) for index, image in enumerate(checked)]
-    stored_mask = store("mask", checked_mask) if checked_mask else None
+    inputs += [ref for ref, _ in uploaded]
+    stored_mask = store("mask", checked_mask) if checked_mask else (uploaded_mask[0] if uploaded_mask else None)
     try:
         return _accept(
             deps,
