@@ -88,7 +88,7 @@ template: $(VENV)/.stamp node_modules/.stamp
 pytest: $(VENV)/.stamp
 	$(PY) -m pytest
 
-bench: $(VENV)/.stamp
+bench: build
 	$(PY) -m bench.run
 
 ## Poll strategies side by side on latency traces (virtual clock): fixed 5/10/60 s vs ours

@@ -1,8 +1,8 @@
 """`make bench`: numbers, no assertions.
 
 1. Cold import time of each handler module in a fresh process, next to `import boto3` alone, with
-   only what Lambda has: the layer's requirements (pip --target .venv/layer-site) plus boto3 as the
-   python3.11 runtime provides it, and no site-packages of the dev venv (python -S).
+   only what Lambda has: the function's and the layer's folders from `sam build` (.aws-sam/build)
+   plus boto3 as the python3.13 runtime provides it, and no site-packages of the dev venv.
 2. Wall time for 20 concurrent generation jobs through the offline stack (HTTP in, images in S3)
    with zero provider latency.
 3. Peak memory of finalize for 10 outputs of ~4.7 MB each (bench/finalize_memory.py).
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -25,47 +26,33 @@ from bench import finalize_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 7
-HANDLER_ENV = {
-    "JOBS_TABLE": "bench-jobs",
-    "RESULTS_BUCKET": "bench-results",
-    "SUBMIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench",
-    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:bench",
-    "PROVIDER_BASE_URL": "https://provider.invalid",
-    "PROVIDER_SECRET_ID": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-}
+BUILD_DIR = ROOT / ".aws-sam" / "build"
 IMPORT_HANDLER = """
-import importlib.util, sys, time
+import importlib, json, sys, time
+paths, module_name = json.loads(sys.argv[1]), sys.argv[2]
+sys.path[:0] = paths
 start = time.perf_counter()
-spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
-module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+importlib.import_module(module_name)
 print(time.perf_counter() - start)
 """
-IMPORT_BOTO3 = "import time; start = time.perf_counter(); import boto3; print(time.perf_counter() - start)"
+IMPORT_BOTO3 = """
+import json, sys, time
+sys.path[:0] = json.loads(sys.argv[1])
+start = time.perf_counter(); import boto3; print(time.perf_counter() - start)
+"""
 
 
-LAYER_SITE = ROOT / ".venv" / "layer-site"
-
-
-def _layer_site() -> Path:
-    """The layer's dependencies alone, as `sam build` would package them (made once)."""
-    if not (LAYER_SITE / "pydantic").exists():
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(LAYER_SITE),
-             "-r", str(ROOT / "requirements.txt"), "boto3==1.44.8", "botocore==1.44.8"],
-            check=True,
-        )  # fmt: skip
-    return LAYER_SITE
-
-
-def _median_seconds(code: str, *args: str) -> float:
-    env = {**os.environ, **HANDLER_ENV, "PYTHONPATH": f"{ROOT / 'layers/shared'}:{_layer_site()}"}
+def _median_seconds(code: str, paths: list[str], env: dict[str, str], *args: str) -> float:
+    """A fresh isolated interpreter each run (python -I -S -B: no site-packages, no bytecode
+    written), its path only what Lambda's would hold."""
     samples = [
         float(
             subprocess.run(
-                [sys.executable, "-S", "-c", code, *args], env=env, capture_output=True, text=True, check=True
+                [sys.executable, "-I", "-S", "-B", "-c", code, json.dumps(paths), *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         )
         for _ in range(RUNS)
@@ -74,13 +61,30 @@ def _median_seconds(code: str, *args: str) -> float:
 
 
 def import_times() -> None:
-    print(f"## cold import, median of {RUNS} fresh processes (layer dependencies only)")
-    boto3_alone = _median_seconds(IMPORT_BOTO3)
+    """Each handler imported from `sam build`'s output (make build), as build_check does."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    from imagejobs_local import build_check
+
+    if not (BUILD_DIR / "template.yaml").exists():
+        print("## cold import: no .aws-sam/build (run make build first)")
+        return
+    template = yaml_parse((BUILD_DIR / "template.yaml").read_text(encoding="utf-8"))
+    resolver = build_check.Resolver(template, {})
+    sdk = str(build_check.runtime_sdk())
+    layer = str(BUILD_DIR / "SharedLayer" / "python")
+    print(f"## cold import from {BUILD_DIR.relative_to(ROOT)}, median of {RUNS} fresh processes")
+    base_env = build_check.lambda_runtime_environment("bench", 512, "x86_64")
+    boto3_alone = _median_seconds(IMPORT_BOTO3, [sdk], base_env)
     print(f"{'import boto3 alone':<28} {boto3_alone * 1000:8.1f} ms   1.00x")
-    for app in sorted((ROOT / "functions").glob("*/app.py")):
-        seconds = _median_seconds(IMPORT_HANDLER, str(app))
-        name = f"functions/{app.parent.name}/app.py"
-        print(f"{name:<28} {seconds * 1000:8.1f} ms   {seconds / boto3_alone:.2f}x")
+    for logical_id, resource in sorted(template["Resources"].items()):
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        code = str(BUILD_DIR / resource["Properties"]["CodeUri"])
+        env = {**build_check.function_environment(template, logical_id, resolver), **base_env}
+        module = str(resource["Properties"]["Handler"]).rpartition(".")[0]
+        seconds = _median_seconds(IMPORT_HANDLER, [code, layer, sdk], env, module)
+        print(f"{logical_id:<28} {seconds * 1000:8.1f} ms   {seconds / boto3_alone:.2f}x")
 
 
 def concurrent_jobs(count: int = 20) -> None:

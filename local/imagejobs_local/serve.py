@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             "IMAGEJOBS_API_KEY": stack.api_key,
             "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
             "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            # IAM is enforced offline: these are the local admin user's keys (imagejobs_local.iam)
+            "AWS_ACCESS_KEY_ID": stack.admin.access_key_id if stack.admin else "testing",
+            "AWS_SECRET_ACCESS_KEY": stack.admin.secret_access_key if stack.admin else "testing",
             "IMAGEJOBS_RESULTS_BUCKET": stack.outputs["ResultsBucketName"],
             "IMAGEJOBS_INBOX_BUCKET": stack.outputs["InboxBucketName"],
             "IMAGEJOBS_TABLE": stack.outputs["JobsTableName"],

@@ -20,8 +20,6 @@ def run(served: dict[str, str], *args: str, **env: str) -> subprocess.CompletedP
         **os.environ,
         **{k: v for k, v in served.items() if k.startswith(("IMAGEJOBS_", "AWS_"))},
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
         **env,
     }
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=300, env=environment)
@@ -78,8 +76,8 @@ def test_costs_totals_equal_the_job_records(served: dict[str, str], tmp_path: Pa
         "dynamodb",
         endpoint_url=served["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=served["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=served["AWS_SECRET_ACCESS_KEY"],
     ).Table(served["IMAGEJOBS_TABLE"])
     items = [item for item in table.scan()["Items"] if str(item["pk"]).startswith("job#")]
     expected = sum((Decimal(str((item.get("cost") or {}).get("amount", 0))) for item in items), Decimal(0)) + sum(

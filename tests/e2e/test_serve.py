@@ -23,8 +23,8 @@ def local_s3(served: dict[str, str]) -> Any:
         "s3",
         endpoint_url=served["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=served["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=served["AWS_SECRET_ACCESS_KEY"],
     )
 
 

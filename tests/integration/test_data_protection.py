@@ -48,7 +48,10 @@ def test_buckets_deny_requests_without_tls() -> None:
 def test_results_expire_after_the_retention_parameter(stack: LocalStack) -> None:
     rules = stack.client("s3").get_bucket_lifecycle_configuration(Bucket=stack.outputs["ResultsBucketName"])["Rules"]
     days = deploy.load_template()["Parameters"]["ResultRetentionDays"]["Default"]
-    assert [(rule["Status"], rule["Expiration"]["Days"]) for rule in rules] == [("Enabled", days)]
+    assert [(rule["Status"], rule["Expiration"]["Days"], rule["Filter"]["Prefix"]) for rule in rules] == [
+        ("Enabled", days, ""),
+        ("Enabled", 2, "inputs/uploads/"),  # images uploaded for edits (POST /v1/uploads)
+    ]
 
 
 def test_result_urls_live_minutes_and_are_fresh_on_every_get(stack: LocalStack, api: httpx.Client) -> None:
