@@ -30,6 +30,7 @@ from imagejobs.models import (
     JobStatus,
     JobView,
     UploadRequest,
+    UploadView,
 )
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
@@ -220,7 +221,7 @@ UPLOAD_FIELDS = ("image_upload", "image_upload[]", "mask_upload")
 @app.post(
     "/v1/uploads",
     summary="Upload an image for an edit, straight to S3 (for images an edit request cannot carry)",
-    responses=_answers(201, "a presigned POST: send the file to `upload_url` with `upload_fields`", 400, model=None),
+    responses=_answers(201, "a presigned POST for the file, and the id to edit with", 400, 415, model=UploadView),
 )
 def create_upload() -> Response[dict[str, Any]]:
     tenant = _tenant()
@@ -231,18 +232,16 @@ def create_upload() -> Response[dict[str, Any]]:
         )
     except InvalidImage as exc:
         raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
-    view = {
-        "id": ticket.id,
-        "object": "upload",
-        "filename": body.filename,
-        "bytes": body.bytes,
-        "mime_type": body.mime_type,
-        "status": "pending",
-        "expires_at": ticket.expires_at,
-        "upload_url": ticket.url,
-        "upload_fields": ticket.fields,
-    }
-    return Response(status_code=201, content_type="application/json", body=view)
+    view = UploadView(
+        id=ticket.id,
+        filename=body.filename,
+        bytes=body.bytes,
+        mime_type=body.mime_type,
+        expires_at=ticket.expires_at,
+        upload_url=ticket.url,
+        upload_fields=ticket.fields,
+    )
+    return Response(status_code=201, content_type="application/json", body=view.model_dump(mode="json"))
 
 
 def _parsed_upload(params: dict[str, Any]) -> UploadRequest:
@@ -369,7 +368,11 @@ def openapi_document() -> str:
     )
     spec["servers"] = [{"url": "/"}]
     paths, schemas = spec["paths"], spec.setdefault("components", {}).setdefault("schemas", {})
-    for name, model in (("GenerationRequest", GenerationRequest), ("EditRequest", EditRequest)):
+    for name, model in (
+        ("GenerationRequest", GenerationRequest),
+        ("EditRequest", EditRequest),
+        ("UploadRequest", UploadRequest),
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
@@ -408,13 +411,20 @@ def openapi_document() -> str:
         "maxItems": 16,
     }
     edit_fields["mask"] = {"type": "string", "format": "binary"}
+    upload_id = {"type": "string", "pattern": "^upload_[0-9a-f]{24}$", "description": "an id from POST /v1/uploads"}
+    edit_fields["image_upload"] = {"type": "array", "items": upload_id, "maxItems": 16}
+    edit_fields["mask_upload"] = upload_id
+    paths["/v1/uploads"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UploadRequest"}}},
+    }
     edit["requestBody"] = {
         "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["image", "prompt"],
+                    "required": ["prompt"],  # and images: `image` files or `image_upload` ids
                     "properties": edit_fields,
                     "additionalProperties": False,
                 }

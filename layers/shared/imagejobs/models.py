@@ -127,6 +127,20 @@ class UploadRequest(Model):
     purpose: Literal["vision"] | None = None
 
 
+class UploadView(Model):
+    """POST /v1/uploads' answer: where to send the file (a presigned POST) and the id to edit with."""
+
+    id: str = Field(examples=["upload_0a1b2c3d4e5f60718293a4b5"])
+    object: Literal["upload"] = "upload"
+    filename: str
+    bytes: int
+    mime_type: str
+    status: Literal["pending"] = "pending"
+    expires_at: int
+    upload_url: str
+    upload_fields: dict[str, str]
+
+
 class ObjectRef(Model):
     """An object in S3: an edit input, a mask, or the upload an edit came from."""
 
