@@ -424,7 +424,8 @@ def openapi_document() -> str:
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["prompt"],  # and images: `image` files or `image_upload` ids
+                    "required": ["prompt"],
+                    "anyOf": [{"required": ["image"]}, {"required": ["image_upload"]}],  # files or upload ids
                     "properties": edit_fields,
                     "additionalProperties": False,
                 }

@@ -122,8 +122,9 @@ class UploadRequest(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     filename: str = Field(min_length=1, max_length=255)
-    bytes: int = Field(ge=1)
-    mime_type: str
+    # The limits are checked by imagejobs.staged (with image error codes); documented here.
+    bytes: int = Field(ge=1, json_schema_extra={"maximum": 50 * 1024 * 1024 - 1})
+    mime_type: str = Field(json_schema_extra={"enum": ["image/jpeg", "image/png", "image/webp"]})
     purpose: Literal["vision"] | None = None
 
 
