@@ -14,6 +14,7 @@ from typing import Any
 from imagejobs_local.deploy import ROOT, load_template
 
 ACCOUNT_ARN = "arn:aws:lambda:us-east-1:123456789012:function"
+PSEUDO_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
 
 
 def placeholder(value: Any, key: str) -> str:
@@ -22,7 +23,7 @@ def placeholder(value: Any, key: str) -> str:
         logical_id = target[0] if isinstance(target, list) else str(target).split(".")[0]
         return f"{ACCOUNT_ARN}:{logical_id}"
     if isinstance(value, dict) and "Ref" in value:
-        return str(value["Ref"])
+        return PSEUDO_PARAMETERS.get(value["Ref"], str(value["Ref"]))
     return str(value) if not isinstance(value, dict) else key
 
 
