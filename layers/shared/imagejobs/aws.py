@@ -86,8 +86,18 @@ class JobQueue(_LazyClient[SQSClient]):
         )
 
 
+def sfn_config() -> Any:
+    """Short timeouts and two attempts: botocore's defaults (60 s connect and read, legacy retries)
+    could hold the API function's cancel past API Gateway's 29 s; a failed start is retried by
+    the submit queue's redelivery anyway."""
+    from botocore.config import Config
+
+    return Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 2})
+
+
 class Executions(_LazyClient[SFNClient]):
     _service_name = "stepfunctions"
+    _config = staticmethod(sfn_config)
 
     def __init__(self, state_machine_arn: str, client: SFNClient | None = None) -> None:
         self._arn = state_machine_arn
