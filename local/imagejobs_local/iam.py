@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 
@@ -86,8 +87,8 @@ def check_moto_version() -> None:
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(
             f"imagejobs_local.iam patches moto {MOTO_VERSION}'s access control (moto.core.authorization, "
-            f"moto.stepfunctions.parser.asl.utils.boto_client); moto {moto.__version__} is installed: "
-            "pin moto back or re-check each patch"
+            "moto.iam.access_control, moto.stepfunctions.parser.asl.utils.boto_client, the S3 responses' "
+            f"authorisation); moto {moto.__version__} is installed: pin moto back or re-check each patch"
         )
 
 
@@ -125,9 +126,13 @@ class _Boto3AsStateMachine:
 
 # -- the resource each request names (moto passes "*" but for S3 and SQS) -----------------------
 # Services whose errors AWS sends as JSON (awsJson protocols): AccessDeniedException, HTTP 400.
-_JSON_SERVICES = {"dynamodb", "stepfunctions", "secretsmanager", "events", "logs", "cloudwatch"}
-_DYNAMODB_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
-_DYNAMODB_ITEM_ACTIONS["ConditionCheck"] = "ConditionCheckItem"
+_JSON_SERVICES = {"dynamodb", "stepfunctions", "secretsmanager", "events", "logs"}
+_DYNAMODB_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 def _requested(response: Any, resource: str) -> list[tuple[str, str]]:
@@ -173,10 +178,8 @@ def _requested(response: Any, resource: str) -> list[tuple[str, str]]:
             for bus in sorted(buses)
         ]
     elif service == "awslambda" and "/functions/" in response.path:
-        name = response.path.split("/functions/", 1)[1].split("/", 1)[0]
-        from urllib.parse import unquote
-
-        name = unquote(name).split(":")[-1] if unquote(name).startswith("arn:") else unquote(name)
+        name = unquote(response.path.split("/functions/", 1)[1].split("/", 1)[0])
+        name = name.split(":function:", 1)[1].split(":")[0] if name.startswith("arn:") else name
         iam_action = {"Invoke": "InvokeFunction", "InvokeAsync": "InvokeFunction"}.get(action, action)
         return [(iam_action, f"arn:aws:lambda:{region}:{account}:function:{name}")]
     return [(action, resource)]
@@ -413,9 +416,10 @@ def admin_keys(region: str) -> Keys:
 
 
 def assume(role_arn: str, session_name: str, region: str) -> Keys:
-    """The role's session credentials, as Lambda or Step Functions gets them (12 h, the maximum)."""
+    """The role's session credentials, as Lambda or Step Functions gets them. (An hour, the roles'
+    MaxSessionDuration; moto does not expire sessions, so a long run keeps them.)"""
     answer = boto3.client("sts", region_name=region).assume_role(
-        RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=43_200
+        RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=3600
     )
     credentials = answer["Credentials"]
     return Keys(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
