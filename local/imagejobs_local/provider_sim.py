@@ -8,6 +8,7 @@ prompt, e.g. "[sim:fail]"; `Behaviour` is where fault knobs live.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -19,13 +20,14 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -88,6 +90,14 @@ class Behaviour:
     download_via: str | None = None
     # TheRouter's pages show the job object without `usage` (cost then on the per-image basis).
     usage: bool = True
+    # Where a succeeded job's images are: "unsigned_urls" (TheRouter's job page), "result_data"
+    # (`result.data[].url`, its async-media page), "data_url" (`data[].url`, OpenAI's image
+    # response) or "b64_json" (`data[].b64_json`, what GPT image models return inline).
+    results: str = "unsigned_urls"
+    auth_downloads: bool = False  # result URLs answer 401 without the provider's bearer key
+    iso_times: bool = False  # created_at / expires_at as ISO 8601 strings (TheRouter's other page)
+    unknown_status: bool = False  # report "processing" (no documented status) while running
+    odd_id: bool = False  # a job id that is not img_...: a UUID with a slash-free suffix
 
     def fault_count(self, name: str) -> int:
         return dict(self.faults).get(name, 0)
@@ -112,6 +122,10 @@ class Behaviour:
                 values["noise"] = True
             elif name == "no_usage":
                 values["usage"] = False
+            elif name in ("result_data", "data_url", "b64_json"):
+                values["results"] = name
+            elif name in ("auth_downloads", "iso_times", "unknown_status", "odd_id"):
+                values[name] = True
             elif name == "ratelimit":
                 values["rate_limited_submits"] = int(float(number or 1))
             elif name == "retry_after":
@@ -245,7 +259,9 @@ class SimulatedProvider:
                 return 429, _error("Rate limit reached; slow down.", "rate_limit_error", None, "rate_limited"), headers
             if idempotency_key and idempotency_key in self._by_key:
                 return 202, self.job_object(self._jobs[self._by_key[idempotency_key]]), {}
-            job_id = "img_sim_" + secrets.token_hex(10)
+            job_id = (
+                f"{uuid.uuid4()}:v2" if behaviour.odd_id else "img_sim_" + secrets.token_hex(10)
+            )  # ids of any shape: nothing documents theirs
             latency = behaviour.latency if behaviour.latency is not None else self.latency.draw(self._rng)
             job = SimJob(
                 id=job_id,
@@ -268,22 +284,35 @@ class SimulatedProvider:
 
     def job_object(self, job: SimJob) -> dict[str, Any]:
         status = job.status(clock.now())
+        shape = job.behaviour
+        stamp = _iso if shape.iso_times else int
         body: dict[str, Any] = {
             "id": job.id,
             "object": "image_job",
-            "status": status,
+            "status": "processing" if shape.unknown_status and status == "in_progress" else status,
             "model": job.request.get("model", "openai/gpt-image-1"),
-            "created_at": int(job.created_at),
-            "polling_url": f"{self.base_url}/v1/jobs/{job.id}",
-            "expires_at": int(job.created_at + 86_400),
+            "created_at": stamp(job.created_at),
+            "polling_url": f"{self.base_url}/v1/jobs/{quote(job.id, safe='')}",
+            "expires_at": stamp(job.created_at + 86_400),
+            "provider_region": "sim-1",  # a field nobody documents: clients must ignore it
         }
         if status == "succeeded":
             ext = job.request.get("output_format", "png")
             body["completed_at"] = _iso(job.finishes_at)  # the other timestamp form, on purpose
-            files = self.other_host_url if job.behaviour.download_via == "elsewhere" else self.base_url
-            body["unsigned_urls"] = [
-                f"{files}/files/{job.id}/{index}.{ext}" for index in range(int(job.request.get("n", 1)))
-            ]
+            files = self.other_host_url if shape.download_via == "elsewhere" else self.base_url
+            count = int(job.request.get("n", 1))
+            urls = [f"{files}/files/{quote(job.id, safe='')}/{index}.{ext}" for index in range(count)]
+            if shape.results == "unsigned_urls":
+                body["unsigned_urls"] = urls
+            elif shape.results == "result_data":
+                body["result"] = {"created": int(job.finishes_at), "data": [{"url": url} for url in urls]}
+            elif shape.results == "data_url":
+                body["data"] = [{"url": url} for url in urls]
+            else:
+                body["data"] = [
+                    {"b64_json": base64.b64encode(self.image_bytes(job.id, index) or b"").decode()}
+                    for index in range(count)
+                ]
             if job.behaviour.usage:
                 body["usage"] = _usage(job.request, edited=job.source_image is not None)
         elif status == "failed" and job.behaviour.outcome == "moderated":
@@ -526,8 +555,11 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 time.sleep(seconds / pieces)
 
+        def _has_key(self) -> bool:
+            return self.headers.get("Authorization") == f"Bearer {sim.api_key}"
+
         def _authorised(self) -> bool:
-            if self.headers.get("Authorization") == f"Bearer {sim.api_key}":
+            if self._has_key():
                 return True
             self._send(401, _error("Incorrect API key provided.", "authentication_error", None, "invalid_api_key"))
             return False
@@ -540,7 +572,7 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             if len(parts) == 4 and parts[:2] == ["v1", "jobs"] and parts[3] == "cancel":
                 if not self._authorised():
                     return
-                job = sim.cancel_job(parts[2])
+                job = sim.cancel_job(unquote(parts[2]))
                 if job is None:
                     self._send(404, _error(f"No job '{parts[2]}'.", "invalid_request_error", "id", "job_not_found"))
                 else:
@@ -580,8 +612,12 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path).path.strip("/").split("/")
             if len(parts) == 3 and parts[0] == "files":
+                parts[1] = unquote(parts[1])
                 index = parts[2].split(".")[0]
                 owner = sim._jobs.get(parts[1])
+                if owner is not None and owner.behaviour.auth_downloads and not self._has_key():
+                    self._send(401, _error("Missing bearer key.", "invalid_request_error", None, "unauthorized"))
+                    return
                 via = owner.behaviour.download_via if owner is not None else None
                 if via in ("redirect", "redirect_elsewhere") and "hop=1" not in self.path:
                     target = sim.other_host_url if via == "redirect_elsewhere" else sim.base_url
@@ -604,7 +640,7 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             if len(parts) in (3, 4) and parts[:2] == ["v1", "jobs"]:
                 if not self._authorised():
                     return
-                job = sim.get_job(parts[2])
+                job = sim.get_job(unquote(parts[2]))
                 if job is None:
                     self._send(404, _error(f"No job '{parts[2]}'.", "invalid_request_error", "id", "job_not_found"))
                     return
@@ -616,7 +652,8 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
                     if body["status"] != "succeeded":
                         self._send(409, _error("Job has not succeeded.", "invalid_request_error"))
                         return
-                    self._send(302, headers={"Location": body["unsigned_urls"][0]})
+                    first = f"{sim.base_url}/files/{quote(job.id, safe='')}/0.{job.request.get('output_format', 'png')}"
+                    self._send(302, headers={"Location": first})
                     return
                 self._send(200, body)
                 return

@@ -86,11 +86,72 @@ def test_429_without_retry_after() -> None:
     assert caught.value.retry_after is None
 
 
-def test_malformed_json_and_unknown_status_are_transient() -> None:
+def test_malformed_json_is_transient() -> None:
     with pytest.raises(ProviderUnavailable):
         client_answering(lambda _: httpx.Response(200, content=b"{not json")).get("img_p1")
-    with pytest.raises(ProviderUnavailable):
-        client_answering(lambda _: httpx.Response(200, json=job_body(status="dreaming"))).get("img_p1")
+
+
+def test_a_status_the_contract_does_not_name_is_not_final() -> None:
+    """Nothing documents every status a provider may report: an unknown one is followed (and
+    shown as reported) until our deadline, never taken for an end."""
+    job = client_answering(lambda _: httpx.Response(200, json=job_body(status="dreaming", extra={"x": 1}))).get("j")
+    assert job.status is JobStatus.IN_PROGRESS and job.reported_status == "dreaming"
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        {"unsigned_urls": ["https://files.test/0.png", "https://files.test/1.png"]},  # TheRouter's job page
+        {"result": {"data": [{"url": "https://files.test/0.png"}, {"url": "https://files.test/1.png"}]}},  # async-media
+        {"data": [{"url": "https://files.test/0.png"}, {"url": "https://files.test/1.png"}]},  # OpenAI's url form
+    ],
+)
+def test_results_are_found_in_every_documented_shape(results: dict) -> None:
+    body = job_body(status="succeeded", expires_at="2027-01-16T08:00:00Z", **results)
+    job = client_answering(lambda _: httpx.Response(200, json=body)).get("img_p1")
+    assert job.unsigned_urls == ["https://files.test/0.png", "https://files.test/1.png"]
+    assert job.usage is None
+
+
+def test_inline_b64_json_images_are_stored_without_a_download() -> None:
+    import base64
+
+    body = job_body(status="succeeded", data=[{"b64_json": base64.b64encode(b"\x89PNG image").decode()}])
+    client = client_answering(lambda request: pytest.fail(f"nothing to fetch, yet {request.url}"))
+    job = client_answering(lambda _: httpx.Response(200, json=body)).get("img_p1")
+    with client.download(job.unsigned_urls[0]) as chunks:
+        assert b"".join(chunks) == b"\x89PNG image"
+
+
+def test_result_urls_behind_the_key_get_it_on_the_providers_host_only() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("authorization")))
+        return httpx.Response(200, content=b"img") if request.headers.get("authorization") else httpx.Response(401)
+
+    client = client_answering(answer)
+    with client.download("https://provider.test/files/j/0.png") as chunks:
+        assert b"".join(chunks) == b"img"
+    assert seen == [
+        ("https://provider.test/files/j/0.png", None),
+        ("https://provider.test/files/j/0.png", "Bearer sk-test"),
+    ]
+    seen.clear()
+    with pytest.raises(DownloadFailed), client.download("https://files.test/0.png") as chunks:
+        b"".join(chunks)
+    assert seen == [("https://files.test/0.png", None)]  # another host never sees the key
+
+
+def test_job_ids_of_any_shape_stay_one_path_segment() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json=job_body(id="job/7 a:b"))
+
+    assert client_answering(answer).get("job/7 a:b").id == "job/7 a:b"
+    assert seen == ["/v1/jobs/job%2F7%20a%3Ab"]
 
 
 def test_connection_failures_and_timeouts_are_transient() -> None:

@@ -189,9 +189,10 @@ class ProviderJob(Model):
 
     id: str
     status: JobStatus
+    reported_status: str | None = None  # a status the contract does not name (read as in_progress)
     created_at: float | None = None
     completed_at: float | None = None
-    unsigned_urls: list[str] = Field(default_factory=list)
+    unsigned_urls: list[str] = Field(default_factory=list)  # http(s) URLs, or data: URLs of inline images
     usage: Usage | None = None
     error_code: str | None = None
     error_message: str | None = None

@@ -169,11 +169,13 @@ def decide(
         return PollResult(
             job_id=job_id,
             action="end",
-            provider_status=status.value,
+            provider_status=provider_job.reported_status or status.value,
             final_status=JobStatus.EXPIRED,
             reason="deadline_exceeded",
             message=f"the job did not finish within {int(deadline_seconds)} s",
         )
     interval = next_interval(now - submitted_at, win)
     interval = min(interval, max(1, math.ceil(deadline_at - now)))
-    return PollResult(job_id=job_id, action="wait", next_poll_seconds=interval, provider_status=status.value)
+    # A status the contract does not name is shown as reported (the status function logs it).
+    reported = provider_job.reported_status or status.value
+    return PollResult(job_id=job_id, action="wait", next_poll_seconds=interval, provider_status=reported)
