@@ -19,7 +19,7 @@ from imagejobs import uploads
 from imagejobs.models import ObjectRef
 from imagejobs.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
-from imagejobs_local.stack import LocalStack, StackOptions
+from imagejobs_local.stack import LocalStack, StackOptions, provider_from_env
 
 FINAL = {"succeeded", "failed", "cancelled", "expired"}
 JOBS: list[dict[str, Any]] = [
@@ -44,9 +44,12 @@ JOBS: list[dict[str, Any]] = [
 
 def run(out_dir: Path, time_scale: float) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"starting the offline stack (template.yaml on moto, simulated provider, time scale {time_scale}) ...")
+    provider, time_scale = provider_from_env(time_scale)
+    which = provider.get("provider_url") or "simulated provider"
+    print(f"starting the offline stack (template.yaml on moto, {which}, time scale {time_scale}) ...")
     started = time.monotonic()
-    with LocalStack(StackOptions(server=True, time_scale=time_scale, latency=Latency(low=30, high=120))) as stack:
+    options = StackOptions(server=True, time_scale=time_scale, latency=Latency(low=30, high=120), **provider)
+    with LocalStack(options) as stack:
         print(f"stack up in {time.monotonic() - started:.1f} s; API at {stack.base_url}\n")
         client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
         jobs: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,7 @@ import sys
 import threading
 
 from imagejobs_local.provider_sim import Latency
-from imagejobs_local.stack import REGION, LocalStack, StackOptions
+from imagejobs_local.stack import REGION, LocalStack, StackOptions, provider_from_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,15 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-high", type=float, default=180.0, help="simulated generation time, high (s)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
+    provider, time_scale = provider_from_env(args.time_scale)  # PROVIDER_URL / PROVIDER_KEY, if set
 
     stack = LocalStack(
         StackOptions(
             server=True,
             schedules=True,  # the sweeper runs every 5 minutes of job time
             gateway_port=args.port,
-            time_scale=args.time_scale,
+            time_scale=time_scale,
             latency=Latency(low=args.latency_low, high=args.latency_high),
             log_level=args.log_level,
+            **provider,
         )
     )
     stack.start()
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in settings.items():
             print(f"{name}={value}")
         print(
-            f"# serving on {stack.base_url} (time scale {args.time_scale}); Ctrl-C stops. Try:\n"
+            f"# serving on {stack.base_url} (time scale {time_scale}); Ctrl-C stops. Try:\n"
             f'# curl -s -X POST "{stack.base_url}/v1/images/generations?async=true" '
             f'-H "Authorization: Bearer {stack.api_key}" -H "Content-Type: application/json" '
             '-d \'{"prompt": "a lighthouse at dawn", "quality": "low"}\'',

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -49,6 +50,24 @@ class StackOptions:
     api_key: str | None = None
     schedules: bool = False  # run the template's Schedule events (e.g. the sweeper) on the job clock
     fault_rate: float = 0.0  # the simulated provider serves a random transient fault on this share of calls
+    # Any TheRouter-compatible endpoint instead of the simulator (a real one with a real key too):
+    # `make serve PROVIDER_URL=https://... PROVIDER_KEY=...`. Downloads are allowed from its host.
+    provider_url: str | None = None
+    provider_key: str | None = None
+
+
+def provider_from_env(time_scale: float) -> tuple[dict[str, Any], float]:
+    """PROVIDER_URL / PROVIDER_KEY from the environment (make serve, make demo): the options that
+    point the stack at that provider, and the time scale to run at (1: a real provider's jobs take
+    real seconds, and a scaled clock would expire them)."""
+    url = os.environ.get("PROVIDER_URL") or None
+    if url is None:
+        return {}, time_scale
+    key = os.environ.get("PROVIDER_KEY") or ""
+    if not key:
+        raise SystemExit("PROVIDER_URL is set but PROVIDER_KEY is not: the provider's API key is needed")
+    print(f"# provider: {url} (real time: the job clock is not scaled)", file=sys.stderr)
+    return {"provider_url": url.rstrip("/"), "provider_key": key}, 1.0
 
 
 class LocalStack:
@@ -104,10 +123,11 @@ class LocalStack:
         lambdas.install()
         clock_patches.install()
         atomic_dynamodb.install()
-        self.provider.start()
+        if options.provider_url is None:
+            self.provider.start()
 
         parameters = {
-            "ProviderBaseUrl": self.provider.base_url,
+            "ProviderBaseUrl": options.provider_url or self.provider.base_url,
             "LogLevel": options.log_level,
             "WebhookAllowLoopback": "true",  # offline: webhooks may reach receivers on 127.0.0.1
         }
@@ -117,7 +137,8 @@ class LocalStack:
             lambdas.register(name, self.deployment.function_code[logical_id])
         self._enforce_iam()
         boto3.client("secretsmanager", region_name=REGION).put_secret_value(
-            SecretId=self.outputs["ProviderApiKeySecretArn"], SecretString=self.provider.api_key
+            SecretId=self.outputs["ProviderApiKeySecretArn"],
+            SecretString=(options.provider_key or "") if options.provider_url else self.provider.api_key,
         )
         self.tenants.add_key(self.api_key, LOCAL_TENANT, clock.now(), name="local")
         self.webhook_secret = self.store.ensure_webhook_secret(LOCAL_TENANT, webhooks.new_secret())
@@ -158,7 +179,8 @@ class LocalStack:
         if self.gateway:
             self.gateway.stop()
         self._stop_executions()
-        self.provider.stop()
+        if self.options.provider_url is None:
+            self.provider.stop()
         if self.deployment:
             lambdas.unregister(list(self.deployment.function_names.values()))
         iam.relax()

@@ -129,3 +129,54 @@ def test_the_openapi_document_is_public_and_matches_the_repository(served: dict[
     answer = httpx.get(served["IMAGEJOBS_BASE_URL"] + "/openapi.json")  # no key needed
     assert answer.status_code == 200
     assert answer.json() == json.loads((ROOT / "schemas" / "openapi.json").read_text(encoding="utf-8"))
+
+
+def test_serve_runs_against_any_provider_given_by_url_and_key() -> None:
+    """`PROVIDER_URL=... PROVIDER_KEY=... make serve`: the stack talks to that provider (here a
+    second, separate simulator with a key of its own) in real time, and downloads from its host."""
+    import os
+    import signal
+    import sys
+
+    from imagejobs_local.provider_sim import Latency, SimulatedProvider
+
+    foreign = SimulatedProvider(latency=Latency(kind="zero"), api_key="sk-elsewhere-provider").start()
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'layers/shared'}:{ROOT / 'local'}",
+        "PROVIDER_URL": foreign.base_url,
+        "PROVIDER_KEY": "sk-elsewhere-provider",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imagejobs_local.serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        settings: dict[str, str] = {}
+        assert process.stdout is not None
+        while "IMAGEJOBS_API_KEY" not in settings:
+            line = process.stdout.readline()
+            assert line, "serve ended before printing its settings"
+            name, _, value = line.strip().partition("=")
+            settings[name] = value
+        headers = {"Authorization": f"Bearer {settings['IMAGEJOBS_API_KEY']}"}
+        base = settings["IMAGEJOBS_BASE_URL"]
+        job = httpx.post(
+            f"{base}/v1/images/generations?async=true", json={"prompt": "a kite", "quality": "low"}, headers=headers
+        ).json()
+        deadline = time.monotonic() + 90
+        while job["status"] not in ("succeeded", "failed", "cancelled", "expired") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = httpx.get(f"{base}/v1/jobs/{job['id']}", headers=headers).json()
+        assert job["status"] == "succeeded", job
+        assert foreign.stats.submit_calls == 1  # the job went to that provider, with its key
+        image = httpx.get(job["unsigned_urls"][0])
+        assert Image.open(io.BytesIO(image.content)).format == "PNG"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        foreign.stop()
