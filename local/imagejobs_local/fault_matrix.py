@@ -28,6 +28,7 @@ class Fault:
     reason: str | None  # the expected error code (None: no error)
     served: int | None = None  # how many faults the provider must have served (None: don't count)
     billed: bool = False  # whether the provider billed (then exactly one cost metric, else none)
+    idempotency: str = "header"  # the ProviderIdempotency setting the row runs under
 
 
 FAULTS: list[Fault] = [
@@ -56,6 +57,18 @@ FAULTS: list[Fault] = [
     Fault("output URLs on another host", "[sim:download_elsewhere]", "failed", "download_refused", billed=True),
     Fault("redirect to another host", "[sim:download_redirect_elsewhere]", "failed", "download_refused", billed=True),
     Fault("job never finishes", "[sim:never]", "expired", "deadline_exceeded"),
+    # With ProviderIdempotency=none (the template's default) an unknown outcome is never re-sent:
+    # the job ends failed and nothing is charged; the provider may have billed a read timeout.
+    # An error answer is a definite "not taken": that one is sent again under either setting.
+    *[
+        Fault(f"{name} on submit, no idempotency", markers, status, reason, served, billed, idempotency="none")
+        for name, markers, status, reason, served, billed in (
+            ("read timeout", "[sim:submit_timeout=1]", "failed", "submission_unknown", 1, False),
+            ("connection reset", "[sim:submit_reset=1]", "failed", "submission_unknown", 1, False),
+            ("malformed JSON", "[sim:submit_malformed=1]", "failed", "submission_unknown", 1, False),
+            ("500/502/503", "[sim:submit_5xx=2]", "succeeded", None, 2, True),
+        )
+    ],
 ]
 
 
@@ -89,6 +102,13 @@ class Outcome:
 
 
 def run(stack: LocalStack, fault: Fault, timeout: float = 60) -> Outcome:
+    if fault.idempotency != "header":  # the simulator's own guarantee is the stack's default
+        with stack.function_settings("SubmitFunction", PROVIDER_IDEMPOTENCY=fault.idempotency):
+            return _run(stack, fault, timeout)
+    return _run(stack, fault, timeout)
+
+
+def _run(stack: LocalStack, fault: Fault, timeout: float) -> Outcome:
     client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
     answer = client.post(
         "/v1/images/generations",

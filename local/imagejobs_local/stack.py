@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +132,10 @@ class LocalStack:
             "LogLevel": options.log_level,
             "WebhookAllowLoopback": "true",  # offline: webhooks may reach receivers on 127.0.0.1
         }
+        if options.provider_url is None:
+            # The simulator answers a repeated Idempotency-Key with the job it has (provider_sim.py);
+            # another provider gets the template's default, "none", unless told otherwise.
+            parameters["ProviderIdempotency"] = "header"
         parameters.update(options.parameters)
         self.deployment = deploy.deploy(self.stack_name, parameters, REGION)
         for logical_id, name in self.deployment.function_names.items():
@@ -255,6 +260,23 @@ class LocalStack:
     def function_name(self, logical_id: str) -> str:
         assert self.deployment is not None
         return self.deployment.function_names[logical_id]
+
+    @contextlib.contextmanager
+    def function_settings(self, logical_id: str, **variables: str) -> Iterator[None]:
+        """Run a function with some environment variables changed (as a configuration update does
+        on Lambda: its warm instances are dropped), restored afterwards."""
+        functions = self.client("lambda")
+        name = self.function_name(logical_id)
+        # (moto keeps Number parameters as ints; Lambda's API takes strings)
+        configured = functions.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+        before = {key: str(value) for key, value in configured.items()}
+        functions.update_function_configuration(FunctionName=name, Environment={"Variables": {**before, **variables}})
+        lambdas.recycle([name])
+        try:
+            yield
+        finally:
+            functions.update_function_configuration(FunctionName=name, Environment={"Variables": before})
+            lambdas.recycle([name])
 
     def run_scheduled(self, logical_id: str) -> dict[str, Any]:
         """Invoke a scheduled function now, with a scheduled event, as EventBridge would."""

@@ -32,9 +32,25 @@ class RateLimited(ImageJobsError):
 
 
 class ProviderUnavailable(ImageJobsError):
-    """5xx, connection failure, timeout or an unreadable answer: worth retrying."""
+    """5xx, connection failure, timeout or an unreadable answer: worth retrying.
+
+    `outcome_unknown`: the request may have reached the provider and been acted on (a read timeout,
+    a connection lost after sending, an unreadable 2xx); a refused connection or an HTTP error
+    answer says it was not accepted."""
 
     reason = "provider_unavailable"
+    transient = True
+
+    def __init__(self, message: str = "", *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
+
+
+class SubmissionInFlight(ImageJobsError):
+    """Another delivery of the job's message is sending it to the provider right now: this one
+    comes back later instead of sending it a second time."""
+
+    reason = "submission_in_flight"
     transient = True
 
 

@@ -48,6 +48,9 @@ class JobRecord(Model):
     mask: ObjectRef | None = None
     origin: ObjectRef | None = None  # the upload an auto-edit came from
     provider_job_id: str | None = None
+    # Set just before the provider POST, cleared when it was definitely not accepted: found set
+    # without a provider id, a submission's outcome is unknown (imagejobs.service.submit).
+    submission_started_at: float | None = None
     execution_arn: str | None = None
     polls: int = 0  # status calls
     provider_checks: int = 0  # provider GETs made by those calls (a holding call makes several)

@@ -61,6 +61,8 @@ class EmfMetrics:
                 metrics.add_metric(name="JobCancelled", unit=MetricUnit.Count, value=1)
             elif record.status is JobStatus.EXPIRED:
                 metrics.add_metric(name="JobExpired", unit=MetricUnit.Count, value=1)
+            if record.error is not None and record.error.code == "submission_unknown":
+                metrics.add_metric(name="SubmissionUnknown", unit=MetricUnit.Count, value=1)
         if record.cost is not None:
             metrics.add_metric(name="JobCostUSD", unit=MetricUnit.NoUnit, value=float(record.cost.amount))
         metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=record.polls)

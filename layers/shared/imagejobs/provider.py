@@ -182,17 +182,20 @@ class ProviderClient:
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._client.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(f"provider timed out: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # The request never left: the provider cannot have acted on it.
             raise ProviderUnavailable(f"provider unreachable: {type(exc).__name__}") from exc
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(f"provider timed out: {type(exc).__name__}", outcome_unknown=True) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(f"provider unreachable: {type(exc).__name__}", outcome_unknown=True) from exc
 
     def _json(self, response: httpx.Response) -> Any:
         raise_for_provider_error(response)
         try:
             return response.json()
-        except ValueError as exc:
-            raise ProviderUnavailable("provider answered with malformed JSON") from exc
+        except ValueError as exc:  # a 2xx we cannot read: it may have been accepted
+            raise ProviderUnavailable("provider answered with malformed JSON", outcome_unknown=True) from exc
 
     def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
         response = self._send(

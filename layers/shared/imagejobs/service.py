@@ -17,7 +17,16 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from imagejobs import budget, clock, failpoints, polling, pricing, requests_in, staged, uploads, webhooks
-from imagejobs.errors import ImageJobsError, JobNotFound, JobRejected, ObjectMissing, StaleTransition
+from imagejobs.errors import (
+    ImageJobsError,
+    JobNotFound,
+    JobRejected,
+    ObjectMissing,
+    ProviderUnavailable,
+    RateLimited,
+    StaleTransition,
+    SubmissionInFlight,
+)
 from imagejobs.images import (
     MAX_IMAGE_BYTES,
     CheckedImage,
@@ -64,6 +73,8 @@ class Store(Protocol):
         self, job_id: str, provider_job_id: str, at: float, poll_window: dict[str, float] | None = None
     ) -> None: ...
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None: ...
+    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None: ...
+    def clear_submitting(self, job_id: str, at: float) -> None: ...
     def record_poll(
         self, job_id: str, provider_status: JobStatus, at: float, checks: int = 1, held: float = 0.0
     ) -> JobRecord: ...
@@ -521,8 +532,13 @@ def submit(deps: Deps, job_id: str) -> str:
 
     - a final job is left alone;
     - a job with a provider id is not sent again (the loop is (re)started);
-    - a job caught between "sent" and "id recorded" is re-sent with the same Idempotency-Key,
-      which the provider answers with the job it already has (reconciled, not resubmitted).
+    - before the POST the record says a submission is in flight; a delivery that finds one in
+      flight without a provider id knows the outcome of that one is unknown (a timeout, a crash):
+      while the other delivery may still be sending it, it comes back later (SubmissionInFlight);
+      after that, with ProviderIdempotency=header it re-sends with the same Idempotency-Key (the
+      provider answers with the job it already has), and with "none" (the default: nothing in
+      TheRouter's documents promises it) it never re-sends: the job ends failed,
+      `submission_unknown`, counted by a metric and an alarm. Never twice, at worst once lost.
     Returns what was done, for logs and tests.
     """
     record = deps.store.get(job_id)
@@ -532,11 +548,34 @@ def submit(deps: Deps, job_id: str) -> str:
         return "already_final"
     provider = _need(deps.provider, "provider")
     if record.provider_job_id is None:
+        started = record.submission_started_at
+        now = clock.now()
+        if started is not None:
+            if now - started < submission_in_flight_seconds(deps.settings):
+                raise SubmissionInFlight(f"job {job_id} is being sent to the provider by another delivery")
+            if deps.settings.provider_idempotency == "none":
+                end_job(
+                    deps,
+                    job_id,
+                    JobStatus.FAILED,
+                    "submission_unknown",
+                    "the provider may or may not have taken this job (its answer never came), and it does not "
+                    "promise to recognise a resubmission, so it was not sent again",
+                )
+                return "submission_unknown"
+        try:
+            deps.store.mark_submitting(job_id, now, previous=started)
+        except StaleTransition:
+            raise SubmissionInFlight(f"job {job_id} was just marked by another delivery") from None
         try:
             provider_job = _send_to_provider(deps, provider, record)
         except JobRejected as rejected:
             end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
             return "rejected"
+        except (RateLimited, ProviderUnavailable) as exc:
+            if not getattr(exc, "outcome_unknown", False):
+                deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
+            raise
         failpoints.hit("submit.after_provider")
         win = polling.window(record.quality, deps.store.latency_counts(latency_kind(record)))
         chosen = {"start": win.start, "end": win.end, "samples": win.samples}
@@ -546,6 +585,12 @@ def submit(deps: Deps, job_id: str) -> str:
     failpoints.hit("submit.after_start_execution")
     deps.store.record_execution(job_id, arn, clock.now())
     return "submitted"
+
+
+def submission_in_flight_seconds(settings: Settings) -> float:
+    """How long another delivery may still be sending a job: one message's worst case in submit
+    (its inputs and the POST, each up to the provider timeout), with the writes around them."""
+    return 2 * settings.provider_timeout_seconds + TIME_RESERVE_SECONDS
 
 
 def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> ProviderJob:

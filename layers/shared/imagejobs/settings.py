@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +31,9 @@ class Settings(BaseModel):
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
     provider_submits_per_minute: int = Field(default=0, ge=0, alias="PROVIDER_SUBMITS_PER_MINUTE")  # 0: no cap
+    # What the provider guarantees for a resubmission after an unknown outcome: "header" (the same
+    # Idempotency-Key returns the job it already has) or "none" (nothing documented: never resubmit).
+    provider_idempotency: Literal["header", "none"] = Field(default="none", alias="PROVIDER_IDEMPOTENCY")
     provider_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="PROVIDER_TIMEOUT_SECONDS")
     notify_queue_url: str | None = Field(default=None, alias="NOTIFY_QUEUE_URL")
     event_bus_name: str = Field(default="default", alias="EVENT_BUS_NAME")

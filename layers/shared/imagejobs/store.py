@@ -168,6 +168,29 @@ class JobStore(TableAdapter):
             values,
         )
 
+    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
+        """Record that a submission is about to be sent; refused (StaleTransition) if another
+        submitter marked it since `previous` was read, or the job already has a provider id."""
+        condition = "attribute_not_exists(provider_job_id) AND #status IN (:queued, :running) AND "
+        if previous is not None:
+            condition += "submission_started_at = :previous"
+        else:
+            condition += "attribute_not_exists(submission_started_at)"
+        values: dict[str, Any] = {":at": at, ":queued": "queued", ":running": "in_progress"}
+        if previous is not None:
+            values[":previous"] = previous
+        self._update(job_id, "SET submission_started_at = :at, updated_at = :at", condition, values)
+
+    def clear_submitting(self, job_id: str, at: float) -> None:
+        """The provider definitely did not take the submission (it answered an error, or the
+        connection was refused): a later attempt is a clean first one."""
+        self._update(
+            job_id,
+            "REMOVE submission_started_at SET updated_at = :at",
+            "attribute_not_exists(provider_job_id)",
+            {":at": at},
+        )
+
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
         self._update(
             job_id,

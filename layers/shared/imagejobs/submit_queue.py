@@ -25,7 +25,7 @@ DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
 def seconds_per_message(settings: Settings) -> float:
     """The most one message may take: reading its inputs and the provider POST (each up to the
     provider timeout), then the record and StartExecution."""
-    return 2 * settings.provider_timeout_seconds + service.TIME_RESERVE_SECONDS
+    return service.submission_in_flight_seconds(settings)
 
 
 def release(deps: service.Deps, receipt_handle: str) -> None:

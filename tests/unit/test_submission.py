@@ -1,0 +1,129 @@
+"""Exactly-once submission without leaning on an undocumented header: a submission is marked in
+flight before the POST, and a delivery that finds one whose outcome is unknown follows the
+ProviderIdempotency setting (fakes of our own ports, no network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from imagejobs import clock, service
+from imagejobs.errors import ProviderUnavailable, RateLimited, StaleTransition, SubmissionInFlight
+from imagejobs.jobs import JobRecord
+from imagejobs.models import JobStatus, ProviderJob
+from imagejobs.settings import Settings
+from tests.unit.test_service import SETTINGS, MemoryStore
+
+
+class SubmittingStore(MemoryStore):
+    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
+        record = self.jobs[job_id]
+        if record.provider_job_id is not None or record.submission_started_at != previous:
+            raise StaleTransition("marked meanwhile")
+        self.jobs[job_id] = record.model_copy(update={"submission_started_at": at})
+
+    def clear_submitting(self, job_id: str, at: float) -> None:
+        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"submission_started_at": None})
+
+    def latency_counts(self, kind: str) -> dict[int, float]:
+        return {}
+
+    def record_submission(self, job_id: str, provider_job_id: str, at: float, poll_window: Any = None) -> None:
+        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"provider_job_id": provider_job_id})
+
+    def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
+        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"execution_arn": execution_arn})
+
+
+class Provider:
+    """Answers each submit with the next outcome: a job id, or an exception to raise."""
+
+    def __init__(self, *outcomes: str | Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.posts = 0
+
+    def submit(self, request: Any, *, idempotency_key: str) -> ProviderJob:
+        self.posts += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return ProviderJob(id=outcome, status=JobStatus.QUEUED)
+
+
+class Loops:
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        return f"arn:execution:{name}"
+
+
+def deps_with(provider: Provider, idempotency: str = "none") -> tuple[service.Deps, SubmittingStore]:
+    store = SubmittingStore()
+    settings = Settings.model_validate({**SETTINGS.model_dump(by_alias=True), "PROVIDER_IDEMPOTENCY": idempotency})
+    now = clock.now()
+    store.jobs["img_1"] = JobRecord(
+        id="img_1",
+        tenant="t1",
+        model="openai/gpt-image-1",
+        request={"prompt": "a cat"},
+        request_hash="h",
+        created_at=now,
+        updated_at=now,
+        deadline_at=now + 900,
+    )
+    deps = service.Deps(settings=settings, store=store, provider=provider, loops=Loops())  # type: ignore[arg-type]
+    return deps, store
+
+
+def age_the_marker(store: SubmittingStore, seconds: float) -> None:
+    record = store.jobs["img_1"]
+    assert record.submission_started_at is not None
+    store.jobs["img_1"] = record.model_copy(update={"submission_started_at": record.submission_started_at - seconds})
+
+
+def test_an_unknown_outcome_is_never_sent_again_without_idempotency() -> None:
+    provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True), "p-2")
+    deps, store = deps_with(provider, "none")
+    with pytest.raises(ProviderUnavailable):
+        service.submit(deps, "img_1")
+    age_the_marker(store, 3600)  # the redelivery, long after the first attempt ended
+
+    assert service.submit(deps, "img_1") == "submission_unknown"
+
+    record = store.jobs["img_1"]
+    assert record.status is JobStatus.FAILED and record.error is not None
+    assert record.error.code == "submission_unknown"
+    assert provider.posts == 1  # sent once, never twice
+
+
+def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_dedupes() -> None:
+    provider = Provider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
+    deps, store = deps_with(provider, "header")
+    with pytest.raises(ProviderUnavailable):
+        service.submit(deps, "img_1")
+    age_the_marker(store, 3600)
+
+    assert service.submit(deps, "img_1") == "submitted"
+    assert store.jobs["img_1"].provider_job_id == "p-1" and provider.posts == 2
+
+
+def test_a_definite_refusal_clears_the_marker_so_the_retry_is_a_first_attempt() -> None:
+    provider = Provider(RateLimited("429"), ProviderUnavailable("503 answered"), "p-3")
+    deps, store = deps_with(provider, "none")
+    for _ in range(2):
+        with pytest.raises((RateLimited, ProviderUnavailable)):
+            service.submit(deps, "img_1")
+        assert store.jobs["img_1"].submission_started_at is None
+    assert service.submit(deps, "img_1") == "submitted"
+    assert store.jobs["img_1"].provider_job_id == "p-3"
+
+
+def test_a_delivery_that_finds_another_still_sending_comes_back_later() -> None:
+    """SQS may deliver one message twice at once: the second must neither send nor give up."""
+    provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True))
+    deps, store = deps_with(provider, "none")
+    with pytest.raises(ProviderUnavailable):
+        service.submit(deps, "img_1")  # marked just now: as if still in flight
+
+    with pytest.raises(SubmissionInFlight):
+        service.submit(deps, "img_1")
+    assert store.jobs["img_1"].status is JobStatus.QUEUED and provider.posts == 1
