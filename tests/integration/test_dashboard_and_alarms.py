@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from imagejobs.jobs import JobRecord
-from imagejobs.models import Cost, JobStatus
+from imagejobs.models import Cost, JobError, JobStatus
 from imagejobs.observability import NAMESPACE, EmfMetrics
 from imagejobs_local import deploy
 from imagejobs_local.stack import LocalStack
@@ -23,13 +23,13 @@ def emitted() -> tuple[set[str], list[list[list[str]]]]:
     """What EmfMetrics writes for a job in every final state (names and dimension sets)."""
     names: set[str] = set()
     dimension_sets = []
-    for status in JobStatus:
-        if not status.final:
-            continue
+    cases = [(status, None) for status in JobStatus if status.final] + [(JobStatus.FAILED, "submission_unknown")]
+    for status, code in cases:
         record = JobRecord(
             id="img_x", tenant="t", model="openai/gpt-image-1", request={"quality": "low"}, request_hash="h",
             created_at=1.0, updated_at=2.0, deadline_at=900.0, submitted_at=1.0, completed_at=40.0, status=status,
             cost=Cost(amount="0.0132", basis="per_image"),
+            error=JobError(code=code, message="x") if code else None,
         )  # fmt: skip
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -85,6 +85,7 @@ def test_the_alarms_the_issue_asks_for_exist_with_their_parameters(stack: LocalS
         "FailureRateAlarm",
         "DailySpendAlarm",
         "TimedOutExecutionsAlarm",
+        "SubmissionUnknownAlarm",
     }
     parameters = deploy.load_template()["Parameters"]
     assert alarms["FailureRateAlarm"]["Threshold"] == parameters["FailureRateAlarmThreshold"]["Default"]

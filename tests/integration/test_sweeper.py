@@ -24,8 +24,9 @@ def sweep(stack: LocalStack) -> dict[str, int]:
 
 
 def test_a_killed_poll_loop_is_resumed_and_the_job_completes(stack: LocalStack, api: httpx.Client) -> None:
+    # 600 job s = 3 s real: room to stop the loop before the provider finishes, on a busy machine too
     job_id = api.post(
-        "/v1/images/generations?async=true", json={"prompt": "[sim:latency=150] a slow owl", "quality": "low"}
+        "/v1/images/generations?async=true", json={"prompt": "[sim:latency=600] a slow owl", "quality": "low"}
     ).json()["id"]
     deadline = time.monotonic() + 20
     while (record := stack.store.get(job_id)) is None or record.polls < 1:
