@@ -6,12 +6,13 @@ import json
 import re
 from functools import cache
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from imagejobs import budget, service
+from imagejobs import budget, pricing, service
 from imagejobs.httpapi import (
     ApiError,
     base_url,
@@ -45,6 +46,7 @@ ROUTES: dict[str, set[str]] = {
     r"/v1/images/generations": {"POST"},
     r"/v1/images/edits": {"POST"},
     r"/v1/uploads": {"POST"},
+    r"/v1/models(/[^/]+){0,2}": {"GET"},
     r"/v1/jobs": {"GET"},
     r"/v1/jobs/[^/]+": {"GET", "DELETE"},
     r"/v1/jobs/[^/]+/content": {"GET"},
@@ -346,6 +348,38 @@ def get_content(job_id: str) -> Response[str]:
         content_type="application/json",
         body=ContentRedirect(url=url).model_dump_json(),
     )
+
+
+@app.get("/v1/models", summary="The models this stack serves, with their prices (OpenAI's model list)")
+def list_models() -> dict[str, Any]:
+    _tenant()
+    return {"object": "list", "data": pricing.model_views()}
+
+
+@app.get(
+    "/v1/models/<vendor>/<name>",
+    summary="One model, e.g. openai/gpt-image-1",
+    responses=_answers(200, "the model", 404, model=None),
+)
+def get_vendor_model(vendor: str, name: str) -> dict[str, Any]:
+    return _model(f"{vendor}/{name}")
+
+
+@app.get(
+    "/v1/models/<name>",
+    summary="One model by its short name, e.g. gpt-image-1",
+    responses=_answers(200, "the model", 404, model=None),
+)
+def get_model(name: str) -> dict[str, Any]:
+    return _model(name)
+
+
+def _model(name: str) -> dict[str, Any]:
+    _tenant()
+    try:
+        return pricing.model_view(pricing.catalog_name(unquote(name)))
+    except pricing.UnknownModel:
+        raise ApiError(404, f"The model '{name}' does not exist here.", param="model", code="model_not_found") from None
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

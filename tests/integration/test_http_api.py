@@ -198,3 +198,36 @@ def test_integral_floats_are_integers(api: httpx.Client) -> None:
 def test_any_other_method_is_405_not_a_server_error(api: httpx.Client) -> None:
     for method in ("TRACE", "QUERY"):
         assert_openai_error(api.request(method, "/v1/jobs"), 405)
+
+
+def test_models_are_listed_in_openais_shape_with_their_prices(api: httpx.Client) -> None:
+    """What an SDK's models.list() / models.retrieve() ask: every catalog entry, each with its
+    per-image prices and lifecycle; short and vendor names are one entry; others are 404."""
+    listed = api.get("/v1/models")
+    assert listed.status_code == 200
+    body = listed.json()
+    assert body["object"] == "list"
+    models = {model["id"]: model for model in body["data"]}
+    assert {"openai/gpt-image-1", "openai/gpt-image-2"} <= set(models)
+    for model in models.values():
+        assert model["object"] == "model" and isinstance(model["created"], int) and model["owned_by"]
+    assert models["openai/gpt-image-2"]["pricing"]["per_image"] == {
+        "low": "0.0072",
+        "medium": "0.0636",
+        "high": "0.2532",
+    }
+    assert models["openai/gpt-image-1"]["lifecycle"]["upstream_shutdown"] == "2026-10-23"
+    assert api.get("/v1/models/openai/gpt-image-2").json() == models["openai/gpt-image-2"]
+    assert api.get("/v1/models/gpt-image-1").json()["id"] == "openai/gpt-image-1"
+    assert_openai_error(api.get("/v1/models/othervendor/gpt-image-1"), 404, "model")
+    assert_openai_error(api.post("/v1/models"), 405)
+
+
+def test_a_vendor_prefix_that_is_not_the_models_own_is_refused(api: httpx.Client) -> None:
+    error = assert_openai_error(
+        api.post(GENERATIONS, json={"prompt": "a", "model": "othervendor/gpt-image-1"}), 400, "model"
+    )
+    assert "openai/gpt-image-1" in error["message"]  # the refusal names what is served
+    assert (
+        api.post(GENERATIONS, json={"prompt": "a", "model": "openai/gpt-image-2", "quality": "low"}).status_code == 202
+    )

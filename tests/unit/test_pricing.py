@@ -68,3 +68,20 @@ def test_orchestration_cost_grows_with_polls_and_stays_small() -> None:
     # 30 polls still cost well under a cent: the loop is cheap next to any image
     assert many < Decimal("0.01")
     assert isinstance(many, Decimal)
+
+
+def test_gpt_image_2_is_priced_from_its_own_table() -> None:
+    """TheRouter's gpt-image-2 page: $0.0072 / $0.0636 / $0.2532 per image; per 1M tokens $6.00
+    text input, $9.60 image input, $36.00 output (https://therouter.ai/models/openai--gpt-image-2/)."""
+    per_image = [pricing.job_cost("openai/gpt-image-2", q, 1, None).amount for q in ("low", "medium", "high")]
+    assert [Decimal(amount) for amount in per_image] == [Decimal("0.0072"), Decimal("0.0636"), Decimal("0.2532")]
+    usage = Usage(input_tokens=1000, output_tokens=1000, total_tokens=2000)
+    assert Decimal(pricing.job_cost("gpt-image-2", "high", 1, usage).amount) == Decimal("0.042")  # 6 + 36 per 1M
+
+
+def test_a_vendor_prefix_must_be_the_models_own() -> None:
+    assert pricing.catalog_name("gpt-image-1") == "openai/gpt-image-1"
+    assert pricing.catalog_name("openai/gpt-image-2") == "openai/gpt-image-2"
+    for name in ("othervendor/gpt-image-1", "anything/gpt-image-2", "gpt-image-9"):
+        with pytest.raises(pricing.UnknownModel):
+            pricing.catalog_name(name)

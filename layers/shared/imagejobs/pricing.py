@@ -24,15 +24,51 @@ def price_table() -> dict[str, Any]:
     return json.loads(text)
 
 
-def model_prices(model: str) -> dict[str, Any]:
+def catalog_name(model: str) -> str:
+    """The catalog's name for a model: "gpt-image-1" and "openai/gpt-image-1" are one entry; a
+    vendor prefix must be the entry's own ("othervendor/gpt-image-1" is not OpenAI's model)."""
     models: dict[str, Any] = price_table()["models"]
     if model in models:
-        return models[model]
-    # "gpt-image-1" and "openai/gpt-image-1" name the same model.
-    for name, prices in models.items():
-        if name.split("/")[-1] == model.split("/")[-1]:
-            return prices
+        return model
+    if "/" not in model:
+        for name in models:
+            if name.split("/", 1)[-1] == model:
+                return name
     raise UnknownModel(model)
+
+
+def model_prices(model: str) -> dict[str, Any]:
+    return dict(price_table()["models"][catalog_name(model)])
+
+
+def model_view(name: str) -> dict[str, Any]:
+    """One catalog entry in OpenAI's model shape (`id`, `object`, `created`, `owned_by`), with its
+    prices and lifecycle beside: GET /v1/models. `created` is its release date where the catalog
+    knows it, else 0."""
+    from datetime import UTC, datetime
+
+    entry = price_table()["models"][name]
+    lifecycle = dict(entry.get("lifecycle") or {})
+    released = lifecycle.get("released")
+    created = int(datetime.fromisoformat(released).replace(tzinfo=UTC).timestamp()) if released else 0
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": name.split("/", 1)[0] if "/" in name else "imagejobs",
+        "pricing": {
+            "currency": entry["currency"],
+            "per_image": entry["per_image"],
+            "per_image_size": entry["per_image_size"],
+            "per_million_tokens": entry["per_million_tokens"],
+        },
+        "lifecycle": {key: value for key, value in lifecycle.items() if not key.startswith("_")},
+        "source": entry.get("_source"),
+    }
+
+
+def model_views() -> list[dict[str, Any]]:
+    return [model_view(name) for name in sorted(price_table()["models"])]
 
 
 def image_price(model: str, quality: str) -> Decimal:
