@@ -350,7 +350,11 @@ def get_content(job_id: str) -> Response[str]:
     )
 
 
-@app.get("/v1/models", summary="The models this stack serves, with their prices (OpenAI's model list)")
+@app.get(
+    "/v1/models",
+    summary="The models this stack serves, with their prices (OpenAI's model list)",
+    responses=_answers(200, "the models", model=None),
+)
 def list_models() -> dict[str, Any]:
     _tenant()
     return {"object": "list", "data": pricing.model_views()}
