@@ -118,6 +118,8 @@ def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
         raise ApiError(402, exc.message, type_="insufficient_quota", code=exc.reason) from None
     except service.UnsupportedModel as exc:
         raise ApiError(400, exc.message, param="model", code=exc.reason) from None
+    except service.UnsupportedParameter as exc:
+        raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
     except service.EnqueueFailed as exc:
         raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
     # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)

@@ -231,3 +231,13 @@ def test_a_vendor_prefix_that_is_not_the_models_own_is_refused(api: httpx.Client
     assert (
         api.post(GENERATIONS, json={"prompt": "a", "model": "openai/gpt-image-2", "quality": "low"}).status_code == 202
     )
+
+
+def test_a_request_takes_only_what_its_model_accepts(api: httpx.Client) -> None:
+    """gpt-image-2 refuses background=transparent; input_fidelity is gpt-image-1's alone (the
+    catalog's rules, data in prices.json)."""
+    transparent = {"prompt": "a", "model": "openai/gpt-image-2", "background": "transparent", "output_format": "png"}
+    assert_openai_error(api.post(GENERATIONS, json=transparent), 400, "background")
+    opaque = {**transparent, "background": "opaque", "quality": "low"}
+    assert api.post(GENERATIONS, json=opaque).status_code == 202
+    assert api.post(GENERATIONS, json={**transparent, "model": "gpt-image-1", "quality": "low"}).status_code == 202

@@ -234,3 +234,14 @@ def test_a_redirect_to_another_host_is_refused_before_it_is_followed() -> None:
     with pytest.raises(DownloadRefused), client.download("https://files.test/0.png") as chunks:
         b"".join(chunks)
     assert fetched == ["files.test"]
+
+
+def test_a_provider_that_does_not_serve_the_model_ends_the_job_without_retries() -> None:
+    """404/410 to a submission: the model is not served (any more): final, code model_unavailable."""
+    body = {"error": {"message": "model gone", "code": "model_not_found"}}
+    for status in (404, 410):
+        with pytest.raises(JobRejected) as caught:
+            client_answering(lambda _, status=status: httpx.Response(status, json=body)).submit(
+                REQUEST, idempotency_key="k"
+            )
+        assert caught.value.code == "model_unavailable" and caught.value.message == "model gone"

@@ -197,6 +197,15 @@ class ProviderClient:
         except ValueError as exc:  # a 2xx we cannot read: it may have been accepted
             raise ProviderUnavailable("provider answered with malformed JSON", outcome_unknown=True) from exc
 
+    def _submitted(self, response: httpx.Response) -> ProviderJob:
+        """A submission's answer. 404/410 to a submission: the provider does not serve the model
+        (any more): final for the job, never retried."""
+        if response.status_code in (404, 410):
+            _, message = _error_fields(response)
+            unavailable = f"the provider does not serve this model ({response.status_code})"
+            raise JobRejected(message or unavailable, code="model_unavailable")
+        return parse_job(self._json(response))
+
     def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
         response = self._send(
             "POST",
@@ -205,7 +214,7 @@ class ProviderClient:
             json=request.provider_body(),
             headers=self._headers({"Idempotency-Key": idempotency_key}),
         )
-        return parse_job(self._json(response))
+        return self._submitted(response)
 
     def submit_edit(
         self,
@@ -230,7 +239,7 @@ class ProviderClient:
             files=files,
             headers=self._headers({"Idempotency-Key": idempotency_key}),
         )
-        return parse_job(self._json(response))
+        return self._submitted(response)
 
     def _job_url(self, provider_job_id: str, *rest: str) -> str:
         """The job's URL: its id quoted, since nothing documents the shape of the provider's ids."""

@@ -174,13 +174,31 @@ class UnsupportedModel(ImageJobsError):
     reason = "model_not_found"
 
 
-def check_model(model: str) -> None:
-    """Only models with a price table run: every job is reserved and billed by it."""
+class UnsupportedParameter(ImageJobsError):
+    """A value the request's model does not take (the catalog's `rules` for that model)."""
+
+    reason = "invalid_value"
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def check_model(model: str, request: dict[str, Any] | None = None) -> None:
+    """Only models with a price table run: every job is reserved and billed by it; and a request
+    takes only the values its model accepts (the catalog's rules, data an operator can edit)."""
     try:
-        pricing.model_prices(model)
+        prices = pricing.model_prices(model)
     except pricing.UnknownModel:
         known = ", ".join(sorted(pricing.price_table()["models"]))
         raise UnsupportedModel(f"The model '{model}' is not supported here; use one of: {known}.") from None
+    rules = prices.get("rules") or {}
+    background = (request or {}).get("background")
+    if background is not None and "background" in rules and background not in rules["background"]:
+        allowed = ", ".join(rules["background"])
+        raise UnsupportedParameter(f"{model} takes background {allowed}, not {background}.", param="background")
+    if (request or {}).get("input_fidelity") is not None and rules.get("input_fidelity") is False:
+        raise UnsupportedParameter(f"{model} does not take input_fidelity.", param="input_fidelity")
 
 
 def _create(deps: Deps, record: JobRecord, *, reserve: bool = True) -> tuple[JobRecord, bool]:
@@ -335,7 +353,7 @@ def _accept(
     request = request.with_model(settings.default_model)
     job_id = new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
-    check_model(str(request.model))
+    check_model(str(request.model), request.model_dump(exclude_none=True))
     if request.webhook_url:
         webhooks.check_url(request.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
@@ -412,7 +430,7 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
         model = EditRequest if image_uris or mask_uri else GenerationRequest
         parsed = model.model_validate(params).with_model(settings.default_model)
         request = parsed.model_dump(exclude_none=True)
-        check_model(str(parsed.model))
+        check_model(str(parsed.model), request)
         if parsed.webhook_url:
             webhooks.check_url(parsed.webhook_url, allow_loopback=settings.webhook_allow_loopback)
         allowed = settings.readable_input_buckets
@@ -490,7 +508,7 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
         )
         parsed = uploads.instructions(upload.key, info.metadata, rules_document).with_model(settings.default_model)
         request = parsed.model_dump(exclude_none=True)
-        check_model(str(parsed.model))
+        check_model(str(parsed.model), request)
         checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
         upload = upload.model_copy(update={"content_type": checked.content_type})
     except (uploads.NoInstructions, uploads.InvalidInstructions) as exc:
