@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,48 +40,32 @@ start = time.perf_counter(); import boto3; print(time.perf_counter() - start)
 
 
 def _median_seconds(code: str, paths: list[str], env: dict[str, str], *args: str) -> float:
-    """A fresh isolated interpreter each run (python -I -S -B: no site-packages, no bytecode
-    written), its path only what Lambda's would hold."""
-    samples = [
-        float(
-            subprocess.run(
-                [sys.executable, "-I", "-S", "-B", "-c", code, json.dumps(paths), *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        for _ in range(RUNS)
-    ]
-    return statistics.median(samples)
+    """A fresh isolated interpreter each run (build_check.isolated), its path only what Lambda's holds."""
+    from imagejobs_local import build_check
+
+    runs = []
+    for _ in range(RUNS):
+        answer = build_check.isolated(code, paths, env, *args)
+        answer.check_returncode()
+        runs.append(float(answer.stdout))
+    return statistics.median(runs)
 
 
 def import_times() -> None:
-    """Each handler imported from `sam build`'s output (make build), as build_check does."""
-    from samtranslator.yaml_helper import yaml_parse
-
+    """Each handler imported from `sam build`'s output (make build), as build_check imports it."""
     from imagejobs_local import build_check
 
     if not (BUILD_DIR / "template.yaml").exists():
         print("## cold import: no .aws-sam/build (run make build first)")
         return
-    template = yaml_parse((BUILD_DIR / "template.yaml").read_text(encoding="utf-8"))
-    resolver = build_check.Resolver(template, {})
-    sdk = str(build_check.runtime_sdk())
-    layer = str(BUILD_DIR / "SharedLayer" / "python")
+    _, functions = build_check.built_functions(BUILD_DIR, {})
+    sdk = build_check.runtime_sdk()
     print(f"## cold import from {BUILD_DIR.relative_to(ROOT)}, median of {RUNS} fresh processes")
-    base_env = build_check.lambda_runtime_environment("bench", 512, "x86_64")
-    boto3_alone = _median_seconds(IMPORT_BOTO3, [sdk], base_env)
+    boto3_alone = _median_seconds(IMPORT_BOTO3, [str(sdk)], functions[0].env)
     print(f"{'import boto3 alone':<28} {boto3_alone * 1000:8.1f} ms   1.00x")
-    for logical_id, resource in sorted(template["Resources"].items()):
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        code = str(BUILD_DIR / resource["Properties"]["CodeUri"])
-        env = {**build_check.function_environment(template, logical_id, resolver), **base_env}
-        module = str(resource["Properties"]["Handler"]).rpartition(".")[0]
-        seconds = _median_seconds(IMPORT_HANDLER, [code, layer, sdk], env, module)
-        print(f"{logical_id:<28} {seconds * 1000:8.1f} ms   {seconds / boto3_alone:.2f}x")
+    for function in functions:
+        seconds = _median_seconds(IMPORT_HANDLER, function.path(sdk), function.env, function.handler.rpartition(".")[0])
+        print(f"{function.logical_id:<28} {seconds * 1000:8.1f} ms   {seconds / boto3_alone:.2f}x")
 
 
 def concurrent_jobs(count: int = 20) -> None:

@@ -26,6 +26,7 @@ import platform
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -237,61 +238,100 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def check(build_dir: Path, overrides: dict[str, str]) -> list[str]:
+@dataclass
+class BuiltFunction:
+    """One function of the build as Lambda will load it: its folder, its layers' `python/` and its
+    environment (the template's, resolved, plus the runtime's reserved variables)."""
+
+    logical_id: str
+    runtime: str
+    handler: str  # "app.handler"
+    code: Path
+    layers: dict[str, Path]  # layer logical id -> its python/ folder
+    env: dict[str, str]
+
+    def path(self, sdk: Path) -> list[str]:
+        """sys.path for an isolated interpreter: nothing but what Lambda puts there."""
+        return [str(self.code), *map(str, self.layers.values()), str(sdk)]
+
+
+def built_functions(build_dir: Path, overrides: dict[str, str]) -> tuple[str, list[BuiltFunction]]:
+    """(architecture, every function) of the built template."""
     build_dir = build_dir.resolve()
     template = yaml_parse((build_dir / "template.yaml").read_text(encoding="utf-8"))
     resolver = Resolver(template, overrides)
     arch = str(resolver.parameters.get("Architecture", "x86_64"))
-    host = MACHINE.get(arch) == platform.machine()
-    sdk = runtime_sdk()
-    failures: list[str] = []
-    layers: dict[str, Path] = {}
-    for logical_id, resource in template["Resources"].items():
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            layers[logical_id] = build_dir / resource["Properties"]["ContentUri"]
-    checked_layers: set[str] = set()
+    layers = {
+        logical_id: build_dir / resource["Properties"]["ContentUri"] / "python"
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::LayerVersion"
+    }
     function_globals = (template.get("Globals") or {}).get("Function") or {}
-    print(f"## sam build output in {build_dir} ({RUNTIME}, {arch}; boto3 from {sdk.relative_to(ROOT)})")
+    functions = []
     for logical_id, resource in sorted(template["Resources"].items()):
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         props = {**function_globals, **resource["Properties"]}
-        if props.get("Runtime") != RUNTIME:
-            failures.append(f"{logical_id}: runtime {props.get('Runtime')}, expected {RUNTIME}")
-        code = build_dir / props["CodeUri"]
-        layer_paths = []
-        for layer in props.get("Layers") or []:
-            layer_id = layer["Ref"] if isinstance(layer, dict) else str(layer)
-            layer_paths.append(layers[layer_id] / "python")
-            if layer_id not in checked_layers:
-                checked_layers.add(layer_id)
-                failures += [f"{layer_id}: {p}" for p in wheel_problems(layers[layer_id] / "python", arch)]
-        size = folder_bytes(code) + sum(folder_bytes(path) for path in layer_paths)
-        if size > UNZIPPED_LIMIT_BYTES:
-            failures.append(f"{logical_id}: {size / 2**20:.1f} MB unzipped, over Lambda's 250 MB")
-        module_name, _, attribute = str(props["Handler"]).rpartition(".")
-        name = f"{STACK}-{logical_id}"
+        own = [layer["Ref"] if isinstance(layer, dict) else str(layer) for layer in props.get("Layers") or []]
+        memory = int(resolver.resolve(props.get("MemorySize", 128)))
         env = {
             **function_environment(template, logical_id, resolver),
-            **lambda_runtime_environment(name, int(resolver.resolve(props.get("MemorySize", 128))), arch),
+            **lambda_runtime_environment(f"{STACK}-{logical_id}", memory, arch),
         }
-        if host:
-            paths = [str(code), *map(str, layer_paths), str(sdk)]
-            answer = subprocess.run(
-                [sys.executable, "-I", "-S", "-B", "-c", IMPORT_HANDLER, json.dumps(paths), module_name, attribute],
+        functions.append(
+            BuiltFunction(
+                logical_id=logical_id,
+                runtime=str(props.get("Runtime")),
+                handler=str(props["Handler"]),
+                code=build_dir / props["CodeUri"],
+                layers={layer_id: layers[layer_id] for layer_id in own},
                 env=env,
-                capture_output=True,
-                text=True,
-                cwd=code,
             )
+        )
+    return arch, functions
+
+
+def isolated(code: str, paths: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter of this Python that sees no site-packages, no
+    PYTHONPATH and writes no bytecode (python -I -S -B), with `paths` first on sys.path."""
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", code, json.dumps(paths), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def check(build_dir: Path, overrides: dict[str, str]) -> list[str]:
+    arch, functions = built_functions(build_dir, overrides)
+    host = MACHINE.get(arch) == platform.machine()
+    sdk = runtime_sdk()
+    failures: list[str] = []
+    checked_layers: dict[str, Path] = {}
+    print(f"## sam build output in {build_dir.resolve()} ({RUNTIME}, {arch}; boto3 from {sdk.relative_to(ROOT)})")
+    for function in functions:
+        if function.runtime != RUNTIME:
+            failures.append(f"{function.logical_id}: runtime {function.runtime}, expected {RUNTIME}")
+        for layer_id, layer in function.layers.items():
+            if layer_id not in checked_layers:
+                checked_layers[layer_id] = layer
+                failures += [f"{layer_id}: {problem}" for problem in wheel_problems(layer, arch)]
+        size = folder_bytes(function.code) + sum(folder_bytes(path) for path in function.layers.values())
+        if size > UNZIPPED_LIMIT_BYTES:
+            failures.append(f"{function.logical_id}: {size / 2**20:.1f} MB unzipped, over Lambda's 250 MB")
+        if host:
+            module_name, _, attribute = function.handler.rpartition(".")
+            answer = isolated(IMPORT_HANDLER, function.path(sdk), function.env, module_name, attribute)
             verdict = "imports" if answer.returncode == 0 else "FAILS TO IMPORT"
             if answer.returncode != 0:
-                failures.append(f"{logical_id}: {answer.stderr.strip().splitlines()[-1:]}")
+                failures.append(f"{function.logical_id}: {answer.stderr.strip().splitlines()[-1:]}")
                 print(answer.stderr.strip(), file=sys.stderr)
         else:
             verdict = f"import skipped ({arch} code on a {platform.machine()} machine)"
-        print(f"{logical_id:<22} {props['Handler']:<14} {size / 2**20:7.1f} MB unzipped (limit 250)   {verdict}")
-    for layer_id, folder in layers.items():
+        print(
+            f"{function.logical_id:<22} {function.handler:<14} {size / 2**20:7.1f} MB unzipped (limit 250)   {verdict}"
+        )
+    for layer_id, folder in checked_layers.items():
         print(f"{layer_id:<22} {'layer':<14} {folder_bytes(folder) / 2**20:7.1f} MB unzipped")
     return failures
 

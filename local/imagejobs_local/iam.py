@@ -75,9 +75,9 @@ class Keys:
         }
 
 
-_acting = threading.local()  # .keys: the role session of the function running on this thread
+_acting = threading.local()  # .function, .keys: the function running on this thread, its role session
 _function_keys: dict[str, Keys] = {}
-_state_machine_keys: dict[str, Keys] = {}  # "current": the (one) deployed state machine's role session
+_state_machine: Keys | None = None  # the (one) deployed state machine's role session
 _installed = False
 
 
@@ -95,13 +95,18 @@ def check_moto_version() -> None:
 # -- who is calling ----------------------------------------------------------------------------
 @contextmanager
 def acting_as(function_name: str) -> Iterator[None]:
-    """Clients made on this thread inside the block are signed as the function's role."""
-    previous = getattr(_acting, "keys", None)
-    _acting.keys = _function_keys.get(function_name)
+    """The function runs on this thread inside the block: the clients made there are signed as
+    its role, and `current_function()` names it (for what else a process must keep per function)."""
+    previous = getattr(_acting, "function", None), getattr(_acting, "keys", None)
+    _acting.function, _acting.keys = function_name, _function_keys.get(function_name)
     try:
         yield
     finally:
-        _acting.keys = previous
+        _acting.function, _acting.keys = previous
+
+
+def current_function() -> str | None:
+    return getattr(_acting, "function", None)
 
 
 def _create_client_as_caller(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,9 +123,8 @@ class _Boto3AsStateMachine:
     """Stands in for `boto3` inside moto's Step Functions task code, which signs with "ak"/"sk"."""
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
-        keys = _state_machine_keys.get("current")
-        if keys is not None:
-            kwargs.update(keys.client_kwargs())
+        if _state_machine is not None:
+            kwargs.update(_state_machine.client_kwargs())
         return boto3.client(*args, **kwargs)
 
 
@@ -238,13 +242,18 @@ def _presigned_as_headers(self: Any) -> dict[str, str] | None:
     expires = datetime.timedelta(seconds=int(query.get("X-Amz-Expires", "0")))
     if datetime.datetime.now(datetime.UTC) > signed_at + expires:
         raise S3ClientError("AccessDenied", "Request has expired")
-    headers = dict(self.headers)  # the query's credentials, shaped as the header moto reads
-    headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, "
-        f"SignedHeaders={query.get('X-Amz-SignedHeaders', 'host')}, Signature={query.get('X-Amz-Signature', '')}"
+    return _as_signed_headers(
+        self, query["X-Amz-Credential"], query.get("X-Amz-Signature", ""), query.get("X-Amz-Security-Token")
     )
-    if "X-Amz-Security-Token" in query:
-        headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"]
+
+
+def _as_signed_headers(self: Any, credential: str, signature: str, token: str | None) -> dict[str, str]:
+    """The request's headers with credentials from its query string or form, shaped as the
+    Authorization header moto reads the caller from."""
+    headers = dict(self.headers)
+    headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature={signature}"
+    if token is not None:
+        headers["X-Amz-Security-Token"] = token
     return headers
 
 
@@ -290,13 +299,9 @@ def _form_post_as_headers(self: Any, bucket: str) -> tuple[dict[str, str], str]:
                 raise S3ClientError(
                     "AccessDenied", f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}"
                 )
-    headers = dict(self.headers)
-    headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={fields['x-amz-credential']}, SignedHeaders=host, "
-        f"Signature={fields.get('x-amz-signature', '')}"
+    headers = _as_signed_headers(
+        self, fields["x-amz-credential"], fields.get("x-amz-signature", ""), fields.get("x-amz-security-token")
     )
-    if "x-amz-security-token" in fields:
-        headers["X-Amz-Security-Token"] = fields["x-amz-security-token"]
     return headers, form.get("key", "")
 
 
@@ -428,18 +433,20 @@ def assume(role_arn: str, session_name: str, region: str) -> Keys:
 def enforce(region: str, function_roles: dict[str, str], state_machine_role: str | None) -> Keys:
     """Make the identities, then switch enforcement on. Returns the admin keys (the caller puts
     them in the environment for everything that is not a function)."""
+    global _state_machine
     install()
     with unenforced():
         admin = admin_keys(region)
         for function_name, role_arn in function_roles.items():
             _function_keys[function_name] = assume(role_arn, function_name, region)
         if state_machine_role:
-            _state_machine_keys["current"] = assume(state_machine_role, "states", region)
+            _state_machine = assume(state_machine_role, "states", region)
     _set_enforcing(True)
     return admin
 
 
 def relax() -> None:
     """Back to moto's default (no checks), e.g. when the stack stops."""
+    global _state_machine
     _set_enforcing(False)
-    _state_machine_keys.clear()
+    _state_machine = None

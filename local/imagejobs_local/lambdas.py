@@ -46,7 +46,7 @@ class _PerFunctionProviders(dict[str, Any]):
         self._by_function: dict[str, dict[str, Any]] = {}
 
     def _mine(self) -> dict[str, Any]:
-        return self._by_function.setdefault(getattr(_capture, "function_name", None) or "", {})
+        return self._by_function.setdefault(iam.current_function() or "", {})
 
     def __contains__(self, key: object) -> bool:
         return key in self._mine()
@@ -168,12 +168,10 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return json.dumps({"errorType": "ResourceNotFound", "errorMessage": "no local code"}), True, ""
     with _turn, iam.acting_as(self.function_name):
         _capture.invoking = True
-        _capture.function_name = self.function_name
         try:
             return _run(self, code, event)
         finally:
             _capture.invoking = False
-            _capture.function_name = None
 
 
 def _sleep_between_turns(seconds: float) -> None:

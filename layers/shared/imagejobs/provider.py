@@ -129,6 +129,13 @@ def parse_job(body: Any) -> ProviderJob:
     )
 
 
+def _url(text: str) -> httpx.URL | None:
+    try:
+        return httpx.URL(text)
+    except (httpx.InvalidURL, ValueError):
+        return None
+
+
 class DownloadHosts:
     """Where outputs may be fetched from: the provider's own host (with its base URL's scheme) and
     https hosts matching the allow-list patterns ('*.amazonaws.com', 'cdn.example.com')."""
@@ -139,9 +146,8 @@ class DownloadHosts:
         self._patterns = [pattern.strip().lower() for pattern in patterns if pattern.strip()]
 
     def allows(self, url: str) -> bool:
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, ValueError):
+        parsed = _url(url)
+        if parsed is None:
             return False
         if (parsed.scheme, parsed.host, parsed.port) == self._provider:
             return True
@@ -149,11 +155,8 @@ class DownloadHosts:
         return parsed.scheme == "https" and any(fnmatch.fnmatchcase(host, pattern) for pattern in self._patterns)
 
     def is_provider(self, url: str) -> bool:
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, ValueError):
-            return False
-        return (parsed.scheme, parsed.host, parsed.port) == self._provider
+        parsed = _url(url)
+        return parsed is not None and (parsed.scheme, parsed.host, parsed.port) == self._provider
 
     def check(self, url: str) -> None:
         if not self.allows(url):

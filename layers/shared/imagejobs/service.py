@@ -274,14 +274,19 @@ def _uploaded(
     mask_ref = ref_of(mask_upload, "mask_upload") if mask_upload else None
     check_edit_budget(sent_sizes + [size for _, size in image_refs], mask_size=mask_ref[1] if mask_ref else 0)
 
-    def checked(ref: ObjectRef, name: str, param: str) -> tuple[ObjectRef, CheckedImage]:
-        image = check_image(objects.read(ref), name=name, param=param)
-        digest = hashlib.sha256(image.data).hexdigest().encode()  # what the request fingerprint sees
-        return ref.model_copy(update={"content_type": image.content_type}), dataclasses.replace(image, data=digest)
-
-    images = [checked(ref, f"upload {ref.key.rsplit('/', 1)[-1]!r}", "image_upload") for ref, _ in image_refs]
-    mask = checked(mask_ref[0], "mask upload", "mask_upload") if mask_ref else None
+    images = [
+        _read_checked(objects, ref, f"upload {ref.key.rsplit('/', 1)[-1]!r}", "image_upload") for ref, _ in image_refs
+    ]
+    mask = _read_checked(objects, mask_ref[0], "mask upload", "mask_upload") if mask_ref else None
     return images, mask
+
+
+def _read_checked(objects: Objects, ref: ObjectRef, name: str, param: str) -> tuple[ObjectRef, CheckedImage]:
+    """One stored input, read and checked; what is kept is its type and the facts the rules need
+    (sizes), with a digest in place of the data: an edit's images are held one at a time."""
+    image = check_image(objects.read(ref), name=name, param=param)
+    digest = hashlib.sha256(image.data).hexdigest().encode()  # what a request fingerprint sees
+    return ref.model_copy(update={"content_type": image.content_type}), dataclasses.replace(image, data=digest)
 
 
 def accept_edit(
@@ -437,22 +442,20 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
         objects = _need(deps.objects, "objects") if image_uris or mask_uri else None
         image_refs = [requests_in.s3_input(uri, allowed) for uri in image_uris]
         mask_ref = requests_in.s3_input(mask_uri, allowed) if mask_uri else None
+        checked: list[CheckedImage] = []
+        checked_mask = None
         if objects is not None:
             # Count and weigh them before reading any; then read one at a time, keeping only what
             # the rules need (sizes), so memory holds one image, not sixteen.
             check_edit_budget(
                 [objects.head(ref).size for ref in image_refs], mask_size=objects.head(mask_ref).size if mask_ref else 0
             )
-        checked = []
-        for uri, ref in zip(image_uris, image_refs, strict=True):
-            image = check_image(objects.read(ref), name=uri)  # type: ignore[union-attr]
-            checked.append(dataclasses.replace(image, data=b""))
-            inputs.append(ref.model_copy(update={"content_type": image.content_type}))
-        checked_mask = None
-        if mask_uri and mask_ref is not None:
-            checked_mask = check_image(objects.read(mask_ref), name=mask_uri, param="mask")  # type: ignore[union-attr]
-            checked_mask = dataclasses.replace(checked_mask, data=b"")
-            mask = mask_ref.model_copy(update={"content_type": checked_mask.content_type})
+            for uri, ref in zip(image_uris, image_refs, strict=True):
+                stored, image = _read_checked(objects, ref, uri, "image")
+                checked.append(image)
+                inputs.append(stored)
+            if mask_uri and mask_ref is not None:
+                mask, checked_mask = _read_checked(objects, mask_ref, mask_uri, "mask")
         if image_uris or mask_uri:
             check_edit_inputs(checked, checked_mask)
     except ValidationError as exc:
