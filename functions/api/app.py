@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from imagejobs import budget, pricing, service
+from imagejobs import budget, clock, pricing, service
 from imagejobs.httpapi import (
     ApiError,
     base_url,
@@ -116,7 +116,7 @@ def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
         raise ApiError(400, exc.message, param="webhook_url", code=exc.reason) from None
     except budget.BudgetExceeded as exc:
         raise ApiError(402, exc.message, type_="insufficient_quota", code=exc.reason) from None
-    except service.UnsupportedModel as exc:
+    except (service.UnsupportedModel, service.ModelShutdown) as exc:
         raise ApiError(400, exc.message, param="model", code=exc.reason) from None
     except service.UnsupportedParameter as exc:
         raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
@@ -125,7 +125,9 @@ def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
     # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
     logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
     view = service.job_view(deps, record, base_url(app.current_event))
-    return Response(status_code=202, content_type="application/json", body=view)
+    # A deprecated model is served with RFC 9745 Deprecation / RFC 8594 Sunset headers.
+    headers = pricing.deprecation_headers(record.model, clock.today())
+    return Response(status_code=202, content_type="application/json", body=view, headers=headers)
 
 
 def _answers(success: int, description: str, *errors: int, model: Any = JobView) -> dict[int, Any]:
@@ -359,7 +361,7 @@ def get_content(job_id: str) -> Response[str]:
 )
 def list_models() -> dict[str, Any]:
     _tenant()
-    return {"object": "list", "data": pricing.model_views()}
+    return {"object": "list", "data": pricing.model_views(clock.today())}
 
 
 @app.get(
@@ -367,7 +369,7 @@ def list_models() -> dict[str, Any]:
     summary="One model, e.g. openai/gpt-image-1",
     responses=_answers(200, "the model", 404, model=None),
 )
-def get_vendor_model(vendor: str, name: str) -> dict[str, Any]:
+def get_vendor_model(vendor: str, name: str) -> Response[dict[str, Any]]:
     return _model(f"{vendor}/{name}")
 
 
@@ -376,16 +378,27 @@ def get_vendor_model(vendor: str, name: str) -> dict[str, Any]:
     summary="One model by its short name, e.g. gpt-image-1",
     responses=_answers(200, "the model", 404, model=None),
 )
-def get_model(name: str) -> dict[str, Any]:
+def get_model(name: str) -> Response[dict[str, Any]]:
     return _model(name)
 
 
-def _model(name: str) -> dict[str, Any]:
+def _model(name: str) -> Response[dict[str, Any]]:
     _tenant()
+    today = clock.today()
     try:
-        return pricing.model_view(pricing.catalog_name(unquote(name)))
+        entry = pricing.servable(unquote(name), today)
     except pricing.UnknownModel:
         raise ApiError(404, f"The model '{name}' does not exist here.", param="model", code="model_not_found") from None
+    except pricing.ModelShutDown as exc:
+        instead = f"; use {exc.replacement} instead" if exc.replacement else ""
+        message = f"The model '{name}' was shut down on {exc.shutdown}{instead}."
+        raise ApiError(404, message, param="model", code="model_not_found") from None
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=pricing.model_view(entry),
+        headers=pricing.deprecation_headers(entry, today),
+    )
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

@@ -36,6 +36,35 @@ from imagejobs import clock
 # Output tokens per image at 1024x1024 (OpenAI's published figures for gpt-image-1).
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
 SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
+
+
+def size_refusal(model: str, size: str) -> str | None:
+    """What OpenAI's reference says each model takes, written here independently of the stack's
+    catalog (so the two can disagree, as a real provider and our catalog could): gpt-image-2 any
+    WIDTHxHEIGHT with sides multiples of 16, at most 3840, ratio at most 3:1, 655,360-8,294,400
+    pixels; the others the three fixed sizes. None when the size is taken."""
+    if size == "auto" or size in SIZES:
+        return None
+    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    if not model.endswith("gpt-image-2") or not match:
+        return f"Invalid value: '{size}'. Supported values are: '1024x1024', '1536x1024', '1024x1536', and 'auto'."
+    width, height = int(match[1]), int(match[2])
+    fits = (
+        width % 16 == 0
+        and height % 16 == 0
+        and max(width, height) <= 3840
+        and max(width, height) <= 3 * min(width, height)
+        and 655_360 <= width * height <= 8_294_400
+    )
+    return None if fits else f"Invalid size '{size}' for gpt-image-2."
+
+
+def dimensions(size: str) -> tuple[int, int]:
+    """Pixels of a requested size ("auto": 1024x1024)."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size)
+    return (int(match[1]), int(match[2])) if match else (1024, 1024)
+
+
 MARKER = re.compile(r"\[sim:([a-z0-9_]+)(?:=([0-9.]+))?\]")
 # Counted faults: "[sim:<where>_<kind>=N]" serves the fault on the first N calls of that kind.
 FAULT_MARKERS = {
@@ -98,6 +127,8 @@ class Behaviour:
     iso_times: bool = False  # created_at / expires_at as ISO 8601 strings (TheRouter's other page)
     unknown_status: bool = False  # report "processing" (no documented status) while running
     odd_id: bool = False  # a job id that is not img_...: a UUID with a slash-free suffix
+    # TheRouter documents no Idempotency-Key: "[sim:no_idempotency]" ignores it (every POST is a new job).
+    honours_key: bool = True
 
     def fault_count(self, name: str) -> int:
         return dict(self.faults).get(name, 0)
@@ -122,6 +153,8 @@ class Behaviour:
                 values["noise"] = True
             elif name == "no_usage":
                 values["usage"] = False
+            elif name == "no_idempotency":
+                values["honours_key"] = False
             elif name in ("result_data", "data_url", "b64_json"):
                 values["results"] = name
             elif name in ("auth_downloads", "iso_times", "unknown_status", "odd_id"):
@@ -238,6 +271,9 @@ class SimulatedProvider:
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             return 400, _error("Missing required parameter: 'prompt'.", "invalid_request_error", "prompt"), {}
+        refusal = size_refusal(str(body.get("model", "openai/gpt-image-1")), str(body.get("size", "auto")))
+        if refusal:
+            return 400, _error(refusal, "invalid_request_error", "size", "invalid_value"), {}
         behaviour = Behaviour.from_prompt(prompt)
         if behaviour.reject_at_submit:
             return (
@@ -257,7 +293,7 @@ class SimulatedProvider:
                 self.stats.rate_limited[key] += 1
                 headers = {"Retry-After": f"{behaviour.retry_after:g}"} if behaviour.retry_after is not None else {}
                 return 429, _error("Rate limit reached; slow down.", "rate_limit_error", None, "rate_limited"), headers
-            if idempotency_key and idempotency_key in self._by_key:
+            if idempotency_key and behaviour.honours_key and idempotency_key in self._by_key:
                 return 202, self.job_object(self._jobs[self._by_key[idempotency_key]]), {}
             job_id = (
                 f"{uuid.uuid4()}:v2" if behaviour.odd_id else "img_sim_" + secrets.token_hex(10)
@@ -387,7 +423,7 @@ class SimulatedProvider:
 def render(request: dict[str, Any], index: int, source: bytes | None = None) -> bytes:
     """A real image in the requested size, format and background (content derived from the prompt).
     For an edit, the given image transformed visibly: mirrored, posterized, tinted, captioned."""
-    width, height = SIZES.get(str(request.get("size", "auto")), (1024, 1024))
+    width, height = dimensions(str(request.get("size", "auto")))
     fmt = str(request.get("output_format", "png"))
     seed = hashlib.sha256(f"{request.get('prompt')}#{index}".encode()).digest()
     transparent = request.get("background") == "transparent" and fmt in ("png", "webp")
@@ -421,7 +457,7 @@ def render(request: dict[str, Any], index: int, source: bytes | None = None) -> 
 
 def noise(request: dict[str, Any], index: int) -> bytes:
     """Random pixels in the requested size: a PNG that does not compress (about 4.7 MB at 1536x1024)."""
-    width, height = SIZES.get(str(request.get("size", "auto")), (1024, 1024))
+    width, height = dimensions(str(request.get("size", "auto")))
     out = io.BytesIO()
     Image.frombytes("RGB", (width, height), random.Random(index).randbytes(width * height * 3)).save(out, "PNG")
     return out.getvalue()

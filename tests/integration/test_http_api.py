@@ -241,3 +241,44 @@ def test_a_request_takes_only_what_its_model_accepts(api: httpx.Client) -> None:
     opaque = {**transparent, "background": "opaque", "quality": "low"}
     assert api.post(GENERATIONS, json=opaque).status_code == 202
     assert api.post(GENERATIONS, json={**transparent, "model": "gpt-image-1", "quality": "low"}).status_code == 202
+
+
+def test_each_model_takes_its_own_sizes(stack: LocalStack, api: httpx.Client) -> None:
+    """gpt-image-1: 1024x1024, 1536x1024, 1024x1536, auto (OpenAI's image API reference);
+    gpt-image-2: WIDTHxHEIGHT, sides multiples of 16, ratio at most 3:1 (the catalog's rules)."""
+    before = job_count(stack)
+    error = assert_openai_error(api.post(GENERATIONS, json={"prompt": "a", "size": "2048x1152"}), 400, "size")
+    assert "1536x1024" in error["message"]
+    for size in ("1000x1000", "2560x800"):
+        refused = api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-2", "size": size})
+        assert size in assert_openai_error(refused, 400, "size")["message"]
+    assert job_count(stack) == before  # nothing recorded, nothing reserved
+    answer = api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-2", "size": "2048x1152", "quality": "low"})
+    assert answer.status_code == 202, answer.text
+
+
+def test_a_shut_down_model_is_refused_naming_its_replacement(stack: LocalStack, api: httpx.Client) -> None:
+    """OpenAI shut gpt-image-1.5 down on 2026-12-01 (its deprecations page): refused at the door,
+    unless the operator maps it (ModelAliases), when it runs, is priced and answered as the target."""
+    error = assert_openai_error(api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-1.5"}), 400, "model")
+    assert error["code"] == "model_shutdown" and "openai/gpt-image-2" in error["message"]
+    assert_openai_error(api.get("/v1/models/openai/gpt-image-1.5"), 404, "model")
+    with stack.function_settings("ApiFunction", MODEL_ALIASES="gpt-image-1.5=openai/gpt-image-2"):
+        answer = api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-1.5", "quality": "low"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["model"] == "openai/gpt-image-2"
+    record = wait_for_job(api, answer.json()["id"])
+    assert record["status"] == "succeeded"
+    assert stack.store.get(answer.json()["id"]).model == "openai/gpt-image-2"
+
+
+def test_a_deprecated_model_is_served_with_deprecation_headers(api: httpx.Client) -> None:
+    """gpt-image-1, shut upstream on 2026-10-23 and still served by TheRouter: RFC 9745 Deprecation
+    (@seconds) and a successor Link; no Sunset, as no date is announced. gpt-image-2: none."""
+    old = api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-1", "quality": "low"})
+    assert old.status_code == 202
+    assert old.headers["Deprecation"] == "@1792713600"
+    assert "successor-version" in old.headers["Link"] and "Sunset" not in old.headers
+    assert api.get("/v1/models/gpt-image-1").headers["Deprecation"] == "@1792713600"
+    new = api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-2", "quality": "low"})
+    assert new.status_code == 202 and "Deprecation" not in new.headers

@@ -51,3 +51,32 @@ def test_every_documented_shape_ends_stored_and_priced(stack: LocalStack, api: h
         assert (record.cost.basis, Decimal(record.cost.amount)) == ("per_image", Decimal("0.0264"))
     else:
         assert record.cost.basis == "usage" and record.usage is not None
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "per_image"),
+    [("openai/gpt-image-1", "auto", "0.0132"), ("openai/gpt-image-2", "2048x1152", "0.0162")],
+)
+def test_a_provider_as_the_async_media_page_shows_it_and_without_idempotency(
+    stack: LocalStack, api: httpx.Client, model: str, size: str, per_image: str
+) -> None:
+    """Issue #14's bar: ISO times, results only in `result.data[].url` behind the bearer key, no
+    `usage`, an Idempotency-Key ignored (ProviderIdempotency=none): the job succeeds, is stored,
+    sent once, and costs its model's per-image price (gpt-image-2's $0.0072 low at 1024x1024,
+    x 2.25 for 2048x1152's pixels)."""
+    markers = VARIANTS["async_media_page"] + "[sim:no_idempotency]"
+    body = {"prompt": f"A quay at dusk {markers}", "model": model, "size": size, "quality": "low", "n": 2}
+    with stack.function_settings("SubmitFunction", PROVIDER_IDEMPOTENCY="none"):
+        answer = api.post("/v1/images/generations", params={"async": "true"}, json=body)
+        assert answer.status_code == 202, answer.text
+        record = wait_for_record(stack, answer.json()["id"])
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert stack.provider.stats.submissions[record.id] == 1
+    s3 = stack.client("s3")
+    for output in record.outputs:
+        stored = s3.get_object(Bucket=stack.outputs["ResultsBucketName"], Key=output.key)["Body"].read()
+        expected = (2048, 1152) if size == "2048x1152" else (1024, 1024)
+        assert Image.open(io.BytesIO(stored)).size == expected
+    assert len(record.outputs) == 2 and record.cost is not None
+    assert (record.cost.basis, Decimal(record.cost.amount)) == ("per_image", 2 * Decimal(per_image))

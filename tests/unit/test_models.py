@@ -36,7 +36,7 @@ def test_every_documented_parameter_is_accepted() -> None:
         ({"prompt": ""}, "prompt"),
         ({"prompt": "   "}, "prompt"),
         ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
-        ({"prompt": "a", "size": "512x512"}, "size"),
+        ({"prompt": "a", "size": "512 by 512"}, "size"),
         ({"prompt": "a", "quality": "ultra"}, "quality"),
         ({"prompt": "a", "background": "green"}, "background"),
         ({"prompt": "a", "output_format": "gif"}, "output_format"),

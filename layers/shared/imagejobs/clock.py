@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 
 _IMPORTED_AT = time.time()
 
@@ -38,6 +39,11 @@ def now() -> float:
         return real
     anchor = float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
     return anchor + (real - anchor) / scale
+
+
+def today() -> date:
+    """The calendar date (UTC) on the wall clock, even offline: model lifecycles are dated in it."""
+    return datetime.fromtimestamp(time.time(), UTC).date()
 
 
 # The offline runtime runs every function in one process, one invocation at a time; while a

@@ -81,5 +81,9 @@ class JobRecord(Model):
         return str(self.request.get("quality", "auto"))
 
     @property
+    def size(self) -> str:
+        return str(self.request.get("size", "auto"))
+
+    @property
     def images_requested(self) -> int:
         return int(self.request.get("n", 1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
@@ -32,7 +32,13 @@ class JobStatus(StrEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 
-Size = Literal["1024x1024", "1536x1024", "1024x1536", "auto"]
+# "auto" or WIDTHxHEIGHT; which sizes a model takes is its catalog entry's `rules.size`
+# (gpt-image-1: three fixed sizes; gpt-image-2: any within bounds), checked at every intake.
+SIZE_PATTERN = r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$"
+Size = Annotated[
+    str,
+    Field(pattern=SIZE_PATTERN, examples=["1024x1024", "1536x1024", "1024x1536", "auto", "2048x1152"]),
+]
 Quality = Literal["low", "medium", "high", "auto"]
 Background = Literal["transparent", "opaque", "auto"]
 OutputFormat = Literal["png", "jpeg", "webp"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from imagejobs.models import Cost, Usage
 
@@ -16,6 +17,18 @@ CENT_FRACTION = Decimal("0.000001")  # costs are kept to a millionth of a dollar
 
 class UnknownModel(LookupError):
     pass
+
+
+class ModelShutDown(LookupError):
+    """A catalog entry past its shutdown date: never sent upstream (`replacement` names its successor)."""
+
+    def __init__(self, model: str, shutdown: str | None, replacement: str | None) -> None:
+        super().__init__(model)
+        self.model, self.shutdown, self.replacement = model, shutdown, replacement
+
+
+Lifecycle = Literal["active", "deprecated", "shut_down"]
+SQUARE_PIXELS = 1024 * 1024
 
 
 @cache
@@ -37,6 +50,104 @@ def catalog_name(model: str) -> str:
     raise UnknownModel(model)
 
 
+def same_model(a: str, b: str) -> bool:
+    """Two spellings of one model: one catalog entry (gpt-image-1 is openai/gpt-image-1), or, for
+    names the catalog does not know, the same string."""
+    try:
+        return catalog_name(a) == catalog_name(b)
+    except UnknownModel:
+        return a == b
+
+
+def aliased(model: str, aliases: dict[str, str]) -> str:
+    """The operator's mapping (ModelAliases, e.g. gpt-image-1=gpt-image-2) applied once."""
+    return next((target for source, target in aliases.items() if same_model(model, source)), model)
+
+
+def lifecycle(model: str, today: date) -> Lifecycle:
+    """active, deprecated (served, with Deprecation/Sunset headers) or shut_down (refused):
+    a `shutdown` date that has come ends a model whatever its `status` says."""
+    entry = price_table()["models"][catalog_name(model)].get("lifecycle") or {}
+    shutdown = entry.get("shutdown")
+    if entry.get("status") == "shut_down" or (shutdown and date.fromisoformat(shutdown) <= today):
+        return "shut_down"
+    return "deprecated" if entry.get("status") == "deprecated" or shutdown else "active"
+
+
+def servable(model: str, today: date) -> str:
+    """The catalog name of a model that may run today (UnknownModel, ModelShutDown otherwise)."""
+    name = catalog_name(model)
+    if lifecycle(name, today) == "shut_down":
+        entry = price_table()["models"][name]["lifecycle"]
+        raise ModelShutDown(model, entry.get("shutdown"), entry.get("replacement"))
+    return name
+
+
+def deprecation_headers(model: str, today: date) -> dict[str, str]:
+    """RFC 9745 `Deprecation` (@unix seconds of the date it was deprecated) and RFC 8594 `Sunset`
+    (the HTTP-date of its shutdown, when one is known) for a deprecated model; none otherwise."""
+    try:
+        if lifecycle(model, today) != "deprecated":
+            return {}
+    except UnknownModel:
+        return {}
+    entry = price_table()["models"][catalog_name(model)]["lifecycle"]
+    headers: dict[str, str] = {}
+    if entry.get("deprecated"):
+        headers["Deprecation"] = f"@{_midnight(entry['deprecated'])}"
+    if entry.get("shutdown"):
+        headers["Sunset"] = datetime.fromtimestamp(_midnight(entry["shutdown"]), UTC).strftime(
+            "%a, %d %b %Y %H:%M:%S GMT"
+        )
+    if entry.get("replacement"):
+        headers["Link"] = f'</v1/models/{entry["replacement"]}>; rel="successor-version"'
+    return headers
+
+
+def _midnight(day: str) -> int:
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp())
+
+
+def size_problem(model: str, size: str) -> str | None:
+    """Why a model does not take a size (its catalog `rules.size`), or None. A size is one of the
+    listed `sizes`, or, where the model takes custom sizes, WIDTHxHEIGHT within `custom`'s bounds."""
+    rules = (model_prices(model).get("rules") or {}).get("size")
+    if not rules or size in rules.get("sizes", []):
+        return None
+    listed = ", ".join(rules.get("sizes", []))
+    custom = rules.get("custom")
+    if not custom:
+        return f"{model} takes size {listed}, not {size}."
+    width, height = (int(side) for side in size.split("x"))
+    step, edge, ratio = int(custom["multiple_of"]), int(custom["max_edge"]), Decimal(custom["max_ratio"])
+    pixels = width * height
+    if width % step or height % step:
+        return f"{model} takes sizes whose sides are multiples of {step}; {size} is not."
+    if max(width, height) > edge:
+        return f"{model} takes sizes with sides up to {edge} pixels; {size} is larger."
+    if Decimal(max(width, height)) / Decimal(min(width, height)) > ratio:
+        return f"{model} takes sizes no longer than {ratio}:1 on either side; {size} is."
+    if not int(custom["min_pixels"]) <= pixels <= int(custom["max_pixels"]):
+        return (
+            f"{model} takes sizes of {custom['min_pixels']} to {custom['max_pixels']} pixels in all; "
+            f"{size} has {pixels}."
+        )
+    return None
+
+
+def size_factor(model: str, size: str, *, auto_at_most: bool) -> Decimal:
+    """How many priced-size images one image of `size` counts as: the catalog's factor for the
+    sizes it lists, the pixel count over 1024x1024 for custom sizes; `auto` is taken at its dearest
+    (reserving) or as the priced size (billing: the provider chose it, and reported no usage)."""
+    bounds = model_prices(model)["reserve"]["size_factor"]
+    if size in bounds and (size != "auto" or auto_at_most):
+        return Decimal(bounds[size])
+    if size == "auto":
+        return Decimal(1)
+    width, height = (int(side) for side in size.split("x"))
+    return max(Decimal(1), Decimal(width * height) / SQUARE_PIXELS)
+
+
 def model_prices(model: str) -> dict[str, Any]:
     return dict(price_table()["models"][catalog_name(model)])
 
@@ -45,8 +156,6 @@ def model_view(name: str) -> dict[str, Any]:
     """One catalog entry in OpenAI's model shape (`id`, `object`, `created`, `owned_by`), with its
     prices and lifecycle beside: GET /v1/models. `created` is its release date where the catalog
     knows it, else 0."""
-    from datetime import UTC, datetime
-
     entry = price_table()["models"][name]
     lifecycle = dict(entry.get("lifecycle") or {})
     released = lifecycle.get("released")
@@ -67,8 +176,9 @@ def model_view(name: str) -> dict[str, Any]:
     }
 
 
-def model_views() -> list[dict[str, Any]]:
-    return [model_view(name) for name in sorted(price_table()["models"])]
+def model_views(today: date) -> list[dict[str, Any]]:
+    """The models that may run today (shut-down entries stay in the catalog to name their successor)."""
+    return [model_view(name) for name in sorted(price_table()["models"]) if lifecycle(name, today) != "shut_down"]
 
 
 def image_price(model: str, quality: str) -> Decimal:
@@ -78,8 +188,9 @@ def image_price(model: str, quality: str) -> Decimal:
     return Decimal(prices["per_image"][quality])
 
 
-def job_cost(model: str, quality: str, images: int, usage: Usage | None) -> Cost:
-    """Usage tokens when the provider reported them, the per-image table otherwise."""
+def job_cost(model: str, quality: str, images: int, usage: Usage | None, *, size: str) -> Cost:
+    """Usage tokens when the provider reported them, the per-image table otherwise (scaled by
+    size_factor: the table prices 1024x1024)."""
     prices = model_prices(model)
     if usage is not None and usage.total_tokens > 0:
         per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
@@ -89,7 +200,7 @@ def job_cost(model: str, quality: str, images: int, usage: Usage | None) -> Cost
             + usage.output_tokens * per_million["output"]
         ) / MILLION
         return Cost(amount=_money(amount), currency=prices["currency"], basis="usage")
-    amount = image_price(model, quality) * images
+    amount = image_price(model, quality) * size_factor(model, size, auto_at_most=False) * images
     return Cost(amount=_money(amount), currency=prices["currency"], basis="per_image")
 
 
@@ -104,8 +215,7 @@ def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -
     if quality == "auto":
         quality = bounds["auto_quality_priced_as"]
     per_image = Decimal(prices["per_image"][quality])
-    size = str(request.get("size") or "auto")
-    factor = Decimal(bounds["size_factor"].get(size, max(bounds["size_factor"].values(), key=Decimal)))
+    factor = size_factor(model, str(request.get("size") or "auto"), auto_at_most=True)
     per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
     prompt_tokens = Decimal(len(str(request.get("prompt") or ""))) * Decimal(bounds["text_input_tokens_per_char"])
     image_tokens = Decimal(input_images * int(bounds["image_input_tokens_per_image"]))

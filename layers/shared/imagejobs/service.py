@@ -184,21 +184,43 @@ class UnsupportedParameter(ImageJobsError):
         self.param = param
 
 
+class ModelShutdown(ImageJobsError):
+    """A model past its shutdown date (the catalog's lifecycle): refused, naming its replacement."""
+
+    reason = "model_shutdown"
+
+
+def resolve_model[PARSED: GenerationRequest](settings: Settings, request: PARSED) -> PARSED:
+    """The request with its model decided, at every intake: the DefaultModel when it names none,
+    the operator's ModelAliases applied, then checked against the catalog (check_model)."""
+    model = pricing.aliased(request.model or settings.default_model, settings.aliases)
+    resolved = request.model_copy(update={"model": model})
+    check_model(model, resolved.model_dump(exclude_none=True))
+    return resolved
+
+
 def check_model(model: str, request: dict[str, Any] | None = None) -> None:
-    """Only models with a price table run: every job is reserved and billed by it; and a request
-    takes only the values its model accepts (the catalog's rules, data an operator can edit)."""
+    """Only models with a price table run: every job is reserved and billed by it; a model past
+    its shutdown date runs no more; and a request takes only the values its model accepts (the
+    catalog's rules, data an operator can edit)."""
     try:
-        prices = pricing.model_prices(model)
+        pricing.servable(model, clock.today())
     except pricing.UnknownModel:
-        known = ", ".join(sorted(pricing.price_table()["models"]))
+        known = ", ".join(view["id"] for view in pricing.model_views(clock.today()))
         raise UnsupportedModel(f"The model '{model}' is not supported here; use one of: {known}.") from None
-    rules = prices.get("rules") or {}
+    except pricing.ModelShutDown as exc:
+        instead = f"; use {exc.replacement} instead" if exc.replacement else ""
+        raise ModelShutdown(f"The model '{model}' was shut down on {exc.shutdown}{instead}.") from None
+    rules = pricing.model_prices(model).get("rules") or {}
     background = (request or {}).get("background")
     if background is not None and "background" in rules and background not in rules["background"]:
         allowed = ", ".join(rules["background"])
         raise UnsupportedParameter(f"{model} takes background {allowed}, not {background}.", param="background")
     if (request or {}).get("input_fidelity") is not None and rules.get("input_fidelity") is False:
         raise UnsupportedParameter(f"{model} does not take input_fidelity.", param="input_fidelity")
+    problem = pricing.size_problem(model, str((request or {}).get("size") or "auto"))
+    if problem:
+        raise UnsupportedParameter(problem, param="size")
 
 
 def _create(deps: Deps, record: JobRecord, *, reserve: bool = True) -> tuple[JobRecord, bool]:
@@ -355,10 +377,9 @@ def _accept(
 ) -> tuple[JobRecord, bool]:
     settings = deps.settings
     tenant = caller.tenant
-    request = request.with_model(settings.default_model)
+    request = resolve_model(settings, request)
     job_id = new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
-    check_model(str(request.model), request.model_dump(exclude_none=True))
     if request.webhook_url:
         webhooks.check_url(request.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
@@ -433,9 +454,8 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
     mask: ObjectRef | None = None
     try:
         model = EditRequest if image_uris or mask_uri else GenerationRequest
-        parsed = model.model_validate(params).with_model(settings.default_model)
+        parsed = resolve_model(settings, model.model_validate(params))
         request = parsed.model_dump(exclude_none=True)
-        check_model(str(parsed.model), request)
         if parsed.webhook_url:
             webhooks.check_url(parsed.webhook_url, allow_loopback=settings.webhook_allow_loopback)
         allowed = settings.readable_input_buckets
@@ -509,9 +529,8 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
                 "content_type": info.content_type,
             }
         )
-        parsed = uploads.instructions(upload.key, info.metadata, rules_document).with_model(settings.default_model)
+        parsed = resolve_model(settings, uploads.instructions(upload.key, info.metadata, rules_document))
         request = parsed.model_dump(exclude_none=True)
-        check_model(str(parsed.model), request)
         checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
         upload = upload.model_copy(update={"content_type": checked.content_type})
     except (uploads.NoInstructions, uploads.InvalidInstructions) as exc:
@@ -789,7 +808,7 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
                 )
             )
     failpoints.hit("finalize.after_store")
-    cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage)
+    cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage, size=record.size)
     completed_at = provider_job.completed_at or clock.now()
     fields: dict[str, Any] = {
         "outputs": [output.model_dump() for output in outputs],
@@ -822,7 +841,9 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
             provider_job = None
         if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
             images = len(provider_job.unsigned_urls)
-            fields["cost"] = pricing.job_cost(record.model, record.quality, images, provider_job.usage).model_dump()
+            fields["cost"] = pricing.job_cost(
+                record.model, record.quality, images, provider_job.usage, size=record.size
+            ).model_dump()
             if provider_job.usage:
                 fields["usage"] = provider_job.usage.model_dump()
     if deps.results is not None and record.provider_job_id:
@@ -902,7 +923,7 @@ def cancel(deps: Deps, job_id: str) -> JobRecord:
     }
     if usage is not None and usage.total_tokens > 0:
         fields["usage"] = usage.model_dump()
-        fields["cost"] = pricing.job_cost(record.model, record.quality, 0, usage).model_dump()
+        fields["cost"] = pricing.job_cost(record.model, record.quality, 0, usage, size=record.size).model_dump()
     settled = _settle(deps, record, JobStatus.CANCELLED, fields)
     if settled.status is not JobStatus.CANCELLED:
         raise JobAlreadyFinal(settled)  # it finished while we were cancelling

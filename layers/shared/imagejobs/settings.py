@@ -25,6 +25,8 @@ class Settings(BaseModel):
     provider_secret_id: str = Field(alias="PROVIDER_SECRET_ID")
     provider_download_hosts: str = Field(default="*.amazonaws.com", alias="PROVIDER_DOWNLOAD_HOSTS")  # comma-separated
     default_model: str = Field(default="openai/gpt-image-1", alias="DEFAULT_MODEL")
+    # "from=to,from=to": requests for a model (e.g. one past its shutdown) run as another.
+    model_aliases: str = Field(default="", alias="MODEL_ALIASES", pattern=r"^\s*([^,=\s]+\s*=\s*[^,=\s]+\s*(,\s*|$))*$")
     job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
     result_url_ttl_seconds: int = Field(default=900, ge=60, le=3600, alias="RESULT_URL_TTL_SECONDS")
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
@@ -47,6 +49,11 @@ class Settings(BaseModel):
         """Buckets an ImageJobRequested edit may name: the inbox and EventInputBuckets."""
         named = {name.strip() for name in self.event_input_buckets.split(",") if name.strip()}
         return named | ({self.inbox_bucket} if self.inbox_bucket else set())
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        pairs = (pair.split("=", 1) for pair in self.model_aliases.split(",") if pair.strip())
+        return {source.strip(): target.strip() for source, target in pairs}
 
     @property
     def download_hosts(self) -> list[str]:
