@@ -313,6 +313,14 @@ def _cancel(job_id: str) -> dict[str, Any]:
             param="id",
             code="job_already_final",
         ) from None
+    except service.JobFinishedUpstream:
+        raise ApiError(
+            409,
+            f"Job '{job_id}' finished at the provider before it could be cancelled: it is not cancelled, "
+            "its images are being stored and it will show succeeded.",
+            param="id",
+            code="job_finished_at_provider",
+        ) from None
     logger.info("job cancelled", extra={"job_id": job_id})
     return service.job_view(deps, record, base_url(app.current_event))
 

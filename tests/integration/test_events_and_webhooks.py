@@ -163,3 +163,29 @@ def test_unsafe_webhook_url_is_refused_at_the_door(stack: LocalStack, api: httpx
     answer = api.post(GENERATIONS, json={"prompt": "x", "webhook_url": url})
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "webhook_url"
+
+
+def test_a_tenant_in_the_readmes_order_gets_signed_webhooks(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str], receiver: Receiver
+) -> None:
+    """Issue #15.2: budget first (the tenant then has a record), key, a job with a webhook_url, and
+    only then `imagejobs webhook-secret`: the webhook was signed with the secret that command
+    prints, the same on every call; the job shows its webhook delivered."""
+    from tests.integration.test_tenancy import admin, new_key
+
+    assert admin(stack, capsys, "budget", "set", "--tenant", "ordered", "--daily", "5")[0] == 0
+    key = new_key(stack, capsys, "ordered")
+    with httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        answer = client.post(GENERATIONS, json={"prompt": "a wren", "quality": "low", "webhook_url": receiver.url})
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+        assert answer.json()["webhook"]["state"] == "pending"
+        wait_for_webhook(stack, job_id, "delivered", timeout=30)
+        view = client.get(f"/v1/jobs/{job_id}").json()
+    assert view["webhook"]["state"] == "delivered" and view["webhook"]["attempts"] == 1
+    assert view["webhook"]["last_status_code"] == 200
+
+    printed = [admin(stack, capsys, "webhook-secret", "--tenant", "ordered")[1].split()[-1] for _ in range(2)]
+    assert printed[0] == printed[1] and printed[0].startswith("whsec_")
+    ((headers, body),) = receiver.requests
+    assert Webhook(printed[0]).verify(body, headers)["id"] == job_id  # type: ignore[arg-type]

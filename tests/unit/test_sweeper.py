@@ -6,7 +6,7 @@ from typing import Any
 
 from imagejobs import clock, service, sweeper
 from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus
+from imagejobs.models import JobStatus, ProviderJob
 from tests.unit.test_service import SETTINGS, MemoryStore
 
 
@@ -36,6 +36,14 @@ class Loops:
 
     def status(self, execution_arn: str) -> str | None:
         return self.statuses.get(execution_arn)
+
+
+class Provider:
+    """The provider's word on each job: p5 finished while its loop was dead."""
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        status = JobStatus.SUCCEEDED if provider_job_id == "p5" else JobStatus.IN_PROGRESS
+        return ProviderJob(id=provider_job_id, status=status)
 
 
 class Queue:
@@ -70,17 +78,26 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
         job("img_dead_loop", age=30, deadline_in=900, provider_job_id="p2", execution_arn="arn:dead"),
         job("img_dead_and_late", age=30, deadline_in=-5, provider_job_id="p3", execution_arn="arn:dead2"),
         job("img_healthy", age=30, deadline_in=900, provider_job_id="p4", execution_arn="arn:alive"),
+        # past its deadline with a dead loop, but made (and billed) at the provider: kept, not expired
+        job("img_late_but_made", age=30, deadline_in=-5, provider_job_id="p5", execution_arn="arn:dead3"),
     ):
         store.create(record)
-    loops = Loops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING"})
+    loops = Loops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
     queue = Queue()
-    deps = service.Deps(settings=SETTINGS, store=store, loops=loops, queue=queue)  # type: ignore[arg-type]
+    deps = service.Deps(
+        settings=SETTINGS,
+        store=store,  # type: ignore[arg-type]
+        loops=loops,  # type: ignore[arg-type]
+        queue=queue,  # type: ignore[arg-type]
+        provider=Provider(),  # type: ignore[arg-type]
+    )
 
     done = sweeper.sweep(deps, stale_after_seconds=600)
 
-    assert done == {"requeued": 1, "started": 1, "resumed": 1, "expired": 1}
+    assert done == {"requeued": 1, "started": 1, "resumed": 2, "expired": 1}
     assert queue.sent == ["img_lost_message"]
-    assert loops.started == ["img_no_loop", "img_dead_loop-resume-1"]
+    assert loops.started == ["img_no_loop", "img_dead_loop-resume-1", "img_late_but_made-resume-1"]
+    assert not store.jobs["img_late_but_made"].status.final
     assert store.jobs["img_dead_and_late"].status is JobStatus.EXPIRED
     assert store.jobs["img_dead_loop"].resumes == 1
     assert store.jobs["img_fresh"].execution_arn is None and store.jobs["img_healthy"].resumes == 0

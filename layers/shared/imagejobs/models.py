@@ -263,6 +263,20 @@ class OrchestrationCost(Model):
     basis: Literal["estimate"] = "estimate"
 
 
+WebhookState = Literal["pending", "delivered", "failed"]
+
+
+class WebhookView(Model):
+    """Where the job's webhook stands: pending until the job ends and a delivery succeeds or the
+    attempts (WebhookMaxAttempts) run out."""
+
+    state: WebhookState
+    attempts: int
+    last_attempt_at: int | None = Field(description="unix seconds")
+    last_status_code: int | None
+    last_error: str | None
+
+
 class JobView(Model):
     """The job object, in TheRouter's shape plus what we add (cost, polls, source, error)."""
 
@@ -283,9 +297,11 @@ class JobView(Model):
     unsigned_urls: list[str] | None = Field(
         default=None, description="presigned GET URLs of the images, present once the job has succeeded"
     )
+    webhook: WebhookView | None = Field(default=None, description="present when the job has a webhook_url")
 
     def answer(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"unsigned_urls"} if self.unsigned_urls is None else set())
+        absent = {name for name in ("unsigned_urls", "webhook") if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=absent)
 
 
 class JobList(Model):

@@ -51,6 +51,7 @@ from imagejobs.models import (
     PollResult,
     ProviderJob,
     UploadFile,
+    WebhookView,
 )
 from imagejobs.settings import Settings
 from imagejobs.tenants import Caps
@@ -898,23 +899,41 @@ class JobAlreadyFinal(ImageJobsError):
         self.record = record
 
 
+class JobFinishedUpstream(ImageJobsError):
+    """The provider finished the job (its images made and billed) before the cancel reached it:
+    the job is not cancelled, its poll loop goes on and stores the images."""
+
+    reason = "job_finished_at_provider"
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__(f"job {record.id} finished at the provider before it could be cancelled")
+        self.record = record
+
+
 def cancel(deps: Deps, job_id: str) -> JobRecord:
-    """Stop the poll loop, ask the provider to stop, end the job `cancelled`. The cost is what
-    the provider says it billed (its usage for the cancelled job), nothing when it says nothing."""
+    """Ask the provider to stop, then stop the poll loop and end the job `cancelled`; the cost is
+    what the provider says it billed (its usage for the cancelled job), nothing when it says nothing.
+
+    The provider is asked first: a job it has already finished (succeeded) is never cancelled here,
+    since that would bill its images and store none. It stays with its loop, which stores them
+    (JobFinishedUpstream). A provider without a cancel route is asked for the job's state instead."""
     record = deps.store.get(job_id)
     if record is None:
         raise JobNotFound(f"job {job_id} does not exist")
     if record.status.final:
         raise JobAlreadyFinal(record)
+    provider_job: ProviderJob | None = None
+    if record.provider_job_id:
+        provider = _need(deps.provider, "provider")
+        try:
+            provider_job = provider.cancel(record.provider_job_id) or provider.get(record.provider_job_id)
+        except ImageJobsError:
+            provider_job = None  # unreachable: we stop following it either way; the reason stays ours
+        if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
+            raise JobFinishedUpstream(record)
     if record.execution_arn:
         _need(deps.loops, "loops").stop(record.execution_arn, "cancelled by the caller")
-    usage = None
-    if record.provider_job_id:
-        try:
-            provider_job = _need(deps.provider, "provider").cancel(record.provider_job_id)
-        except ImageJobsError:
-            provider_job = None  # we stop following it either way; the reason stays ours
-        usage = provider_job.usage if provider_job else None
+    usage = provider_job.usage if provider_job else None
     fields: dict[str, Any] = {
         "error": {"code": "cancelled_by_user", "message": "the job was cancelled by its caller"},
         "completed_at": clock.now(),
@@ -955,5 +974,20 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         ),
         error=record.error,
         unsigned_urls=output_urls(deps, record) if record.status is JobStatus.SUCCEEDED else None,
+        webhook=webhook_view(record),
     )
     return view.answer()
+
+
+def webhook_view(record: JobRecord) -> WebhookView | None:
+    if not record.webhook_url:
+        return None
+    last = record.webhook_attempts[-1] if record.webhook_attempts else {}
+    state = record.webhook_state if record.webhook_state in ("delivered", "failed") else "pending"
+    return WebhookView(
+        state=state,  # type: ignore[arg-type]
+        attempts=len(record.webhook_attempts),
+        last_attempt_at=int(last["at"]) if last.get("at") is not None else None,
+        last_status_code=last.get("status_code"),
+        last_error=last.get("error"),
+    )

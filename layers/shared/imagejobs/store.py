@@ -417,17 +417,16 @@ class JobStore(TableAdapter):
         return new_secret
 
     def ensure_webhook_secret(self, tenant: str, new_secret: str) -> str:
-        """The tenant's webhook secret; `new_secret` becomes it if the tenant has none yet."""
-        try:
-            self._table.put_item(
-                Item={"pk": TENANT_PREFIX + tenant, "tenant": tenant, "webhook_secret": new_secret},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-            return new_secret
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
-        return self.webhook_secret(tenant) or new_secret
+        """The tenant's webhook secret; `new_secret` becomes it if the tenant has none yet, whether or
+        not it has a record already (budgets live on the same item). One atomic write: two callers
+        at once get the same secret."""
+        result = self._table.update_item(
+            Key={"pk": TENANT_PREFIX + tenant},
+            UpdateExpression="SET webhook_secret = if_not_exists(webhook_secret, :secret), tenant = :tenant",
+            ExpressionAttributeValues={":secret": new_secret, ":tenant": tenant},
+            ReturnValues="ALL_NEW",
+        )
+        return str(result["Attributes"]["webhook_secret"])
 
     # -- observed latencies (the poll schedule learns from them) --------------------------------
     def latency_counts(self, kind: str) -> dict[int, float]:

@@ -6,7 +6,9 @@ Run on a schedule. For every job that is not final:
 - submitted but no poll loop recorded, quiet as long: start the loop (the execution name is the job
   id, so a loop that does exist is not doubled);
 - its poll loop is no longer running (killed, failed, timed out) and the job did not settle: past
-  its deadline it ends `expired`, otherwise polling resumes in a new execution.
+  its deadline it ends `expired`, unless the provider has finished it (then its images were made
+  and billed: polling resumes, and the loop's one status call finalizes it); before its deadline
+  polling resumes in a new execution.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 from collections import Counter
 
 from imagejobs import clock, service
+from imagejobs.errors import ImageJobsError
+from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, PollInput
 
 
@@ -36,7 +40,7 @@ def sweep(deps: service.Deps, *, stale_after_seconds: float) -> Counter[str]:
             continue
         if loops.status(record.execution_arn) == "RUNNING":
             continue
-        if now >= record.deadline_at:
+        if now >= record.deadline_at and not _succeeded_upstream(deps, record):
             service.end_job(
                 deps,
                 record.id,
@@ -51,3 +55,11 @@ def sweep(deps: service.Deps, *, stale_after_seconds: float) -> Counter[str]:
         deps.store.record_resume(record.id, arn, now)  # type: ignore[attr-defined]
         done["resumed"] += 1
     return done
+
+
+def _succeeded_upstream(deps: service.Deps, record: JobRecord) -> bool:
+    """Whether the provider says the job succeeded (unreachable: no)."""
+    try:
+        return service._need(deps.provider, "provider").get(record.provider_job_id).status is JobStatus.SUCCEEDED
+    except ImageJobsError:
+        return False
