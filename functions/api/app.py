@@ -23,6 +23,7 @@ from imagejobs.httpapi import (
 )
 from imagejobs.images import InvalidImage
 from imagejobs.models import (
+    FIXED_SIZES,
     ContentRedirect,
     EditRequest,
     ErrorBody,
@@ -472,6 +473,14 @@ def openapi_document() -> str:
         "maxItems": 16,
     }
     edit_fields["mask"] = {"type": "string", "format": "binary"}
+    # The JSON bodies' cross-field rules (allOf) are not repeated here (schemathesis cannot
+    # generate multipart bodies under them); the size rule they carry is given as the fixed sizes,
+    # with the custom ones of models that take them named in the description.
+    edit_fields["size"] = {
+        "type": "string",
+        "enum": FIXED_SIZES,
+        "description": "or, for gpt-image-2, WIDTHxHEIGHT within its bounds (see GenerationRequest)",
+    }
     upload_id = {"type": "string", "pattern": "^upload_[0-9a-f]{24}$", "description": "an id from POST /v1/uploads"}
     edit_fields["image_upload"] = {"type": "array", "items": upload_id, "maxItems": 16}
     edit_fields["mask_upload"] = upload_id

@@ -100,4 +100,4 @@ def test_invalid_request_in_an_event_fails_the_job_saying_why(stack: LocalStack)
     job_id = request_event(stack, {"prompt": "x", "size": "12x12"})
     record = wait_created(stack, job_id)
     assert record.status is JobStatus.FAILED
-    assert record.error is not None and record.error.code == "invalid_request" and "size" in record.error.message
+    assert record.error is not None and record.error.code == "invalid_value" and "size" in record.error.message

@@ -211,3 +211,32 @@ def test_rate_limited_until_the_dlq_ends_the_job_rate_limited(stack: LocalStack)
         assert time.monotonic() < deadline, "the message did not reach the dead-letter queue"
         time.sleep(0.1)
     assert stack.provider.stats.submissions[job_id] == 0
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"rules": [ {"prefix": "uploads/"',
+        b'["a list"]',
+        b'{"rules": [{"prompt": "no prefix or match"}]}',
+        b"\xff\xfe",
+    ],
+)
+def test_a_broken_rules_document_fails_only_the_uploads_that_need_it(stack: LocalStack, document: bytes) -> None:
+    """Issue #15.3: one bad config/rules.json used to stop every upload into the DLQ with no job.
+    Now an upload with its own prompt goes on; one that needs the rules ends failed, saying which
+    document is broken and why, counted (UploadRulesInvalid); nothing reaches the DLQ."""
+    s3, bucket = stack.client("s3"), stack.outputs["InboxBucketName"]
+    s3.put_object(Bucket=bucket, Key="config/rules.json", Body=document)
+    try:
+        own = wait_for_upload_job(stack, upload(stack, "uploads/broken-rules/own.png", photo(), prompt="in ink"))
+        needs = wait_for_upload_job(stack, upload(stack, "uploads/broken-rules/needs.png", photo()))
+    finally:
+        s3.delete_object(Bucket=bucket, Key="config/rules.json")
+
+    assert own.status is JobStatus.SUCCEEDED, own.error
+    assert needs.status is JobStatus.FAILED and needs.error is not None
+    assert needs.error.code == "invalid_rules" and "config/rules.json" in needs.error.message
+    counted = [doc for doc in emf_documents(stack, "SubmitFunction") if doc.get("job_id") == needs.id]
+    assert counted and counted[0]["UploadRulesInvalid"] == [1.0]
+    assert not any(needs.id in message["Body"] or "broken-rules" in message["Body"] for message in dead_letters(stack))

@@ -172,3 +172,15 @@ def test_aliases_map_any_spelling_once() -> None:
     assert pricing.aliased("gpt-image-1", aliases) == "openai/gpt-image-2"
     assert pricing.aliased("othervendor/gpt-image-1", aliases) == "othervendor/gpt-image-1"
     assert pricing.aliased("gpt-image-2", {"gpt-image-2": "gpt-image-1", "gpt-image-1": "x"}) == "gpt-image-1"
+
+
+def test_the_documented_size_rule_names_the_models_that_take_custom_sizes() -> None:
+    """The OpenAPI document's size rule (models.CUSTOM_SIZE_MODELS) agrees with the catalog."""
+    from imagejobs.models import CUSTOM_SIZE_MODELS
+
+    custom = {
+        name
+        for name, entry in pricing.price_table()["models"].items()
+        if entry.get("rules", {}).get("size", {}).get("custom")
+    }
+    assert {pricing.catalog_name(name) for name in CUSTOM_SIZE_MODELS} == custom

@@ -83,7 +83,3 @@ class JobRecord(Model):
     @property
     def size(self) -> str:
         return str(self.request.get("size", "auto"))
-
-    @property
-    def images_requested(self) -> int:
-        return int(self.request.get("n", 1))

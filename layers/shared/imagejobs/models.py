@@ -35,10 +35,11 @@ FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CAN
 # "auto" or WIDTHxHEIGHT; which sizes a model takes is its catalog entry's `rules.size`
 # (gpt-image-1: three fixed sizes; gpt-image-2: any within bounds), checked at every intake.
 SIZE_PATTERN = r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$"
-Size = Annotated[
-    str,
-    Field(pattern=SIZE_PATTERN, examples=["1024x1024", "1536x1024", "1024x1536", "auto", "2048x1152"]),
-]
+FIXED_SIZES: list[JsonValue] = ["1024x1024", "1536x1024", "1024x1536", "auto"]
+Size = Annotated[str, Field(pattern=SIZE_PATTERN, examples=[*FIXED_SIZES, "2048x1152"])]
+# Models whose catalog entry takes custom sizes (prices.json rules.size.custom); kept here for
+# the OpenAPI document's rule below, and checked against the catalog by a test.
+CUSTOM_SIZE_MODELS: list[JsonValue] = ["gpt-image-2", "openai/gpt-image-2"]
 Quality = Literal["low", "medium", "high", "auto"]
 Background = Literal["transparent", "opaque", "auto"]
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -54,6 +55,11 @@ FORMAT_RULES_SCHEMA: list[JsonValue] = [
     {  # output_compression applies to jpeg and webp only (output_format defaults to png)
         "if": {"required": ["output_compression"], "properties": {"output_compression": {"type": "integer"}}},
         "then": {"required": ["output_format"], "properties": {"output_format": {"enum": ["jpeg", "webp"]}}},
+    },
+    {  # only models that take custom sizes take a WIDTHxHEIGHT beyond the fixed ones
+        # (a request without `model` runs as DefaultModel, gpt-image-1 unless configured)
+        "if": {"not": {"required": ["model"], "properties": {"model": {"enum": CUSTOM_SIZE_MODELS}}}},
+        "then": {"properties": {"size": {"enum": FIXED_SIZES}}},
     },
     {  # a transparent background needs png or webp
         "if": {"required": ["background"], "properties": {"background": {"const": "transparent"}}},

@@ -80,12 +80,29 @@ def _accept_uploads(deps: service.Deps, events: list[uploads.S3EventRecord], log
             log("upload event ignored", key=upload.key, event=event.eventName)
             continue
         if not rules_loaded and settings.inbox_bucket:
-            rules = service._need(deps.objects, "objects").read_json(settings.inbox_bucket, settings.rules_key)
+            rules = _rules(deps, log)
             rules_loaded = True
         record = service.accept_upload(deps, upload, rules)
         log("upload accepted", job_id=record.id, key=upload.key, status=record.status.value)
         job_ids.append(record.id)
     return job_ids
+
+
+def _rules(deps: service.Deps, log: Callable[..., None]) -> Any:
+    """The inbox's rules document; an unusable one as uploads.BrokenRules, logged (one bad
+    document must not stop the uploads that carry their own instructions)."""
+    where = f"s3://{deps.settings.inbox_bucket}/{deps.settings.rules_key}"
+    try:
+        document = service._need(deps.objects, "objects").read_json(deps.settings.inbox_bucket, deps.settings.rules_key)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        problem: str | None = f"{where} is not JSON ({exc})"
+    else:
+        problem = uploads.rules_problem(document)
+        problem = f"{where} {problem}" if problem else None
+    if problem is None:
+        return document
+    log("rules document unusable", problem=problem)
+    return uploads.BrokenRules(problem)
 
 
 def _submit(deps: service.Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:

@@ -75,10 +75,6 @@ class KeyInfo:
     created_at: float
     revoked_at: float | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
 
 @dataclass(frozen=True)
 class Caps:

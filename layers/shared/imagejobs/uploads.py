@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -103,6 +104,32 @@ class InvalidInstructions(ValueError):
     reason = "invalid_instructions"
 
 
+class InvalidRules(InvalidInstructions):
+    """The rules document cannot be used; only uploads without their own prompt need it."""
+
+    reason = "invalid_rules"
+
+
+@dataclass(frozen=True)
+class BrokenRules:
+    """A rules document that is there but unusable, and why: each upload that needs it ends failed
+    saying so; uploads with their own instructions (metadata) go on without it."""
+
+    problem: str
+
+
+def rules_problem(document: Any) -> str | None:
+    """Why a parsed rules document cannot be used ({"rules": [{"prefix" | "match": str, ...}]}), or None."""
+    if document is None:
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
+        return 'must be a JSON object with a "rules" list'
+    for index, rule in enumerate(document["rules"]):
+        if not isinstance(rule, dict) or not any(isinstance(rule.get(k), str) for k in ("prefix", "match")):
+            return f'rule {index} must be an object with a "prefix" or "match" string'
+    return None
+
+
 def rule_for(key: str, rules_document: Any) -> dict[str, Any]:
     """The first rule whose `prefix` starts the key or whose `match` glob matches it."""
     if not isinstance(rules_document, dict):
@@ -119,10 +146,12 @@ def rule_for(key: str, rules_document: Any) -> dict[str, Any]:
 
 
 def instructions(key: str, metadata: dict[str, str], rules_document: Any) -> EditRequest:
-    params: dict[str, Any] = dict(rule_for(key, rules_document))
-    for name, value in metadata.items():
-        if name.lower() in METADATA_PARAMS:
-            params[METADATA_PARAMS[name.lower()]] = value
+    own = {METADATA_PARAMS[name.lower()]: value for name, value in metadata.items() if name.lower() in METADATA_PARAMS}
+    if isinstance(rules_document, BrokenRules):
+        if not own.get("prompt"):
+            raise InvalidRules(f"the upload has no prompt of its own and the rules document {rules_document.problem}")
+        rules_document = None  # its own instructions need no rules
+    params: dict[str, Any] = {**rule_for(key, rules_document), **own}
     if not params.get("prompt"):
         raise NoInstructions(
             "the upload has no prompt: set x-amz-meta-prompt or add a rule for its key to the rules document"
