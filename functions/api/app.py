@@ -20,6 +20,7 @@ from imagejobs.httpapi import (
     from_validation_error,
     json_object_body,
     multipart_form,
+    whole_number,
 )
 from imagejobs.images import InvalidImage
 from imagejobs.models import (
@@ -276,7 +277,8 @@ def list_jobs() -> dict[str, Any]:
     # A parameter given empty is given (and invalid), not absent.
     raw_limit = event.get_query_string_value("limit")
     raw_limit = "20" if raw_limit is None else raw_limit
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    limit = whole_number(raw_limit)
+    if limit is None or not 1 <= limit <= 100:
         raise ApiError(400, "limit must be a whole number from 1 to 100.", param="limit", code="invalid_value")
     status = None
     if (raw_status := event.get_query_string_value("status")) is not None:
@@ -292,7 +294,7 @@ def list_jobs() -> dict[str, Any]:
             raise ApiError(
                 404, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="job_not_found"
             )
-    records, has_more = deps.store.list_jobs(tenant, limit=int(raw_limit), after=after, status=status)
+    records, has_more = deps.store.list_jobs(tenant, limit=limit, after=after, status=status)
     data = [service.job_view(deps, record, base_url(event)) for record in records]
     return {
         "object": "list",

@@ -3,7 +3,6 @@ delivers its webhook, retrying by redelivery. Reports partial batch failures."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from imagejobs import notify
@@ -19,7 +18,7 @@ bus = event_bus(settings)
 
 
 def notify_message(body: str, **delivery: Any) -> str:
-    return notify.process(deps, bus, str(json.loads(body)["job_id"]), **delivery)
+    return notify.process_message(deps, bus, body, **delivery)
 
 
 handler = queue_handler(logger, notify_message)

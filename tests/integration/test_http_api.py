@@ -13,6 +13,21 @@ from imagejobs_local.stack import LocalStack
 from tests.helpers import load_event, wait_for_job
 
 GENERATIONS = "/v1/images/generations?async=true"
+EDITS = "/v1/images/edits?async=true"
+JSON_TYPE = {"Content-Type": "application/json"}
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (0, 90, 0)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()
 
 
 def job_count(stack: LocalStack) -> int:
@@ -282,3 +297,46 @@ def test_a_deprecated_model_is_served_with_deprecation_headers(api: httpx.Client
     assert api.get("/v1/models/gpt-image-1").headers["Deprecation"] == "@1792713600"
     new = api.post(GENERATIONS, json={"prompt": "a", "model": "gpt-image-2", "quality": "low"})
     assert new.status_code == 202 and "Deprecation" not in new.headers
+
+
+@pytest.mark.parametrize(
+    ("send", "param"),
+    [
+        # JSON nested deeper than the parser goes (RecursionError was a 500)
+        (lambda api: api.post(GENERATIONS, content=b"[" * 10_000 + b"]" * 10_000, headers=JSON_TYPE), None),
+        (
+            lambda api: api.post(
+                GENERATIONS, content=b'{"prompt": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", headers=JSON_TYPE
+            ),
+            None,
+        ),
+        # digits int() refuses though str.isdigit() takes them
+        (lambda api: api.get("/v1/jobs", params={"limit": "²"}), "limit"),
+        (lambda api: api.get("/v1/jobs", params={"limit": "9" * 5000}), "limit"),
+        (
+            lambda api: api.post(EDITS, data={"prompt": "a", "n": "²"}, files={"image": ("a.png", PNG, "image/png")}),
+            "n",
+        ),
+        # webhook URLs whose host or port cannot be parsed, or which httpx would refuse to send
+        (lambda api: api.post(GENERATIONS, json={"prompt": "a", "webhook_url": "https://[::1/"}), "webhook_url"),
+        (
+            lambda api: api.post(GENERATIONS, json={"prompt": "a", "webhook_url": "https://example.com:99999/"}),
+            "webhook_url",
+        ),
+        (
+            lambda api: api.post(GENERATIONS, json={"prompt": "a", "webhook_url": "https://" + "a" * 64 + ".com/"}),
+            "webhook_url",
+        ),
+        (
+            lambda api: api.post(GENERATIONS, json={"prompt": "a", "webhook_url": "https://example.com/\r\nX: 1"}),
+            "webhook_url",
+        ),
+    ],
+)
+def test_hostile_input_is_a_clear_400_never_a_500(
+    stack: LocalStack, api: httpx.Client, send: Any, param: str | None
+) -> None:
+    """Issue #15.7: each of these was a 500."""
+    before = job_count(stack)
+    assert_openai_error(send(api), 400, param)
+    assert job_count(stack) == before

@@ -47,6 +47,21 @@ def test_signature_verifies_with_the_reference_implementation() -> None:
         "ftp://hooks.example.com/x",
         "https://user:pw@hooks.example.com/hook",
         "https://100.64.0.1/hook",
+        # issue #15.15: IPv4 inside IPv6 (RFC 6052 NAT64, RFC 3056 6to4), 192.0.0.0/24, empty credentials
+        "https://[64:ff9b::a9fe:a9fe]/",  # NAT64 form of 169.254.169.254
+        "https://[64:ff9b::7f00:1]/",
+        "https://[2002:a9fe:a9fe::1]/",  # 6to4 form of 169.254.169.254
+        "https://[2002:0a00:0001::1]/",  # 6to4 form of 10.0.0.1
+        "https://192.0.0.9/",
+        "https://:@hooks.example.com/hook",
+        # issue #15.4/.5/.7: what httpx cannot send, or the URL parser chokes on
+        "https://hooks.example.com/a\r\nX-Injected: 1",
+        "https://0177.0.0.1/",
+        "https://" + "a" * 64 + ".example.com/",
+        "https://hooks.example.com:99999/",
+        "https://hooks.example.com:0/",
+        "https://[::1/",
+        "https://exa mple.com/",
     ],
 )
 def test_deployed_mode_refuses_unsafe_targets(url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -71,7 +72,7 @@ def json_object_body(event: APIGatewayProxyEvent) -> dict[str, Any]:
     try:
         # (a body that is not UTF-8 arrives base64-encoded and fails to decode: a ValueError too)
         body = json.loads(event.decoded_body or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ApiError(
             400,
             "We could not parse the JSON body of your request. Send valid JSON.",
@@ -129,13 +130,22 @@ def multipart_form(event: APIGatewayProxyEvent) -> MultipartForm:
 INTEGER_FIELDS = ("n", "output_compression")
 
 
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
+
+
+def whole_number(text: str) -> int | None:
+    """A query or form value as an int, or None when it is not a (reasonable) whole number."""
+    stripped = text.strip()
+    return int(stripped) if WHOLE_NUMBER.fullmatch(stripped) else None
+
+
 def form_parameters(fields: dict[str, str]) -> dict[str, Any]:
     """Form fields are text: whole numbers become ints, so the model's rules judge the values."""
     params: dict[str, Any] = dict(fields)
     for name in INTEGER_FIELDS:
         value = params.get(name)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            params[name] = int(value)
+        if isinstance(value, str) and (number := whole_number(value)) is not None:
+            params[name] = number
     return params
 
 

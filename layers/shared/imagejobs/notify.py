@@ -7,6 +7,7 @@ is recorded as published; a webhook that fails is tried again with exponential b
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,6 +26,25 @@ class Bus(Protocol):
 class WebhookFailed(ImageJobsError):
     reason = "webhook_failed"
     transient = True
+
+
+def process_message(deps: service.Deps, bus: Bus, body: str, **delivery: Any) -> str:
+    """One notify-queue message: {"job_id": ...} of a job that exists. Anything else is parked in
+    the notify dead-letter queue with its reason at once (retrying it would never help)."""
+    try:
+        parsed: Any = json.loads(body)
+    except ValueError:
+        parsed = None
+    job_id = parsed.get("job_id") if isinstance(parsed, dict) else None
+    if not isinstance(job_id, str):
+        reason = 'the message is not {"job_id": "<id>"}'
+    elif deps.store.get(job_id) is None:
+        reason = f"no job {job_id!r}"
+    else:
+        return process(deps, bus, job_id, **delivery)
+    service._need(deps.notices, "notices").dead_letter(body, reason)
+    delivery.get("log", lambda *_, **__: None)("message parked in the dead-letter queue", reason=reason)
+    return "parked"
 
 
 def process(

@@ -9,10 +9,11 @@ retrying a delivery is still one job.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from imagejobs.models import Model, ObjectRef
 
@@ -36,7 +37,10 @@ def parse_envelope(body: Any) -> Envelope | None:
     """An EventBridge event envelope, or None when the message is something else."""
     required = {"id", "source", "detail-type", "detail"}
     if isinstance(body, dict) and required <= body.keys() and isinstance(body["detail"], dict):
-        return Envelope.model_validate(body)
+        try:
+            return Envelope.model_validate(body)
+        except ValidationError:  # an id or detail-type that is not a string: not an event of ours
+            return None
     return None
 
 
@@ -44,20 +48,40 @@ def event_job_id(event_id: str) -> str:
     return "img_" + hashlib.sha256(f"event\x00{event_id}".encode()).hexdigest()[:24]
 
 
+class InvalidDetail(ValueError):
+    reason = "invalid_request"
+
+
 def split_detail(detail: dict[str, Any]) -> tuple[dict[str, Any], list[str], str | None, str | None]:
-    """(request parameters, image URIs, mask URI, correlation id)."""
+    """(request parameters, image URIs, mask URI, correlation id). InvalidDetail when `images`
+    is not a URI or a list of them, or `mask` / `correlation_id` is not a string."""
     params = dict(detail)
     images = params.pop("images", None) or []
     if isinstance(images, str):
         images = [images]
     mask = params.pop("mask", None)
     correlation = params.pop("correlation_id", None)
-    return (
-        params,
-        [str(uri) for uri in images],
-        (str(mask) if mask else None),
-        (str(correlation) if correlation else None),
-    )
+    if not isinstance(images, list) or not all(isinstance(uri, str) for uri in images):
+        raise InvalidDetail("images must be an s3:// URI or a list of them")
+    if mask is not None and not isinstance(mask, str):
+        raise InvalidDetail("mask must be an s3:// URI")
+    if correlation is not None and not isinstance(correlation, str):
+        raise InvalidDetail("correlation_id must be a string")
+    return params, images, mask or None, correlation or None
+
+
+def recordable(params: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    """What of a refused request a failed job keeps: its known parameters with plain values (what
+    a DynamoDB item can hold: no nesting past its 32 levels, no NaN, nothing huge)."""
+    kept: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in fields:
+            continue
+        if isinstance(value, str):
+            kept[name] = value[:32_000]
+        elif isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+            kept[name] = value
+    return kept
 
 
 def s3_input(uri: str, allowed_buckets: set[str]) -> ObjectRef:

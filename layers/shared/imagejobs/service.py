@@ -191,12 +191,15 @@ class ModelShutdown(ImageJobsError):
     reason = "model_shutdown"
 
 
-def resolve_model[PARSED: GenerationRequest](settings: Settings, request: PARSED) -> PARSED:
-    """The request with its model decided, at every intake: the DefaultModel when it names none,
-    the operator's ModelAliases applied, then checked against the catalog (check_model)."""
+def checked_request[PARSED: GenerationRequest](settings: Settings, request: PARSED) -> PARSED:
+    """What every intake (HTTP, event, upload) does with a parsed request before it becomes a job:
+    its model decided (the DefaultModel when it names none, the operator's ModelAliases applied)
+    and checked against the catalog (check_model), and its webhook_url checked as it will be sent."""
     model = pricing.aliased(request.model or settings.default_model, settings.aliases)
     resolved = request.model_copy(update={"model": model})
     check_model(model, resolved.model_dump(exclude_none=True))
+    if resolved.webhook_url:
+        webhooks.check_url(resolved.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     return resolved
 
 
@@ -378,11 +381,9 @@ def _accept(
 ) -> tuple[JobRecord, bool]:
     settings = deps.settings
     tenant = caller.tenant
-    request = resolve_model(settings, request)
+    request = checked_request(settings, request)
     job_id = new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
-    if request.webhook_url:
-        webhooks.check_url(request.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
     record = record.model_copy(update={"base_url": caller.base_url, "correlation_id": caller.correlation_id})
     record, created = _create(deps, record)
@@ -448,17 +449,22 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
     if existing is not None:
         return existing
     settings = deps.settings
-    params, image_uris, mask_uri, correlation_id = requests_in.split_detail(envelope.detail)
     problem: tuple[str, str] | None = None
-    request: dict[str, Any] = {k: v for k, v in params.items() if isinstance(k, str)}
+    try:
+        params, image_uris, mask_uri, correlation_id = requests_in.split_detail(envelope.detail)
+    except requests_in.InvalidDetail as exc:
+        params, image_uris, mask_uri, correlation_id = dict(envelope.detail), [], None, None
+        problem = (exc.reason, str(exc))
+    # Until it is parsed, the request as a failed job can keep it.
+    request: dict[str, Any] = requests_in.recordable(params, set(EditRequest.model_fields))
     inputs: list[ObjectRef] = []
     mask: ObjectRef | None = None
     try:
+        if problem is not None:
+            raise requests_in.InvalidDetail(problem[1])
         model = EditRequest if image_uris or mask_uri else GenerationRequest
-        parsed = resolve_model(settings, model.model_validate(params))
+        parsed = checked_request(settings, model.model_validate(params))
         request = parsed.model_dump(exclude_none=True)
-        if parsed.webhook_url:
-            webhooks.check_url(parsed.webhook_url, allow_loopback=settings.webhook_allow_loopback)
         allowed = settings.readable_input_buckets
         objects = _need(deps.objects, "objects") if image_uris or mask_uri else None
         image_refs = [requests_in.s3_input(uri, allowed) for uri in image_uris]
@@ -483,7 +489,7 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "detail"
         problem = ("invalid_request", f"{where}: {first.get('msg', 'invalid')}")
-    except requests_in.InputNotAllowed as exc:
+    except (requests_in.InputNotAllowed, requests_in.InvalidDetail) as exc:
         problem = (exc.reason, str(exc))
     except ImageJobsError as exc:
         problem = (exc.reason, exc.message)
@@ -530,7 +536,7 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
                 "content_type": info.content_type,
             }
         )
-        parsed = resolve_model(settings, uploads.instructions(upload.key, info.metadata, rules_document))
+        parsed = checked_request(settings, uploads.instructions(upload.key, info.metadata, rules_document))
         request = parsed.model_dump(exclude_none=True)
         checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
         upload = upload.model_copy(update={"content_type": checked.content_type})

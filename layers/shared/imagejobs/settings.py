@@ -38,6 +38,7 @@ class Settings(BaseModel):
     provider_idempotency: Literal["header", "none"] = Field(default="none", alias="PROVIDER_IDEMPOTENCY")
     provider_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="PROVIDER_TIMEOUT_SECONDS")
     notify_queue_url: str | None = Field(default=None, alias="NOTIFY_QUEUE_URL")
+    notify_dlq_url: str | None = Field(default=None, alias="NOTIFY_DLQ_URL")
     event_bus_name: str = Field(default="default", alias="EVENT_BUS_NAME")
     webhook_max_attempts: int = Field(default=6, ge=1, le=20, alias="WEBHOOK_MAX_ATTEMPTS")
     webhook_allow_loopback: bool = Field(default=False, alias="WEBHOOK_ALLOW_LOOPBACK")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from imagejobs import clock, requests_in, service, uploads
-from imagejobs.errors import ImageJobsError, RateLimited
+from imagejobs.errors import ImageJobsError, JobNotFound, RateLimited
 from imagejobs.models import JobStatus
 from imagejobs.settings import Settings
 
@@ -65,7 +65,12 @@ def process(
             log("s3:TestEvent acknowledged")
             return "test_event"
         job_ids = _accept_uploads(deps, events, log)
-    outcomes = [_submit(deps, job_id, receipt_handle, receive_count, log) for job_id in job_ids]
+    outcomes = []
+    for job_id in job_ids:
+        try:
+            outcomes.append(_submit(deps, job_id, receipt_handle, receive_count, log))
+        except JobNotFound:  # a message naming no job of ours: nothing to retry
+            return _park(queue, body_text, f"no job {job_id!r}", log)
     return ",".join(outcomes) or "ignored"
 
 
@@ -120,6 +125,8 @@ def _submit(deps: service.Deps, job_id: str, receipt_handle: str, receive_count:
                 return "deferred"
     try:
         return service.submit(deps, job_id)
+    except JobNotFound:
+        raise
     except ImageJobsError as exc:
         out_of_tries = receive_count >= deps.settings.submit_max_receive_count
         if not exc.transient or out_of_tries:

@@ -79,6 +79,8 @@ def parse_s3_message(body: Any) -> list[S3EventRecord] | None:
         return []
     if not isinstance(body, dict) or not isinstance(body.get("Records"), list):
         raise NotAnS3Event("not an S3 event notification")
+    if not body["Records"]:  # S3 never sends one (its test event is {"Event": "s3:TestEvent", ...})
+        raise NotAnS3Event("an S3 event notification without records")
     try:
         records = [S3EventRecord.model_validate(record) for record in body["Records"]]
     except ValidationError as exc:

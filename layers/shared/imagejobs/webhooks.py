@@ -68,33 +68,88 @@ def system_resolver(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+# Special-purpose IPv4 space Python's is_global lets through in part (192.0.0.9 and .10 are
+# anycast services per IANA; nothing a webhook needs), refused whole.
+REFUSED_NETWORKS = (ipaddress.ip_network("192.0.0.0/24"),)
+# IPv6 forms that carry an IPv4 address (RFC 6052 NAT64, RFC 3056 6to4): judged by that address too.
+NAT64_NETWORKS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def check_url(url: str, *, allow_loopback: bool, resolver: Resolver = system_resolver) -> None:
-    """Raise WebhookRefused unless every address the URL leads to is one we may call."""
+    """Raise WebhookRefused unless every address the URL leads to is one we may call.
+
+    The URL is read by httpx, the parser that will send it, so what passes here can be sent: a URL
+    it cannot parse (control characters, an octal IPv4 literal, a broken IPv6 literal), a port
+    outside 1-65535 or a host name that is not a DNS name is refused here, at intake."""
+    import httpx  # what deliver() sends with (imported here: intake paths rarely need it)
+
     if len(url) > MAX_URL_LENGTH:
         raise WebhookRefused(f"webhook_url is longer than {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url)
-    allowed_schemes = ("https", "http") if allow_loopback else ("https",)
-    if parts.scheme not in allowed_schemes or not parts.hostname:
-        raise WebhookRefused(f"webhook_url must be an {' or '.join(allowed_schemes)} URL")
-    if parts.username or parts.password:
-        raise WebhookRefused("webhook_url must not carry credentials")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = resolver(parts.hostname, port)
-    except OSError as exc:
-        raise WebhookRefused(f"webhook_url host {parts.hostname!r} does not resolve") from exc
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise WebhookRefused(f"webhook_url cannot be parsed: {exc}") from None
+    allowed_schemes = ("https", "http") if allow_loopback else ("https",)
+    if parsed.scheme not in allowed_schemes or not parsed.host:
+        raise WebhookRefused(f"webhook_url must be an {' or '.join(allowed_schemes)} URL")
+    if parsed.userinfo or "@" in urlsplit(url).netloc:  # "http://:@host/" carries (empty) credentials
+        raise WebhookRefused("webhook_url must not carry credentials")
+    port = parsed.port if parsed.port is not None else (443 if parsed.scheme == "https" else 80)
+    if not 1 <= port <= 65535:
+        raise WebhookRefused(f"webhook_url port {port} is not a TCP port")
+    host = parsed.host
+    if not _is_ip_literal(host) and not _is_dns_name(host):
+        raise WebhookRefused(f"webhook_url host {host!r} is not a DNS name")
+    try:
+        addresses = resolver(host, port)
+    except (OSError, ValueError) as exc:  # UnicodeError (an IDNA label too long) is a ValueError
+        raise WebhookRefused(f"webhook_url host {host!r} does not resolve") from exc
     if not addresses:
-        raise WebhookRefused(f"webhook_url host {parts.hostname!r} does not resolve")
+        raise WebhookRefused(f"webhook_url host {host!r} does not resolve")
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if allow_loopback and ip.is_loopback:
             continue
-        if not ip.is_global or ip.is_multicast:
+        if not _public(ip):
             raise WebhookRefused(f"webhook_url resolves to a non-public address ({ip})")
-    if allow_loopback and parts.scheme == "http":
+    if allow_loopback and parsed.scheme == "http":
         loopback = all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
         if not loopback:
             raise WebhookRefused("plain http webhooks are only for loopback (offline)")
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally reachable, not multicast, and, for IPv6 forms that embed an IPv4 address
+    (mapped, 6to4, NAT64), that address is too."""
+    if not ip.is_global or ip.is_multicast or any(ip in network for network in REFUSED_NETWORKS):
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and any(ip in network for network in NAT64_NETWORKS):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _public(embedded)
+    return True
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_dns_name(host: str) -> bool:
+    """RFC 1035 limits after IDNA encoding: labels of 1-63 letters, digits or hyphens, 253 in all."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.rstrip(".").split(".")
+    return len(ascii_host) <= 253 and all(
+        0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii() for label in labels
+    )
 
 
 @dataclass(frozen=True)
@@ -137,7 +192,7 @@ def deliver(
         return Delivery(ok=False, status_code=None, error="too many redirects")
     except WebhookRefused as exc:
         return Delivery(ok=False, status_code=None, error=exc.message)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # InvalidURL is no HTTPError
         return Delivery(ok=False, status_code=None, error=f"{type(exc).__name__}")
     finally:
         if client is None:
