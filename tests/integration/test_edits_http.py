@@ -236,3 +236,33 @@ def test_uploads_are_held_to_their_declaration_and_their_tenant(stack: LocalStac
     )
     assert_refused(other, 400, "upload_not_found", "image_upload")  # another tenant's id names nothing
     assert_refused(api.post(EDITS, data={"prompt": "x"}, files=_named("../../results")), 400, "invalid_upload_id")
+
+
+def _inputs(stack: LocalStack, job_id: str) -> list[str]:
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.outputs["ResultsBucketName"], Prefix=f"inputs/{job_id}/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def test_a_refused_edit_leaves_nothing_stored_and_an_accepted_one_keeps_its_inputs_under_its_id(
+    stack: LocalStack, api: httpx.Client
+) -> None:
+    """Issue #15.9: refused edits (unknown model, a refused webhook, a reused Idempotency-Key)
+    left their images in the results bucket for 30 days; inputs were stored under another random
+    id than the job's."""
+    files = {"image": ("a.png", picture(), "image/png")}
+    for fields in ({"prompt": "a", "model": "gpt-image-9"}, {"prompt": "a", "webhook_url": "https://10.0.0.1/"}):
+        refused = api.post(EDITS, data=fields, files=files, headers={"Idempotency-Key": f"refused-{fields}"})
+        assert refused.status_code == 400, refused.text
+    first = api.post(EDITS, data={"prompt": "a", "quality": "low"}, files=files, headers={"Idempotency-Key": "edit-k"})
+    assert first.status_code == 202, first.text
+    job_id = first.json()["id"]
+    stored = _inputs(stack, job_id)
+    record = stack.store.get(job_id)
+    assert record is not None and sorted(ref.key for ref in record.inputs) == stored and len(stored) == 1
+    # The same key with another body: 409, and the first job's inputs are untouched.
+    other = api.post(EDITS, data={"prompt": "b", "quality": "low"}, files=files, headers={"Idempotency-Key": "edit-k"})
+    assert other.status_code == 409
+    assert _inputs(stack, job_id) == stored
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.outputs["ResultsBucketName"], Prefix="inputs/img_")
+    owners = {item["Key"].split("/")[1] for item in listed.get("Contents", [])}
+    assert all(stack.store.get(owner) is not None for owner in owners), "inputs of a job that does not exist"

@@ -82,3 +82,22 @@ def test_an_edits_inputs_are_counted_and_weighed_before_any_is_read() -> None:
         assert caught.value.reason == reason
     with pytest.raises(InvalidImage):
         check_edit_budget([100 * mb], mask_size=40 * mb)
+
+
+def test_an_edits_decode_work_is_bounded_from_the_headers() -> None:
+    """Issue #15.8: sixteen 6300x6300 WebPs (70 KB each) took seconds each to decode before they
+    were refused. The headers' pixels are counted against MAX_EDIT_PIXELS before any decode."""
+    import io
+
+    from PIL import Image
+
+    from imagejobs.images import MAX_EDIT_PIXELS, DecodeBudget, check_header_pixels
+
+    out = io.BytesIO()
+    Image.new("RGB", (6300, 6300), (9, 9, 9)).save(out, "WEBP", quality=1)
+    with pytest.raises(InvalidImage) as refused:
+        check_header_pixels([out.getvalue()] * 2, DecodeBudget())
+    assert refused.value.reason == "too_many_pixels" and f"{MAX_EDIT_PIXELS:,}" in refused.value.message
+    budget = DecodeBudget()
+    check_header_pixels([out.getvalue()], budget)  # one fits: counting took nothing
+    assert budget.left == MAX_EDIT_PIXELS

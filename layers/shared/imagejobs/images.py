@@ -20,6 +20,10 @@ MAX_IMAGES = 16
 # provider as one multipart request (512 MB function): 16 x 50 MB would not fit, 128 MB does, with
 # room for Pillow decoding one image at intake. (Over HTTP, Lambda's 6 MB payload bounds it anyway.)
 MAX_EDIT_INPUT_BYTES = 128 * 1024 * 1024
+# What one edit may make us decode in all, images and mask: 64 megapixels (16 images of 2000x2000;
+# the largest output any model here makes is 8.3 MP). Checked from the headers before any decode,
+# so a request of many large images costs header reads, not seconds of decoding for everyone.
+MAX_EDIT_PIXELS = 64_000_000
 FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpeg", "image/jpeg"), "WEBP": ("webp", "image/webp")}
 
 
@@ -46,7 +50,47 @@ class CheckedImage:
         return "jpg" if self.format == "jpeg" else self.format
 
 
-def check_image(data: bytes, *, name: str = "image", param: str = "image") -> CheckedImage:
+class DecodeBudget:
+    """The pixels one edit may still decode (MAX_EDIT_PIXELS in all)."""
+
+    def __init__(self, pixels: int = MAX_EDIT_PIXELS) -> None:
+        self.left = pixels
+
+    def take(self, width: int, height: int, *, param: str = "image") -> None:
+        if width * height > self.left:
+            raise InvalidImage(
+                f"The edit's images have more than {MAX_EDIT_PIXELS:,} pixels in all; send fewer or smaller images.",
+                reason="too_many_pixels",
+                param=param,
+            )
+        self.left -= width * height
+
+
+def image_header(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header alone (no decoding), None if it has none we read."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data)).size
+    except Exception:
+        return None
+
+
+def check_header_pixels(images: list[bytes], budget: DecodeBudget) -> None:
+    """Before decoding any of them: the pixels their headers declare, against the edit's budget
+    (the budget itself is taken as each image is decoded)."""
+    probe = DecodeBudget(budget.left)
+    for data in images:
+        size = image_header(data)
+        if size is not None:
+            probe.take(*size)
+
+
+def check_image(
+    data: bytes, *, name: str = "image", param: str = "image", budget: DecodeBudget | None = None
+) -> CheckedImage:
     if not data:
         raise InvalidImage(f"{name} is empty.", reason="empty_image", param=param)
     if len(data) >= MAX_IMAGE_BYTES:
@@ -75,6 +119,8 @@ def check_image(data: bytes, *, name: str = "image", param: str = "image") -> Ch
                     reason="too_many_pixels",
                     param=param,
                 )
+            if budget is not None:
+                budget.take(width, height, param=param)
             picture.load()  # decode it all: truncated or corrupt data fails here
     except InvalidImage:
         raise

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import secrets
@@ -30,9 +31,11 @@ from imagejobs.errors import (
 from imagejobs.images import (
     MAX_IMAGE_BYTES,
     CheckedImage,
+    DecodeBudget,
     InvalidImage,
     check_edit_budget,
     check_edit_inputs,
+    check_header_pixels,
     check_image,
 )
 from imagejobs.jobs import JobRecord
@@ -277,7 +280,12 @@ def create_upload(deps: Deps, *, caller: Caller, filename: str, size: int, mime_
 
 
 def _uploaded(
-    deps: Deps, tenant: str, upload_ids: list[str], mask_upload: str | None, sent_sizes: list[int]
+    deps: Deps,
+    tenant: str,
+    upload_ids: list[str],
+    mask_upload: str | None,
+    sent_sizes: list[int],
+    decode: DecodeBudget,
 ) -> tuple[list[tuple[ObjectRef, CheckedImage]], tuple[ObjectRef, CheckedImage] | None]:
     """The tenant's uploaded images: weighed (HEAD) before any is read, then read and checked one
     at a time, keeping only what the rules need (no image data stays in memory)."""
@@ -301,16 +309,20 @@ def _uploaded(
     check_edit_budget(sent_sizes + [size for _, size in image_refs], mask_size=mask_ref[1] if mask_ref else 0)
 
     images = [
-        _read_checked(objects, ref, f"upload {ref.key.rsplit('/', 1)[-1]!r}", "image_upload") for ref, _ in image_refs
+        _read_checked(objects, ref, f"upload {ref.key.rsplit('/', 1)[-1]!r}", "image_upload", decode)
+        for ref, _ in image_refs
     ]
-    mask = _read_checked(objects, mask_ref[0], "mask upload", "mask_upload") if mask_ref else None
+    mask = _read_checked(objects, mask_ref[0], "mask upload", "mask_upload", decode) if mask_ref else None
     return images, mask
 
 
-def _read_checked(objects: Objects, ref: ObjectRef, name: str, param: str) -> tuple[ObjectRef, CheckedImage]:
-    """One stored input, read and checked; what is kept is its type and the facts the rules need
-    (sizes), with a digest in place of the data: an edit's images are held one at a time."""
-    image = check_image(objects.read(ref), name=name, param=param)
+def _read_checked(
+    objects: Objects, ref: ObjectRef, name: str, param: str, decode: DecodeBudget
+) -> tuple[ObjectRef, CheckedImage]:
+    """One stored input, read and checked within the edit's decode budget; what is kept is its type
+    and the facts the rules need (sizes), with a digest in place of the data: an edit's images are
+    held one at a time."""
+    image = check_image(objects.read(ref), name=name, param=param, budget=decode)
     digest = hashlib.sha256(image.data).hexdigest().encode()  # what a request fingerprint sees
     return ref.model_copy(update={"content_type": image.content_type}), dataclasses.replace(image, data=digest)
 
@@ -331,41 +343,53 @@ def accept_edit(
     those uploaded beforehand (`upload_ids`, already in S3: referenced, not copied)."""
     if mask and mask_upload:
         raise InvalidImage("Send the mask as a file or as an upload, not both.", reason="invalid_mask", param="mask")
+    request = checked_request(deps.settings, request)  # its own refusals first: before any image is read
     check_edit_budget([len(data) for _, data in images] + [0] * len(upload_ids or []))
-    checked = [check_image(data, name=f"image {name!r}") for name, data in images]
-    checked_mask = check_image(mask[1], name="mask", param="mask") if mask else None
+    decode = DecodeBudget()
+    check_header_pixels([data for _, data in images] + ([mask[1]] if mask else []), decode)
+    checked = [check_image(data, name=f"image {name!r}", budget=decode) for name, data in images]
+    checked_mask = check_image(mask[1], name="mask", param="mask", budget=decode) if mask else None
     uploaded, uploaded_mask = _uploaded(
-        deps, caller.tenant, upload_ids or [], mask_upload, [len(data) for _, data in images]
+        deps, caller.tenant, upload_ids or [], mask_upload, [len(data) for _, data in images], decode
     )
     rules_mask = checked_mask or (uploaded_mask[1] if uploaded_mask else None)
     check_edit_inputs(checked + [image for _, image in uploaded], rules_mask)
     attachments = [image.data for image in checked] + [image.data for _, image in uploaded]
     attachments += [rules_mask.data] if rules_mask else []
     job_id = new_job_id(caller.tenant, idempotency_key)
+    accept = functools.partial(
+        _accept, deps, caller=caller, request=request, idempotency_key=idempotency_key, job_id=job_id, checked=True
+    )
     if deps.store.get(job_id) is not None:  # a retry with the same Idempotency-Key: no second upload
-        return _accept(deps, caller=caller, request=request, idempotency_key=idempotency_key, attachments=attachments)
+        return accept(attachments=attachments)
     results = _need(deps.results, "results")
+    # Under the job's own id, one prefix per attempt: a refused attempt removes exactly what it stored.
+    prefix = f"inputs/{job_id}/{secrets.token_hex(4)}/"
 
     def store(name: str, image: CheckedImage) -> ObjectRef:
-        return results.put_bytes(f"inputs/{job_id}/{name}.{image.extension}", image.data, image.content_type)
+        return results.put_bytes(f"{prefix}{name}.{image.extension}", image.data, image.content_type)
 
-    inputs = [store(f"image-{index}", image) for index, image in enumerate(checked)]
-    inputs += [ref for ref, _ in uploaded]
-    stored_mask = store("mask", checked_mask) if checked_mask else (uploaded_mask[0] if uploaded_mask else None)
     try:
-        return _accept(
-            deps,
-            caller=caller,
-            request=request,
-            idempotency_key=idempotency_key,
-            kind="edit",
-            inputs=inputs,
-            mask=stored_mask,
-            attachments=attachments,
-        )
-    except budget.BudgetExceeded:
-        results.delete_prefix(f"inputs/{job_id}/")  # refused: keep no inputs of a job that does not exist
+        inputs = [store(f"image-{index}", image) for index, image in enumerate(checked)]
+        inputs += [ref for ref, _ in uploaded]
+        stored_mask = store("mask", checked_mask) if checked_mask else (uploaded_mask[0] if uploaded_mask else None)
+        return accept(kind="edit", inputs=inputs, mask=stored_mask, attachments=attachments)
+    except EnqueueFailed:
+        raise  # recorded (and ended, saying why): its inputs belong to it
+    except Exception:
+        _forget_inputs(deps, job_id, prefix)  # refused or failed before it was recorded
         raise
+
+
+def _forget_inputs(deps: Deps, job_id: str, prefix: str) -> None:
+    """Delete what an edit attempt stored, unless a job record refers to it (a write whose answer
+    was lost). If even that cannot be read, the inputs stay for the bucket's lifecycle rule."""
+    try:
+        record = deps.store.get(job_id)
+        if record is None or not any(ref.key.startswith(prefix) for ref in record.inputs):
+            _need(deps.results, "results").delete_prefix(prefix)
+    except Exception:
+        return
 
 
 def _accept(
@@ -378,11 +402,13 @@ def _accept(
     inputs: list[ObjectRef] | None = None,
     mask: ObjectRef | None = None,
     attachments: list[bytes] | None = None,
+    job_id: str | None = None,
+    checked: bool = False,
 ) -> tuple[JobRecord, bool]:
     settings = deps.settings
     tenant = caller.tenant
-    request = checked_request(settings, request)
-    job_id = new_job_id(tenant, idempotency_key)
+    request = request if checked else checked_request(settings, request)
+    job_id = job_id or new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
     record = record.model_copy(update={"base_url": caller.base_url, "correlation_id": caller.correlation_id})
@@ -477,12 +503,13 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
             check_edit_budget(
                 [objects.head(ref).size for ref in image_refs], mask_size=objects.head(mask_ref).size if mask_ref else 0
             )
+            decode = DecodeBudget()
             for uri, ref in zip(image_uris, image_refs, strict=True):
-                stored, image = _read_checked(objects, ref, uri, "image")
+                stored, image = _read_checked(objects, ref, uri, "image", decode)
                 checked.append(image)
                 inputs.append(stored)
             if mask_uri and mask_ref is not None:
-                mask, checked_mask = _read_checked(objects, mask_ref, mask_uri, "mask")
+                mask, checked_mask = _read_checked(objects, mask_ref, mask_uri, "mask", decode)
         if image_uris or mask_uri:
             check_edit_inputs(checked, checked_mask)
     except ValidationError as exc:
