@@ -64,6 +64,9 @@ def run_costs(args: argparse.Namespace) -> int:
     return costs.run(table, by=args.by, since=args.since, plot_to=args.plot, out=sys.stdout)
 
 
+MAX_CAP_USD = 1_000_000  # far above any real cap; DynamoDB numbers stop at 1E+126 anyway
+
+
 def _usd(text: str | None) -> Decimal | None:
     if text is None or text.lower() == "none":
         return None
@@ -71,8 +74,9 @@ def _usd(text: str | None) -> Decimal | None:
         value = Decimal(text.lstrip("$"))
     except InvalidOperation:
         raise CliError(f"{text!r} is not an amount in USD (e.g. 5 or 12.50, or 'none')") from None
-    if value < 0 or not value.is_finite():
-        raise CliError(f"{text!r}: a cap must be zero or more")
+    # is_finite first: comparing a Decimal NaN raises InvalidOperation
+    if not value.is_finite() or value < 0 or value > MAX_CAP_USD:
+        raise CliError(f"{text!r}: a cap must be an amount from 0 to {MAX_CAP_USD:,} USD")
     return value
 
 
@@ -98,11 +102,36 @@ def keys_revoke(args: argparse.Namespace) -> int:
     info = _tenants(args).revoke_key(args.key_id, time.time())
     if info is None:
         raise CliError(f"no key {args.key_id!r} (key ids look like key_0123456789ab; see `imagejobs keys list`)")
-    print(
-        f"revoked {info.key_id} of tenant {info.tenant} at {_when(info.revoked_at)}; cached authorizer answers "
-        "keep it working for up to AuthorizerCacheSeconds"
-    )
+    if args.stack:
+        flushed = _flush_authorizer_cache(args.stack)
+        print(f"revoked {info.key_id} of tenant {info.tenant} at {_when(info.revoked_at)}; {flushed}")
+    else:
+        print(
+            f"revoked {info.key_id} of tenant {info.tenant} at {_when(info.revoked_at)}; cached authorizer answers "
+            "keep it working for up to AuthorizerCacheSeconds (name the stack, --stack, to flush them now)"
+        )
     return 0
+
+
+API_STAGE = "prod"  # template.yaml: Api's StageName
+
+
+def _flush_authorizer_cache(stack: str, cloudformation: Any = None, apigateway: Any = None) -> str:
+    """Drop the stage's cached authorizer answers (API Gateway FlushStageAuthorizersCache), so a
+    revoked key stops working now rather than when its cache entry expires. What was done, as a
+    sentence; the revocation stands either way."""
+    try:
+        resource = (cloudformation or boto3.client("cloudformation")).describe_stack_resource(
+            StackName=stack, LogicalResourceId="Api"
+        )
+        api_id = resource["StackResourceDetail"]["PhysicalResourceId"]
+        (apigateway or boto3.client("apigateway")).flush_stage_authorizers_cache(restApiId=api_id, stageName=API_STAGE)
+    except (ClientError, BotoCoreError) as exc:
+        return (
+            f"the authorizer cache could not be flushed ({type(exc).__name__}): cached answers keep the key "
+            "working for up to AuthorizerCacheSeconds"
+        )
+    return f"the authorizer cache of stage {API_STAGE} of API {api_id} was flushed: the key is refused from now on"
 
 
 def webhook_secret(args: argparse.Namespace) -> int:
@@ -248,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imagejobs: AWS refused: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
     except BotoCoreError as exc:
         print(f"imagejobs: cannot reach AWS: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if os.environ.get("IMAGEJOBS_DEBUG"):
+            raise
+        print(f"imagejobs: {type(exc).__name__}: {exc} (IMAGEJOBS_DEBUG=1 shows the traceback)", file=sys.stderr)
     return 1
 
 

@@ -101,6 +101,9 @@ def test_admin_errors_are_one_clear_line(stack: LocalStack, capsys: pytest.Captu
         ("keys", "revoke", "key_000000000000"),
         ("keys", "create", "--tenant", "#not a name"),
         ("budget", "set", "--tenant", "acme", "--daily", "lots"),
+        ("budget", "set", "--tenant", "acme", "--daily", "nan"),  # issue #15.14: both were tracebacks
+        ("budget", "set", "--tenant", "acme", "--monthly", "1e999"),
+        ("budget", "set", "--tenant", "acme", "--daily", "-1"),
     ):
         code, _, err = admin(stack, capsys, *args)
         assert code == 1
@@ -204,3 +207,25 @@ def test_admin_webhook_secret_is_made_once_and_rotates(stack: LocalStack, capsys
     rotated = out.strip().splitlines()[-1]
     assert code == 0 and rotated.startswith("whsec_") and rotated != first
     assert stack.store.webhook_secret("hooked") == rotated
+
+
+def test_a_retry_after_the_cap_was_lowered_returns_the_first_job(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #15.13: an idempotent retry got 402 once the cap was lowered below the job, and the
+    402 said "$0.0000 spent" whatever had been."""
+    api_key = new_key(stack, capsys, "lowered")
+    assert admin(stack, capsys, "budget", "set", "--tenant", "lowered", "--daily", "1.00")[0] == 0
+    body = {"prompt": "a heron", "quality": "low"}
+    with client(stack, api_key) as lowered:
+        first = lowered.post(GENERATIONS, json=body, headers={"Idempotency-Key": "heron-1"})
+        assert first.status_code == 202
+        wait_for_job(lowered, first.json()["id"])
+        spent = stack.tenants.spent("lowered", today(stack)[0])
+        assert spent > 0
+        assert admin(stack, capsys, "budget", "set", "--tenant", "lowered", "--daily", "0.005")[0] == 0
+        retry = lowered.post(GENERATIONS, json=body, headers={"Idempotency-Key": "heron-1"})
+        assert retry.status_code == 202 and retry.json()["id"] == first.json()["id"]
+        refused = lowered.post(GENERATIONS, json=body)
+    assert refused.status_code == 402
+    assert f"${spent:.4f}" in refused.json()["error"]["message"]

@@ -108,3 +108,11 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
     assert outcome == "deferred"
     assert queue.sent and queue.sent[0][0] == "img_capped" and queue.sent[0][1] >= 7
     assert store.jobs["img_capped"].status is JobStatus.QUEUED
+
+
+def test_api_job_ids_have_their_own_namespace() -> None:
+    """Issue #15.12: tenant "event" with an event id as its Idempotency-Key got that event's job id."""
+    from imagejobs.requests_in import event_job_id
+
+    event_id = "0d3c1c50-8f2a-4f6e-9a3b-5b8f6d3c2e10"
+    assert service.new_job_id("event", event_id) != event_job_id(event_id)

@@ -155,9 +155,11 @@ def _need(dependency: Any, name: str) -> Any:
 
 # -- accept (HTTP intake) -----------------------------------------------------------------------
 def new_job_id(tenant: str, idempotency_key: str | None) -> str:
-    """A caller's Idempotency-Key maps to one job id, so a retried POST finds the first job."""
+    """A caller's Idempotency-Key maps to one job id, so a retried POST finds the first job. Its own
+    namespace ("api"), apart from events' and uploads' ids: a tenant named "event" whose key is an
+    event id does not land on that event's job."""
     if idempotency_key:
-        digest = hashlib.sha256(f"{tenant}\x00{idempotency_key}".encode()).hexdigest()
+        digest = hashlib.sha256(f"api\x00{tenant}\x00{idempotency_key}".encode()).hexdigest()
         return "img_" + digest[:24]
     return "img_" + secrets.token_hex(12)
 
@@ -412,18 +414,12 @@ def _accept(
     fingerprint = request_hash(request, *(attachments or []))
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
     record = record.model_copy(update={"base_url": caller.base_url, "correlation_id": caller.correlation_id})
+    # A retry finds its first job before any reservation: a cap lowered since does not refuse it.
+    if idempotency_key and (existing := deps.store.get(job_id)) is not None:
+        return _same_job(deps, existing, tenant, fingerprint), False
     record, created = _create(deps, record)
     if not created:
-        existing = deps.store.get(job_id)
-        if existing is None or existing.tenant != tenant:
-            raise IdempotencyConflict("Idempotency-Key could not be used; try another key")
-        if existing.request_hash != fingerprint:
-            raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
-        if existing.status is JobStatus.QUEUED and existing.provider_job_id is None:
-            # The first attempt may have died between the record and the message: queue it
-            # again (submit is idempotent, a duplicate message costs nothing).
-            _need(deps.queue, "queue").send(job_id)
-        return existing, False
+        return _same_job(deps, deps.store.get(job_id), tenant, fingerprint), False
     failpoints.hit("intake.after_record")
     try:
         _need(deps.queue, "queue").send(job_id)
@@ -432,6 +428,19 @@ def _accept(
         end_job(deps, job_id, JobStatus.FAILED, "enqueue_failed", f"the job could not be queued: {type(exc).__name__}")
         raise EnqueueFailed("the job could not be queued; try again") from exc
     return record, True
+
+
+def _same_job(deps: Deps, existing: JobRecord | None, tenant: str, fingerprint: str) -> JobRecord:
+    """The first job of an Idempotency-Key, for a retry of the same request by the same tenant."""
+    if existing is None or existing.tenant != tenant:
+        raise IdempotencyConflict("Idempotency-Key could not be used; try another key")
+    if existing.request_hash != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+    if existing.status is JobStatus.QUEUED and existing.provider_job_id is None:
+        # The first attempt may have died between the record and the message: queue it
+        # again (submit is idempotent, a duplicate message costs nothing).
+        _need(deps.queue, "queue").send(existing.id)
+    return existing
 
 
 def _new_record(

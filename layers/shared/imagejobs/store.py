@@ -88,7 +88,9 @@ class JobStore(TableAdapter):
                     return False
                 raise
             return True
-        budget.check_fits(reservation, {})  # a job dearer than a whole cap never fits
+        if any(cap is not None and reservation.amount > cap for _, _, cap in reservation.limits()):
+            # A job dearer than a whole cap never fits; say so with what was spent, not $0.
+            budget.check_fits(reservation, {p: self.spent(reservation.tenant, p) for _, p, _ in reservation.limits()})
         put = {
             "Put": {
                 "TableName": self._table.name,
