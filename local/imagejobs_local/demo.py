@@ -102,10 +102,9 @@ def upload_sample_photo(stack: LocalStack, out_dir: Path) -> str:
     bucket, key = stack.outputs["InboxBucketName"], "uploads/sample photo.jpg"
     data = sample_photo()
     (out_dir / "sample photo.jpg").write_bytes(data)
-    answer = stack.client("s3").put_object(
-        Bucket=bucket, Key=key, Body=data, Metadata={"prompt": "Turn this landscape into an autumn poster"}
-    )
-    job_id = uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')))
+    metadata = {"prompt": "Turn this landscape into an autumn poster"}
+    answer = stack.client("s3").put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
+    job_id = uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata)
     print(f"uploaded  s3://{bucket}/{key} -> job {job_id}")
     return job_id
 

@@ -128,7 +128,7 @@ def test_every_upload_ends_as_a_job_that_says_why(stack: LocalStack, metadata: d
     bucket = stack.outputs["InboxBucketName"]
     key = f"uploads/hostile/{time.monotonic_ns()}.png"
     answer = stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
-    _final(stack, uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"'))))
+    _final(stack, uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata))
 
 
 def test_a_rules_documents_webhook_url_is_checked_like_any_other(stack: LocalStack) -> None:
@@ -139,7 +139,7 @@ def test_a_rules_documents_webhook_url_is_checked_like_any_other(stack: LocalSta
     try:
         answer = s3.put_object(Bucket=bucket, Key="uploads/hooked/a.png", Body=PICTURE)
         job_id = uploads.upload_job_id(
-            ObjectRef(bucket=bucket, key="uploads/hooked/a.png", etag=answer["ETag"].strip('"'))
+            ObjectRef(bucket=bucket, key="uploads/hooked/a.png", etag=answer["ETag"].strip('"')), {}
         )
         _final(stack, job_id)
     finally:

@@ -27,7 +27,7 @@ def upload(stack: LocalStack, key: str, body: bytes, **metadata: str) -> str:
     """Put an object in the inbox; return the id of the job it becomes."""
     bucket = stack.outputs["InboxBucketName"]
     answer = stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
-    return uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')))
+    return uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata)
 
 
 def wait_for_upload_job(stack: LocalStack, job_id: str, timeout: float = 60) -> JobRecord:
@@ -164,6 +164,16 @@ def test_duplicate_s3_event_is_one_job(stack: LocalStack) -> None:
         time.sleep(0.05)
     assert stack.provider.stats.submissions[job_id] == 1
     assert settled(stack.store.get(job_id)) == settled(record)
+
+
+def test_the_same_bytes_again_with_new_instructions_are_a_new_job(stack: LocalStack) -> None:
+    """Issue #15.11: re-uploading the same bytes to the same key with another prompt was silently
+    ignored (the job id came from the key and ETag alone)."""
+    first = wait_for_upload_job(stack, upload(stack, "uploads/again.png", photo(), prompt="in watercolour"))
+    second = wait_for_upload_job(stack, upload(stack, "uploads/again.png", photo(), prompt="in charcoal"))
+    assert first.id != second.id
+    assert (first.request["prompt"], second.request["prompt"]) == ("in watercolour", "in charcoal")
+    assert first.status is second.status is JobStatus.SUCCEEDED
 
 
 def test_s3_test_event_is_acknowledged_and_ignored(stack: LocalStack) -> None:

@@ -553,29 +553,34 @@ def _record_or_fail(deps: Deps, record: JobRecord, problem: tuple[str, str] | No
 
 # -- accept (S3 inbox upload) -------------------------------------------------------------------
 def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobRecord:
-    """One job per uploaded object version. An upload without usable instructions, or whose
-    image breaks the rules, ends as a failed job that says why: never silently dropped."""
-    job_id = uploads.upload_job_id(upload)
-    existing = deps.store.get(job_id)
-    if existing is not None:
-        return existing
+    """One job per uploaded object version and its own instructions (the same bytes sent again to
+    the same key with another prompt are another job). An upload without usable instructions, or
+    whose image breaks the rules, ends as a failed job that says why: never silently dropped."""
     objects = _need(deps.objects, "objects")
     settings = deps.settings
     problem: tuple[str, str] | None = None
     request: dict[str, Any] = {}
     try:
-        info = objects.head(upload)
-        upload = upload.model_copy(
-            update={
-                "version_id": upload.version_id or info.version_id,
-                "etag": upload.etag or info.etag,
-                "content_type": info.content_type,
-            }
-        )
-        parsed = checked_request(settings, uploads.instructions(upload.key, info.metadata, rules_document))
-        request = parsed.model_dump(exclude_none=True)
-        checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
-        upload = upload.model_copy(update={"content_type": checked.content_type})
+        info: ObjectInfo | None = objects.head(upload)
+    except ImageJobsError as exc:  # gone or unreadable: still a job that says so
+        info, problem = None, (exc.reason, exc.message)
+    job_id = uploads.upload_job_id(upload, info.metadata if info else {})
+    existing = deps.store.get(job_id)
+    if existing is not None:
+        return existing
+    try:
+        if info is not None:
+            upload = upload.model_copy(
+                update={
+                    "version_id": upload.version_id or info.version_id,
+                    "etag": upload.etag or info.etag,
+                    "content_type": info.content_type,
+                }
+            )
+            parsed = checked_request(settings, uploads.instructions(upload.key, info.metadata, rules_document))
+            request = parsed.model_dump(exclude_none=True)
+            checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
+            upload = upload.model_copy(update={"content_type": checked.content_type})
     except (uploads.NoInstructions, uploads.InvalidInstructions) as exc:
         problem = (exc.reason, str(exc))
     except (InvalidImage, ImageJobsError) as exc:
