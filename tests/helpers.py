@@ -85,3 +85,16 @@ class EventCapture:
                 return [event for event in self.seen if event["detail"]["job_id"] == job_id]
             time.sleep(0.05)
         return []
+
+
+def peek_queue(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message in a queue, read without consuming it: each is hidden while the rest are
+    read, then all are made visible again at once."""
+    seen: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        seen += batch
+    for message in seen:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return seen

@@ -8,12 +8,16 @@ prints the reliability table in README.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import secrets
 import sys
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 import httpx
 
+from imagejobs import clock
 from imagejobs.models import JobStatus
 from imagejobs.service import outputs_prefix
 from imagejobs_local.provider_sim import Latency
@@ -85,6 +89,9 @@ class Outcome:
     consistent: bool  # the record's outputs are exactly what the bucket holds for the job
     running_executions: int
     lost: bool
+    charged: Decimal = Decimal(0)  # the job's cost
+    spent: Decimal = Decimal(0)  # what its tenant's budget day holds (the row's own tenant: this job only)
+    has_images: bool = False  # outputs recorded and stored
 
     @property
     def as_expected(self) -> bool:
@@ -102,14 +109,18 @@ class Outcome:
 
 
 def run(stack: LocalStack, fault: Fault, timeout: float = 60) -> Outcome:
+    """One row, as a tenant of its own: what its budget holds afterwards is this job's doing alone."""
+    tenant = "fault-" + hashlib.sha256(fault.name.encode()).hexdigest()[:12]
+    api_key = "sk-" + secrets.token_hex(16)
+    stack.tenants.add_key(api_key, tenant, clock.now(), name="fault matrix")
     if fault.idempotency != "header":  # the simulator's own guarantee is the stack's default
         with stack.function_settings("SubmitFunction", PROVIDER_IDEMPOTENCY=fault.idempotency):
-            return _run(stack, fault, timeout)
-    return _run(stack, fault, timeout)
+            return _run(stack, fault, timeout, api_key)
+    return _run(stack, fault, timeout, api_key)
 
 
-def _run(stack: LocalStack, fault: Fault, timeout: float) -> Outcome:
-    client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=30)
+def _run(stack: LocalStack, fault: Fault, timeout: float, api_key: str) -> Outcome:
+    client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
     answer = client.post(
         "/v1/images/generations",
         params={"async": "true"},
@@ -145,6 +156,9 @@ def _run(stack: LocalStack, fault: Fault, timeout: float) -> Outcome:
         consistent=stored == recorded and (record is None or record.status is JobStatus.SUCCEEDED or not stored),
         running_executions=running,
         lost=lost,
+        charged=Decimal(record.cost.amount) if record and record.cost else Decimal(0),
+        spent=stack.tenants.spent(record.tenant, record.budget_day) if record and record.budget_day else Decimal(0),
+        has_images=bool(record and record.outputs) and stored == recorded,
     )
 
 

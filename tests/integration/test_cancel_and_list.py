@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import httpx
 
@@ -134,3 +135,34 @@ def test_a_cancel_after_the_provider_finished_keeps_the_images(stack: LocalStack
     head = stack.client("s3").head_object(Bucket=stack.outputs["ResultsBucketName"], Key=stored.outputs[0].key)
     assert head["ContentLength"] > 0
     assert job["cost"]["amount"] != "0"
+
+
+def test_money_over_the_cancel_races(stack: LocalStack) -> None:
+    """Issue #15's money invariant over cancels: a job is charged only for images it stored or what
+    the provider says it billed for a stopped job; the tenant's spend is the sum of its jobs' costs
+    (and, while any is open, their reservations)."""
+    tenant, key = "cancel-money", "sk-cancel-money-" + "0" * 16
+    stack.tenants.add_key(key, tenant, clock.now())
+    with httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        running = submit(client, "[sim:never] stopped while it runs")
+        finished = submit(client, "[sim:latency=0][sim:poll_5xx=2] done before the cancel came")
+        queued = submit(client, "[sim:submit_429=20][sim:retry_after=30] cancelled before it was sent")
+        wait_until_polling(stack, running)
+        while (record := stack.store.get(finished)) is None or record.provider_job_id is None:
+            time.sleep(0.005)
+        day = stack.store.get(running).budget_day  # type: ignore[union-attr]
+        open_reserved = sum(
+            Decimal(stack.store.get(job).reserved_usd or 0)  # type: ignore[union-attr]
+            for job in (running, finished, queued)
+        )
+        assert stack.tenants.spent(tenant, day) == open_reserved  # all open: their reservations
+        answers = {job: client.post(f"/v1/jobs/{job}/cancel") for job in (queued, running, finished)}
+        assert [answers[job].status_code for job in (queued, running, finished)] == [200, 200, 409]
+        jobs = {job: wait_for_job(client, job) for job in (running, finished, queued)}
+
+    costs = {job: Decimal(view["cost"]["amount"]) if view["cost"] else Decimal(0) for job, view in jobs.items()}
+    assert jobs[finished]["status"] == "succeeded" and costs[finished] > 0  # billed, and kept
+    assert jobs[queued]["status"] == "cancelled" and costs[queued] == 0  # never sent: nothing billed
+    assert jobs[running]["status"] == "cancelled"  # billed only what the provider says it billed
+    assert costs[running] == 0 or (jobs[running]["cost"]["basis"] == "usage" and jobs[running]["usage"])
+    assert stack.tenants.spent(tenant, day) == sum(costs.values())

@@ -22,3 +22,8 @@ def test_fault(stack: LocalStack, fault: Fault) -> None:
     assert outcome.cost_metrics == (1 if fault.billed else 0)
     assert outcome.consistent, "the job record and the bucket disagree about its outputs"
     assert outcome.running_executions == 0
+    # Money (issue #15): charged only for images stored, or for a failure the provider billed; the
+    # tenant's spend is exactly its one job's cost (nothing left reserved, nothing charged twice).
+    if outcome.charged > 0:
+        assert outcome.has_images or (fault.billed and outcome.status != "succeeded")
+    assert outcome.spent == outcome.charged

@@ -22,7 +22,7 @@ from imagejobs import uploads
 from imagejobs.models import JobStatus, ObjectRef
 from imagejobs.requests_in import event_job_id
 from imagejobs_local.stack import LocalStack
-from tests.helpers import wait_for_record
+from tests.helpers import peek_queue, wait_for_record
 
 # Bounded and repeatable: the same examples on every run (derandomize), a few dozen in all.
 BOUNDED = settings(
@@ -182,7 +182,7 @@ def _parked_or_a_job(stack: LocalStack, queue: str, dead_letters: str, bodies: l
     deadline = time.monotonic() + 30
     while pending:
         assert time.monotonic() < deadline, f"neither parked with a reason nor a job: {sorted(pending)[:3]}"
-        for message in _peek(sqs, dlq):
+        for message in peek_queue(sqs, dlq):
             if message["Body"] in pending:
                 reason = message.get("MessageAttributes", {}).get("reason", {}).get("StringValue")
                 assert reason, f"a dead letter without a reason: {message['Body']!r}"
@@ -204,19 +204,6 @@ def _event_job(body: str) -> str | None:
     if isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("detail"), dict):
         return event_job_id(event["id"])
     return None
-
-
-def _peek(sqs: Any, url: str) -> list[dict[str, Any]]:
-    """Every message in a queue, read without consuming it: each is hidden while the rest are
-    read, then all are made visible again at once."""
-    seen: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, MessageAttributeNames=["All"]
-    ).get("Messages", []):
-        seen += batch
-    for message in seen:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
-    return seen
 
 
 @BOUNDED

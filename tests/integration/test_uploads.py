@@ -14,7 +14,7 @@ from imagejobs import uploads
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, ObjectRef
 from imagejobs_local.stack import LocalStack
-from tests.helpers import emf_documents, load_event, settled, wait_for_record
+from tests.helpers import emf_documents, load_event, peek_queue, settled, wait_for_record
 
 
 def photo(fmt: str = "PNG", size: tuple[int, int] = (320, 240)) -> bytes:
@@ -47,14 +47,8 @@ def queue_depth(stack: LocalStack, output: str) -> int:
 
 
 def dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
-    """Messages in the DLQ (read without consuming: they come back at once)."""
-    answer = stack.client("sqs").receive_message(
-        QueueUrl=stack.outputs["SubmitDeadLetterQueueUrl"],
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=0,
-        MessageAttributeNames=["All"],
-    )
-    return answer.get("Messages", [])
+    """Every message in the DLQ, read without consuming them."""
+    return peek_queue(stack.client("sqs"), stack.outputs["SubmitDeadLetterQueueUrl"])
 
 
 def upload_jobs(stack: LocalStack) -> int:
