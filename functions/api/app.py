@@ -58,11 +58,13 @@ ROUTES: dict[str, set[str]] = {
 
 
 def _tenant() -> str:
-    """The caller's tenant, as the API key authorizer found it (API Gateway passes it on)."""
+    """The caller's tenant, as the API key authorizer found it (API Gateway passes it on). Every
+    route asks first, so its query is checked here too, once the caller is known."""
     authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     tenant = authorizer.get("tenant")
     if not tenant:
         raise ApiError(401, "Incorrect API key provided.", type_="authentication_error", code="invalid_api_key")
+    _check_query()
     return str(tenant)
 
 
@@ -74,8 +76,26 @@ def _own_job(job_id: str) -> Any:
     return record
 
 
+# The query parameters each route takes; any other is refused, as unknown body fields are.
+QUERY: dict[str, set[str]] = {
+    r"/v1/images/(generations|edits)": {"async"},
+    r"/v1/jobs": {"limit", "after", "status"},
+    r"/v1/jobs/[^/]+/content": {"index"},
+}
+
+
+def _check_query() -> None:
+    event = app.current_event
+    given = set(event.query_string_parameters or {})
+    allowed = next((names for pattern, names in QUERY.items() if re.fullmatch(pattern, event.path)), set())
+    unknown = sorted(given - allowed)
+    if unknown:
+        raise ApiError(400, f"Unknown query parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+
+
 def _require_async(route: str) -> None:
-    if (app.current_event.get_query_string_value("async") or "").lower() != "true":
+    # TheRouter's pages write async=true; async=1 is the same
+    if (app.current_event.get_query_string_value("async") or "").lower() not in ("true", "1"):
         raise ApiError(
             400,
             f"Image jobs run asynchronously here: call POST {route}?async=true and poll the job.",
@@ -91,6 +111,7 @@ def _caller(tenant: str) -> service.Caller:
 
 
 MAX_IDEMPOTENCY_KEY = 255
+RETRY_AFTER_SECONDS = 5  # a first poll: the quickest low-quality jobs take about this long
 
 
 def _idempotency_key() -> str | None:
@@ -127,8 +148,10 @@ def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
     # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
     logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
     view = service.job_view(deps, record, base_url(app.current_event))
-    # A deprecated model is served with RFC 9745 Deprecation / RFC 8594 Sunset headers.
-    headers = pricing.deprecation_headers(record.model, clock.today())
+    # Where to poll and when (RFC 9110 Location and Retry-After); a deprecated model is served
+    # with RFC 9745 Deprecation / RFC 8594 Sunset headers.
+    headers = {"Location": view["polling_url"], "Retry-After": str(RETRY_AFTER_SECONDS)}
+    headers |= pricing.deprecation_headers(record.model, clock.today())
     return Response(status_code=202, content_type="application/json", body=view, headers=headers)
 
 
@@ -344,11 +367,13 @@ def delete_job(job_id: str) -> dict[str, Any]:
 
 @app.get(
     "/v1/jobs/<job_id>/content",
-    summary="Redirect to the job's first image",
-    responses=_answers(302, "redirect to a presigned URL of the first image", 404, 409, model=ContentRedirect),
+    summary="Redirect to one of the job's images (?index=N, from 0; the first by default)",
+    responses=_answers(302, "redirect to a presigned URL of the image", 400, 404, 409, model=ContentRedirect),
 )
 def get_content(job_id: str) -> Response[str]:
     record = _own_job(job_id)
+    raw_index = app.current_event.get_query_string_value("index")
+    index = 0 if raw_index is None else whole_number(raw_index)
     if record.status is not JobStatus.SUCCEEDED or not record.outputs:
         raise ApiError(
             409,
@@ -356,7 +381,10 @@ def get_content(job_id: str) -> Response[str]:
             param="id",
             code="job_not_succeeded",
         )
-    url = service.output_urls(deps, record)[0]
+    if index is None or not 0 <= index < len(record.outputs):
+        last = len(record.outputs) - 1
+        raise ApiError(400, f"index must be a whole number from 0 to {last}.", param="index", code="invalid_value")
+    url = service.output_urls(deps, record)[index]
     return Response(
         status_code=302,
         headers={"Location": url},
@@ -444,7 +472,7 @@ def openapi_document() -> str:
         "name": "async",
         "in": "query",
         "required": True,
-        "schema": {"type": "string", "enum": ["true"]},
+        "schema": {"type": "string", "enum": ["true", "1"]},
         "description": "jobs always run asynchronously: poll the returned job",
     }
     idempotency = {
@@ -504,6 +532,14 @@ def openapi_document() -> str:
             }
         },
     }
+    paths["/v1/jobs/{job_id}/content"]["get"].setdefault("parameters", []).append(
+        {
+            "name": "index",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 9, "default": 0},
+            "description": "which image, from 0 (the order of unsigned_urls)",
+        }
+    )
     paths["/v1/jobs"]["get"]["parameters"] = [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
@@ -519,8 +555,19 @@ def openapi_document() -> str:
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "job_id":
                     parameter["schema"]["pattern"] = JOB_ID_PATTERN
-    paths["/v1/jobs/{job_id}/content"]["get"]["responses"]["302"]["headers"] = {
-        "Location": {"schema": {"type": "string"}, "description": "presigned URL of the first image"}
+    request_id = {"schema": {"type": "string"}, "description": "this request's id (API Gateway's request id)"}
+    for path in paths.values():
+        for operation in path.values():
+            for status, answer in operation.get("responses", {}).items():
+                answer.setdefault("headers", {})["x-request-id"] = request_id
+                if status == "202":
+                    answer["headers"] |= {
+                        "Location": {"schema": {"type": "string"}, "description": "the job's polling_url"},
+                        "Retry-After": {"schema": {"type": "integer"}, "description": "seconds before a first poll"},
+                    }
+    paths["/v1/jobs/{job_id}/content"]["get"]["responses"]["302"]["headers"]["Location"] = {
+        "schema": {"type": "string"},
+        "description": "presigned URL of the first image",
     }
     return json.dumps(spec, indent=2, sort_keys=True)
 
@@ -553,6 +600,10 @@ def unexpected(exc: Exception) -> Response:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = app.resolve(event, context)
+    # The id OpenAI's SDKs surface (x-request-id), on every answer of ours, errors included: API
+    # Gateway's request id, which its own answers carry as x-amzn-RequestId.
+    request_id = (event.get("requestContext") or {}).get("requestId") or context.aws_request_id
+    response.setdefault("multiValueHeaders", {})["x-request-id"] = [request_id]
     # One line per request (API Gateway access logs are left off: see the template).
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     logger.info(

@@ -340,3 +340,56 @@ def test_hostile_input_is_a_clear_400_never_a_500(
     before = job_count(stack)
     assert_openai_error(send(api), 400, param)
     assert job_count(stack) == before
+
+
+def test_answers_carry_the_headers_sdks_read(api: httpx.Client) -> None:
+    """Issue #16.4: the 202 says where and when to poll; every answer of ours, errors included,
+    carries x-request-id (OpenAI's SDKs surface it as the request id)."""
+    accepted = api.post(GENERATIONS, json={"prompt": "a", "quality": "low"})
+    assert accepted.status_code == 202
+    assert accepted.headers["Location"] == accepted.json()["polling_url"]
+    assert int(accepted.headers["Retry-After"]) > 0
+    refused = api.post(GENERATIONS, json={"prompt": ""})
+    ids = {
+        accepted.headers["x-request-id"],
+        refused.headers["x-request-id"],
+        api.get("/v1/models").headers["x-request-id"],
+    }
+    assert len(ids) == 3 and all(ids)
+
+
+def test_query_parameters_are_held_to_each_route(api: httpx.Client) -> None:
+    """Issue #16.7: async=1 is async=true; an unknown query parameter is refused like an unknown
+    body field (it used to be ignored)."""
+    assert api.post("/v1/images/generations?async=1", json={"prompt": "a", "quality": "low"}).status_code == 202
+    refused = api.post("/v1/images/generations?async=true&asnyc=true", json={"prompt": "a"})
+    assert assert_openai_error(refused, 400, "asnyc")["code"] == "unknown_parameter"
+    assert_openai_error(api.get("/v1/jobs", params={"limit": "5", "page": "2"}), 400, "page")
+    assert_openai_error(api.get("/v1/models", params={"x": "1"}), 400, "x")
+
+
+def test_content_serves_each_image_by_index(stack: LocalStack, api: httpx.Client) -> None:
+    """Issue #16.3: /content?index=N redirects to image N (from 0, the order of unsigned_urls)."""
+    answer = api.post(GENERATIONS, json={"prompt": "two boats", "quality": "low", "n": 2})
+    job = wait_for_job(api, answer.json()["id"])
+    assert job["status"] == "succeeded"
+    locations = [
+        api.get(f"/v1/jobs/{job['id']}/content", params={"index": str(index)}).headers["Location"] for index in (0, 1)
+    ]
+    assert [location.split("?")[0] for location in locations] == [url.split("?")[0] for url in job["unsigned_urls"]]
+    assert api.get(f"/v1/jobs/{job['id']}/content").headers["Location"].split("?")[0] == locations[0].split("?")[0]
+    for bad in ("2", "-1", "one"):
+        assert_openai_error(api.get(f"/v1/jobs/{job['id']}/content", params={"index": bad}), 400, "index")
+
+
+def test_a_succeeded_job_carries_openais_image_response_and_says_how_long_it_is_kept(api: httpx.Client) -> None:
+    """Issue #16.3: TheRouter's async-media page shows `result.data[].url`; `expires_at` is when
+    the results stop being available (ResultRetentionDays, 30 by default, after they were made)."""
+    queued = api.post(GENERATIONS, json={"prompt": "a kite", "quality": "low", "size": "1536x1024"}).json()
+    assert "result" not in queued and queued["expires_at"] - queued["created_at"] <= 86_400  # the deadline
+    job = wait_for_job(api, queued["id"])
+    result = job["result"]
+    assert [image["url"] for image in result["data"]] == job["unsigned_urls"]
+    assert (result["size"], result["quality"], result["output_format"]) == ("1536x1024", "low", "png")
+    assert result["created"] == job["completed_at"] and result["usage"] == job["usage"]
+    assert job["expires_at"] == job["completed_at"] + 30 * 86_400

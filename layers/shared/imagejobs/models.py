@@ -283,6 +283,23 @@ class WebhookView(Model):
     last_error: str | None
 
 
+class ImageData(Model):
+    url: str
+
+
+class ImagesResult(Model):
+    """A succeeded job's images in OpenAI's image response shape (TheRouter's async-media page
+    shows `result.data[].url`)."""
+
+    created: int = Field(description="unix seconds: when the images were made")
+    data: list[ImageData]
+    background: str
+    output_format: str
+    quality: str
+    size: str
+    usage: dict[str, Any] | None = None
+
+
 class JobView(Model):
     """The job object, in TheRouter's shape plus what we add (cost, polls, source, error)."""
 
@@ -292,7 +309,11 @@ class JobView(Model):
     model: str
     created_at: int = Field(description="unix seconds")
     polling_url: str
-    expires_at: int = Field(description="unix seconds: the job ends 'expired' if not done by then")
+    expires_at: int = Field(
+        description="unix seconds: until the job has succeeded, its deadline (not done by then, it ends "
+        "'expired'); once it has, the time its images are kept until (ResultRetentionDays after they "
+        "were stored; S3 removes them at the next UTC midnight after)"
+    )
     completed_at: int | None
     polls: int
     source: Literal["api", "upload", "event"]
@@ -304,9 +325,10 @@ class JobView(Model):
         default=None, description="presigned GET URLs of the images, present once the job has succeeded"
     )
     webhook: WebhookView | None = Field(default=None, description="present when the job has a webhook_url")
+    result: ImagesResult | None = Field(default=None, description="present once the job has succeeded")
 
     def answer(self) -> dict[str, Any]:
-        absent = {name for name in ("unsigned_urls", "webhook") if getattr(self, name) is None}
+        absent = {name for name in ("unsigned_urls", "webhook", "result") if getattr(self, name) is None}
         return self.model_dump(mode="json", exclude=absent)
 
 

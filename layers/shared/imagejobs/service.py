@@ -44,6 +44,8 @@ from imagejobs.models import (
     EditRequest,
     FinalizeInput,
     GenerationRequest,
+    ImageData,
+    ImagesResult,
     JobStatus,
     JobView,
     ObjectInfo,
@@ -1004,13 +1006,16 @@ def output_urls(deps: Deps, record: JobRecord) -> list[str]:
 
 
 def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
+    succeeded = record.status is JobStatus.SUCCEEDED
+    urls = output_urls(deps, record) if succeeded else None
+    kept_until = (record.completed_at or record.updated_at) + deps.settings.result_retention_days * 86_400
     view = JobView(
         id=record.id,
         status=record.status,
         model=record.model,
         created_at=int(record.created_at),
         polling_url=f"{base_url}/v1/jobs/{record.id}",
-        expires_at=int(record.deadline_at),
+        expires_at=int(kept_until if succeeded else record.deadline_at),
         completed_at=int(record.completed_at) if record.completed_at else None,
         polls=record.polls,
         source=record.source,  # type: ignore[arg-type]
@@ -1020,10 +1025,23 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
             OrchestrationCost(amount=record.orchestration_cost_usd) if record.orchestration_cost_usd else None
         ),
         error=record.error,
-        unsigned_urls=output_urls(deps, record) if record.status is JobStatus.SUCCEEDED else None,
+        unsigned_urls=urls,
         webhook=webhook_view(record),
+        result=_result(record, urls) if urls is not None else None,
     )
     return view.answer()
+
+
+def _result(record: JobRecord, urls: list[str]) -> ImagesResult:
+    return ImagesResult(
+        created=int(record.completed_at or record.updated_at),
+        data=[ImageData(url=url) for url in urls],
+        background=str(record.request.get("background", "auto")),
+        output_format=str(record.request.get("output_format", "png")),
+        quality=record.quality,
+        size=record.size,
+        usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
+    )
 
 
 def webhook_view(record: JobRecord) -> WebhookView | None:

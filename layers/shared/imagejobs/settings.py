@@ -30,6 +30,7 @@ class Settings(BaseModel):
     job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
     result_url_ttl_seconds: int = Field(default=900, ge=60, le=3600, alias="RESULT_URL_TTL_SECONDS")
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
+    result_retention_days: int = Field(default=30, ge=1, alias="RESULT_RETENTION_DAYS")  # the bucket's lifecycle
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
     provider_submits_per_minute: int = Field(default=0, ge=0, alias="PROVIDER_SUBMITS_PER_MINUTE")  # 0: no cap
