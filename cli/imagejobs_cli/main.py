@@ -113,6 +113,7 @@ def keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+ROTATION_OVERLAP_HOURS = 24
 API_STAGE = "prod"  # template.yaml: Api's StageName
 
 
@@ -141,8 +142,13 @@ def webhook_secret(args: argparse.Namespace) -> int:
     check_tenant(args.tenant)
     store = JobStore(_table_name(args))
     if args.rotate:
-        secret = store.replace_webhook_secret(args.tenant, webhooks.new_secret())
-        print(f"new webhook signing secret of tenant {args.tenant} (signs every webhook from now on):")
+        secret = store.replace_webhook_secret(
+            args.tenant, webhooks.new_secret(), time.time(), ROTATION_OVERLAP_HOURS * 3600
+        )
+        print(
+            f"new webhook signing secret of tenant {args.tenant} (signs every webhook from now on; the old one "
+            f"signs them too, a second signature, for {ROTATION_OVERLAP_HOURS} h while receivers switch):"
+        )
     else:
         secret = store.ensure_webhook_secret(args.tenant, webhooks.new_secret())
         print(f"webhook signing secret of tenant {args.tenant} (Standard Webhooks; verify webhook-signature with it):")

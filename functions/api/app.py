@@ -569,7 +569,54 @@ def openapi_document() -> str:
         "schema": {"type": "string"},
         "description": "presigned URL of the first image",
     }
+    spec["webhooks"] = {"imageJobFinished": {"post": WEBHOOK_OPERATION}}
     return json.dumps(spec, indent=2, sort_keys=True)
+
+
+# What a job's webhook_url receives once the job has ended (imagejobs.notify, imagejobs.webhooks).
+WEBHOOK_OPERATION: dict[str, Any] = {
+    "summary": "The job has ended (Standard Webhooks: signed, retried with backoff until a 2xx)",
+    "parameters": [
+        {
+            "name": "webhook-id",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "<job id>_<status>: the same on every retry of this notice",
+        },
+        {
+            "name": "webhook-timestamp",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "unix seconds (wall clock) of this attempt",
+        },
+        {
+            "name": "webhook-signature",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>; two, space-separated, in a rotation",
+        },
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "timestamp", "data"],
+                    "properties": {
+                        "type": {"type": "string", "enum": [f"image_job.{s.value}" for s in JobStatus if s.final]},
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "data": {"$ref": "#/components/schemas/JobView"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {"2XX": {"description": "taken; any other answer (or none within 10 s) is retried"}},
+}
 
 
 @app.not_found

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,12 @@ def test_webhook_is_signed_and_verifiable(stack: LocalStack, api: httpx.Client, 
 
     ((headers, body),) = receiver.requests
     payload = Webhook(stack.webhook_secret).verify(body, headers)  # type: ignore[arg-type]
-    assert payload["id"] == job_id and payload["status"] == "succeeded" and payload["unsigned_urls"]
-    assert headers["webhook-id"] == f"{job_id}.succeeded"
+    # Standard Webhooks' recommended envelope around the job object; an id without "."
+    assert set(payload) == {"type", "timestamp", "data"} and payload["type"] == "image_job.succeeded"
+    assert abs(datetime.fromisoformat(payload["timestamp"]).timestamp() - time.time()) < 120  # the wall clock
+    job = payload["data"]
+    assert job["id"] == job_id and job["status"] == "succeeded" and job["unsigned_urls"]
+    assert headers["webhook-id"] == f"{job_id}_succeeded" and "." not in headers["webhook-id"]
     record = stack.store.get(job_id)
     assert record is not None and record.webhook_state == "delivered" and len(record.webhook_attempts) == 1
 
@@ -188,4 +193,26 @@ def test_a_tenant_in_the_readmes_order_gets_signed_webhooks(
     printed = [admin(stack, capsys, "webhook-secret", "--tenant", "ordered")[1].split()[-1] for _ in range(2)]
     assert printed[0] == printed[1] and printed[0].startswith("whsec_")
     ((headers, body),) = receiver.requests
-    assert Webhook(printed[0]).verify(body, headers)["id"] == job_id  # type: ignore[arg-type]
+    assert Webhook(printed[0]).verify(body, headers)["data"]["id"] == job_id  # type: ignore[arg-type]
+
+
+def test_a_rotated_secret_overlaps_with_the_one_it_replaced(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str], receiver: Receiver
+) -> None:
+    """Issue #16.6: after `webhook-secret --rotate` both secrets sign (two signatures, space-
+    separated) for the overlap, so receivers still holding the old one keep verifying."""
+    from tests.integration.test_tenancy import admin, new_key
+
+    old = admin(stack, capsys, "webhook-secret", "--tenant", "rotating")[1].split()[-1]
+    new = admin(stack, capsys, "webhook-secret", "--tenant", "rotating", "--rotate")[1].split()[-1]
+    assert old != new
+    key = new_key(stack, capsys, "rotating")
+    with httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        job_id = client.post(
+            GENERATIONS, json={"prompt": "a stork", "quality": "low", "webhook_url": receiver.url}
+        ).json()["id"]
+        wait_for_webhook(stack, job_id, "delivered", timeout=30)
+    ((headers, body),) = receiver.requests
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        assert Webhook(secret).verify(body, headers)["data"]["id"] == job_id  # type: ignore[arg-type]

@@ -41,6 +41,12 @@ def now() -> float:
     return anchor + (real - anchor) / scale
 
 
+def wall_now() -> float:
+    """Seconds since the epoch on the wall clock, even offline: for what is compared with other
+    clocks (rotation overlaps an operator set in real hours, receivers' timestamps)."""
+    return time.time()
+
+
 def today() -> date:
     """The calendar date (UTC) on the wall clock, even offline: model lifecycles are dated in it."""
     return datetime.fromtimestamp(time.time(), UTC).date()

@@ -69,12 +69,17 @@ def process(
         return "done"
     # Every tenant that may send a webhook_url has a secret: made on first use if it has none yet
     # (its operator reads it with `imagejobs webhook-secret`, which returns the same one).
-    secret = deps.store.ensure_webhook_secret(record.tenant, webhooks.new_secret())  # type: ignore[attr-defined]
-    payload = service.job_view(deps, record, record.base_url or "")
+    # Within a rotation's overlap the previous secret signs too.
+    secrets = deps.store.webhook_signing_secrets(  # type: ignore[attr-defined]
+        record.tenant, webhooks.new_secret(), clock.wall_now()
+    )
+    payload = webhooks.envelope(
+        f"image_job.{record.status.value}", service.job_view(deps, record, record.base_url or "")
+    )
     delivery = deliver(
         record.webhook_url,
-        secret,
-        f"{record.id}.{record.status.value}",
+        secrets,
+        webhooks.message_id(record.id, record.status.value),
         payload,
         allow_loopback=deps.settings.webhook_allow_loopback,
     )

@@ -53,15 +53,32 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(secret: str, webhook_id: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secrets: str | list[str], webhook_id: str, body: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers; several secrets (a rotation's overlap) give several signatures,
+    space-separated, any of which a receiver may verify."""
     # The wire timestamp is wall-clock time: receivers compare it with their own clocks.
     stamp = int(time.time()) if timestamp is None else timestamp
+    keys = [secrets] if isinstance(secrets, str) else secrets
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(stamp),
-        "webhook-signature": sign(secret, webhook_id, stamp, body),
+        "webhook-signature": " ".join(sign(key, webhook_id, stamp, body) for key in keys),
         "content-type": "application/json",
     }
+
+
+def message_id(job_id: str, status: str) -> str:
+    """The webhook-id of a job's final notice: the same for every retry, so a receiver drops the
+    ones it took; no "." (the signed content is id.timestamp.body)."""
+    return f"{job_id}_{status}"
+
+
+def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The payload shape Standard Webhooks recommends: type, timestamp (ISO 8601, UTC), data."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"type": event_type, "timestamp": stamp, "data": data}
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -164,7 +181,7 @@ class Delivery:
 
 def deliver(
     url: str,
-    secret: str,
+    secret: str | list[str],
     webhook_id: str,
     payload: dict[str, Any],
     *,
