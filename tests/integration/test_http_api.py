@@ -393,3 +393,15 @@ def test_a_succeeded_job_carries_openais_image_response_and_says_how_long_it_is_
     assert (result["size"], result["quality"], result["output_format"]) == ("1536x1024", "low", "png")
     assert result["created"] == job["completed_at"] and result["usage"] == job["usage"]
     assert job["expires_at"] == job["completed_at"] + 30 * 86_400
+
+
+def test_what_a_client_sees_agrees_with_the_wall_clock(api: httpx.Client) -> None:
+    """Issue #16.8: offline the job clock runs fast (the stack's time scale); job timestamps ran
+    hours ahead of the wall clock. They are shown on the wall clock; only the waits are scaled."""
+    import time as wall
+
+    before = wall.time()
+    job = wait_for_job(api, api.post(GENERATIONS, json={"prompt": "a clock", "quality": "low"}).json()["id"])
+    after = wall.time()
+    assert before - 1 <= job["created_at"] <= job["completed_at"] <= after + 1
+    assert job["result"]["created"] == job["completed_at"]

@@ -41,6 +41,16 @@ def now() -> float:
     return anchor + (real - anchor) / scale
 
 
+def to_wall(job_time: float) -> float:
+    """A job-clock instant as the wall clock reads it: what clients are shown (job timestamps), so
+    they agree with their own clocks offline too; the scaled clock only shortens the waits."""
+    scale = time_scale()
+    if scale == 1.0:
+        return job_time
+    anchor = float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
+    return anchor + (job_time - anchor) * scale
+
+
 def wall_now() -> float:
     """Seconds since the epoch on the wall clock, even offline: for what is compared with other
     clocks (rotation overlaps an operator set in real hours, receivers' timestamps)."""

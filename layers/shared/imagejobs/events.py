@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagejobs import clock
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus
 
@@ -40,10 +41,10 @@ def job_event_detail(record: JobRecord) -> dict[str, Any]:
         "usage": record.usage.model_dump() if record.usage else None,
         "error": record.error.model_dump() if record.error else None,
         "polls": record.polls,
-        "timings": {
-            "created_at": record.created_at,
-            "submitted_at": record.submitted_at,
-            "completed_at": record.completed_at,
+        "timings": {  # instants on the wall clock; durations in job seconds (the same on AWS)
+            "created_at": clock.to_wall(record.created_at),
+            "submitted_at": clock.to_wall(record.submitted_at) if record.submitted_at else None,
+            "completed_at": clock.to_wall(record.completed_at) if record.completed_at else None,
             "generation_seconds": generation,
             "total_seconds": record.completed_at - record.created_at if record.completed_at else None,
         },

@@ -1008,15 +1008,18 @@ def output_urls(deps: Deps, record: JobRecord) -> list[str]:
 def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
     succeeded = record.status is JobStatus.SUCCEEDED
     urls = output_urls(deps, record) if succeeded else None
-    kept_until = (record.completed_at or record.updated_at) + deps.settings.result_retention_days * 86_400
+    # Instants as the wall clock reads them (clock.to_wall: the same offline, where the job clock
+    # runs fast); how long results are kept is the bucket's lifecycle, in real days.
+    wall = clock.to_wall
+    kept_until = wall(record.completed_at or record.updated_at) + deps.settings.result_retention_days * 86_400
     view = JobView(
         id=record.id,
         status=record.status,
         model=record.model,
-        created_at=int(record.created_at),
+        created_at=int(wall(record.created_at)),
         polling_url=f"{base_url}/v1/jobs/{record.id}",
-        expires_at=int(kept_until if succeeded else record.deadline_at),
-        completed_at=int(record.completed_at) if record.completed_at else None,
+        expires_at=int(kept_until if succeeded else wall(record.deadline_at)),
+        completed_at=int(wall(record.completed_at)) if record.completed_at else None,
         polls=record.polls,
         source=record.source,  # type: ignore[arg-type]
         usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
@@ -1034,7 +1037,7 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
 
 def _result(record: JobRecord, urls: list[str]) -> ImagesResult:
     return ImagesResult(
-        created=int(record.completed_at or record.updated_at),
+        created=int(clock.to_wall(record.completed_at or record.updated_at)),
         data=[ImageData(url=url) for url in urls],
         background=str(record.request.get("background", "auto")),
         output_format=str(record.request.get("output_format", "png")),
@@ -1052,7 +1055,7 @@ def webhook_view(record: JobRecord) -> WebhookView | None:
     return WebhookView(
         state=state,  # type: ignore[arg-type]
         attempts=len(record.webhook_attempts),
-        last_attempt_at=int(last["at"]) if last.get("at") is not None else None,
+        last_attempt_at=int(clock.to_wall(last["at"])) if last.get("at") is not None else None,
         last_status_code=last.get("status_code"),
         last_error=last.get("error"),
     )
