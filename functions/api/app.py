@@ -29,6 +29,7 @@ from imagejobs.models import (
     EditRequest,
     ErrorBody,
     GenerationRequest,
+    ImagesResponse,
     JobList,
     JobStatus,
     JobView,
@@ -93,15 +94,15 @@ def _check_query() -> None:
         raise ApiError(400, f"Unknown query parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
 
 
-def _require_async(route: str) -> None:
-    # TheRouter's pages write async=true; async=1 is the same
-    if (app.current_event.get_query_string_value("async") or "").lower() not in ("true", "1"):
-        raise ApiError(
-            400,
-            f"Image jobs run asynchronously here: call POST {route}?async=true and poll the job.",
-            param="async",
-            code="async_required",
-        )
+def _wants_async() -> bool:
+    """async=true (TheRouter's pages; async=1 too): answer 202 at once. Without it the call waits
+    for the image up to SyncWaitSeconds, as OpenAI's image API does (a plain SDK call)."""
+    value = app.current_event.get_query_string_value("async")
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise ApiError(400, "async must be true or false.", param="async", code="invalid_value")
 
 
 def _caller(tenant: str) -> service.Caller:
@@ -127,8 +128,10 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
-    """Run an accept call, map its refusals to HTTP, answer 202 with the job object."""
+def _accepted(accept: Any, tenant: str, *, wait: bool = False) -> Response[dict[str, Any]]:
+    """Run an accept call, map its refusals to HTTP, answer 202 with the job object; or, asked to
+    wait (no async=true), the images in OpenAI's image response once the job has succeeded within
+    SyncWaitSeconds, its error if it failed, and the 202 if it is still running (never lost)."""
     try:
         record, created = accept()
     except service.IdempotencyConflict as exc:
@@ -147,12 +150,46 @@ def _accepted(accept: Any, tenant: str) -> Response[dict[str, Any]]:
         raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
     # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
     logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
+    deprecation = pricing.deprecation_headers(record.model, clock.today())
+    if wait:
+        left = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
+        record = service.wait_until_final(deps, record.id, min(deps.settings.sync_wait_seconds, left - SYNC_RESERVE))
+        if record.status is JobStatus.SUCCEEDED:
+            body = service.images_response(deps, record, inline_bytes=SYNC_INLINE_BYTES)
+            return Response(status_code=200, content_type="application/json", body=body, headers=deprecation)
+        if record.status.final:
+            raise _job_error(record)
     view = service.job_view(deps, record, base_url(app.current_event))
     # Where to poll and when (RFC 9110 Location and Retry-After); a deprecated model is served
     # with RFC 9745 Deprecation / RFC 8594 Sunset headers.
-    headers = {"Location": view["polling_url"], "Retry-After": str(RETRY_AFTER_SECONDS)}
-    headers |= pricing.deprecation_headers(record.model, clock.today())
+    headers = {"Location": view["polling_url"], "Retry-After": str(RETRY_AFTER_SECONDS)} | deprecation
     return Response(status_code=202, content_type="application/json", body=view, headers=headers)
+
+
+SYNC_RESERVE = 3.0  # seconds of the invocation kept for the answer after a wait
+# What a waited-for answer carries inline as b64_json (what GPT image models return), in all: the
+# images' bytes as base64 must stay under Lambda's 6 MB response payload; above it, `url`s.
+SYNC_INLINE_BYTES = 4 * 1024 * 1024
+# Job errors that are the request's own doing (400); any other failure is the provider's (502).
+REQUEST_ERRORS = {"moderation_blocked", "invalid_value", "invalid_request", "rejected", "model_unavailable"}
+
+
+def _job_error(record: Any) -> ApiError:
+    """A job that ended without images while the caller waited, in OpenAI's error shape."""
+    error = record.error
+    code = error.code if error else record.status.value
+    message = f"{error.message if error else 'the job ended ' + record.status.value} (job {record.id})"
+    if code in REQUEST_ERRORS:
+        return ApiError(
+            400, message, code=code, headers={"Location": f"{base_url(app.current_event)}/v1/jobs/{record.id}"}
+        )
+    return ApiError(
+        502,
+        message,
+        type_="server_error",
+        code=code,
+        headers={"Location": f"{base_url(app.current_event)}/v1/jobs/{record.id}"},
+    )
 
 
 def _answers(success: int, description: str, *errors: int, model: Any = JobView) -> dict[int, Any]:
@@ -174,11 +211,26 @@ ERROR_TEXT = {
     409: "the job is in the wrong state for this call, or the Idempotency-Key was used for another request",
     413: "request over 10 MB, or an edit over about 4.5 MB (Lambda's 6 MB payload, base64): API Gateway's own 413",
     415: "the body is not in the route's content type (JSON for generations, multipart for edits)",
+    502: "called without async=true, the job failed at the provider (`code` says why; Location names the job)",
     503: "the job could not be queued; retry (see Retry-After)",
 }
 
 
-INTAKE_ANSWERS = _answers(202, "the job, queued", 400, 402, 409, 413, 415, 503)
+INTAKE_ANSWERS = _answers(
+    202,
+    "the job, queued (async=true; or, without it, not done within SyncWaitSeconds)",
+    400,
+    402,
+    409,
+    413,
+    415,
+    502,
+    503,
+)
+INTAKE_ANSWERS[200] = {
+    "description": "without async=true: the images, in OpenAI's image response",
+    "content": {"application/json": {"model": ImagesResponse}},
+}
 
 
 def _parsed[PARSED: GenerationRequest](model: type[PARSED], params: dict[str, Any]) -> PARSED:
@@ -196,13 +248,14 @@ def _parsed[PARSED: GenerationRequest](model: type[PARSED], params: dict[str, An
 )
 def create_generation() -> Response[dict[str, Any]]:
     tenant = _tenant()
-    _require_async("/v1/images/generations")
+    wait = not _wants_async()
     request = _parsed(GenerationRequest, json_object_body(app.current_event))
     return _accepted(
         lambda: service.accept_generation(
             deps, caller=_caller(tenant), request=request, idempotency_key=_idempotency_key()
         ),
         tenant,
+        wait=wait,
     )
 
 
@@ -213,7 +266,7 @@ def create_generation() -> Response[dict[str, Any]]:
 )
 def create_edit() -> Response[dict[str, Any]]:
     tenant = _tenant()
-    _require_async("/v1/images/edits")
+    wait = not _wants_async()
     form = multipart_form(app.current_event)
     images = form.files.get("image", []) + form.files.get("image[]", [])
     # Images too large for a request (Lambda's 6 MB payload) come as ids from POST /v1/uploads.
@@ -243,6 +296,7 @@ def create_edit() -> Response[dict[str, Any]]:
             mask_upload=mask_uploads[0] if mask_uploads else None,
         ),
         tenant,
+        wait=wait,
     )
 
 
@@ -471,9 +525,9 @@ def openapi_document() -> str:
     async_query = {
         "name": "async",
         "in": "query",
-        "required": True,
-        "schema": {"type": "string", "enum": ["true", "1"]},
-        "description": "jobs always run asynchronously: poll the returned job",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true", "1", "false", "0"]},
+        "description": "true: answer 202 with the job at once (poll it); without it, wait up to SyncWaitSeconds",
     }
     idempotency = {
         "name": "Idempotency-Key",

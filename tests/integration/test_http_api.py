@@ -155,9 +155,50 @@ def test_unknown_route_is_404_in_openai_shape(stack: LocalStack, api: httpx.Clie
     assert httpx.get(stack.base_url + "/openapi.json").status_code == 200
 
 
-def test_sync_calls_are_refused_with_a_pointer_to_async(api: httpx.Client) -> None:
-    error = assert_openai_error(api.post("/v1/images/generations", json={"prompt": "a"}), 400, "async")
-    assert "async=true" in error["message"]
+def _finished_first(api: httpx.Client, body: dict[str, Any], key: str) -> dict[str, Any]:
+    """Make the job asynchronously and let it end: offline the job clock runs 200x fast, so the 25
+    job seconds a plain call waits are 0.1 s of real time, too little for the whole offline
+    pipeline; a plain call with the same Idempotency-Key then finds it final, as a wait would."""
+    first = api.post(GENERATIONS, json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 202, first.text
+    return wait_for_job(api, first.json()["id"])
+
+
+def test_a_plain_sdk_call_gets_openais_image_response(api: httpx.Client) -> None:
+    """Issue #16.1: without async=true (what OpenAI's SDKs send) the call waits up to
+    SyncWaitSeconds and answers 200 with `created`, `data[].b64_json` (what GPT image models
+    return), `usage`, `size`, `quality`, `output_format`, `background`."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    body = {"prompt": "a plain call", "quality": "low", "size": "1024x1536"}
+    job = _finished_first(api, body, "plain-sdk-call")
+    answer = api.post("/v1/images/generations", json=body, headers={"Idempotency-Key": "plain-sdk-call"})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert set(result) >= {"created", "data", "usage", "size", "quality", "output_format", "background"}
+    (image,) = result["data"]
+    assert Image.open(io.BytesIO(base64.b64decode(image["b64_json"]))).size == (1024, 1536)
+    assert (result["size"], result["quality"], result["output_format"]) == ("1024x1536", "low", "png")
+    assert result["usage"] == job["usage"] and result["created"] == job["completed_at"]
+
+
+def test_a_waited_call_that_takes_too_long_answers_202_and_one_that_fails_its_error(api: httpx.Client) -> None:
+    slow = api.post("/v1/images/generations", json={"prompt": "[sim:never] too slow to wait for", "quality": "low"})
+    assert slow.status_code == 202 and slow.headers["Location"] == slow.json()["polling_url"]  # never lost
+    doomed = {"prompt": "[sim:fail] doomed", "quality": "low"}
+    _finished_first(api, doomed, "plain-doomed")
+    failed = api.post("/v1/images/generations", json=doomed, headers={"Idempotency-Key": "plain-doomed"})
+    error = assert_openai_error(failed, 502)
+    assert error["type"] == "server_error" and error["code"] == "generation_failed"
+    assert "/v1/jobs/img_" in failed.headers["Location"]
+    refused_body = {"prompt": "[sim:moderated] refused", "quality": "low"}
+    _finished_first(api, refused_body, "plain-refused")
+    refused = api.post("/v1/images/generations", json=refused_body, headers={"Idempotency-Key": "plain-refused"})
+    assert assert_openai_error(refused, 400)["code"] == "moderation_blocked"
+    assert_openai_error(api.post("/v1/images/generations?async=maybe", json={"prompt": "a"}), 400, "async")
 
 
 def test_idempotency_key_returns_the_first_job(stack: LocalStack, api: httpx.Client) -> None:

@@ -116,3 +116,38 @@ def test_api_job_ids_have_their_own_namespace() -> None:
 
     event_id = "0d3c1c50-8f2a-4f6e-9a3b-5b8f6d3c2e10"
     assert service.new_job_id("event", event_id) != event_job_id(event_id)
+
+
+class FinishingStore(MemoryStore):
+    """A job that ends while a caller waits: final on the third read."""
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__()
+        self.jobs[record.id] = record
+        self.reads = 0
+
+    def get(self, job_id: str) -> JobRecord | None:
+        self.reads += 1
+        if self.reads == 3:
+            self.jobs[job_id] = self.jobs[job_id].model_copy(update={"status": JobStatus.SUCCEEDED})
+        return super().get(job_id)
+
+
+def test_a_waiting_call_returns_as_soon_as_its_job_is_final_or_when_its_time_is_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imagejobs import clock
+
+    slept: list[float] = []
+    monkeypatch.setattr(clock, "sleep", slept.append)  # the job clock stands still: only reads advance it
+    record = JobRecord(
+        id="img_w", tenant="t", model="m", request={}, request_hash="-", created_at=0, updated_at=0, deadline_at=9
+    )
+    store = FinishingStore(record)
+    deps = service.Deps(settings=SETTINGS, store=store)  # type: ignore[arg-type]
+    assert service.wait_until_final(deps, "img_w", 25).status is JobStatus.SUCCEEDED
+    assert store.reads == 3 and slept == [service.SYNC_CHECK_SECONDS] * 2
+    never = FinishingStore(record.model_copy(update={"id": "img_n"}))
+    never.reads = 10  # never becomes final
+    deps = service.Deps(settings=SETTINGS, store=never)  # type: ignore[arg-type]
+    assert service.wait_until_final(deps, "img_n", 0).status is JobStatus.QUEUED  # no time: one look

@@ -300,6 +300,23 @@ class ImagesResult(Model):
     usage: dict[str, Any] | None = None
 
 
+class ImageOut(Model):
+    b64_json: str | None = Field(default=None, description="the image, base64 (while the answer stays small)")
+    url: str | None = Field(default=None, description="a presigned URL of the image (larger answers)")
+
+
+class ImagesResponse(Model):
+    """OpenAI's image response: the 200 of a generation or edit called without async=true."""
+
+    created: int
+    data: list[ImageOut]
+    background: str
+    output_format: str
+    quality: str
+    size: str
+    usage: dict[str, Any] | None = None
+
+
 class JobView(Model):
     """The job object, in TheRouter's shape plus what we add (cost, polls, source, error)."""
 

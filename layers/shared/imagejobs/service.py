@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import hashlib
@@ -1033,6 +1034,38 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         result=_result(record, urls) if urls is not None else None,
     )
     return view.answer()
+
+
+SYNC_CHECK_SECONDS = 0.5  # how often a waiting caller's job is read (job seconds)
+
+
+def wait_until_final(deps: Deps, job_id: str, seconds: float) -> JobRecord:
+    """The job once it is final, or as it stands after `seconds` (job clock): a caller that asked
+    to wait (the API without async=true) reads its record until then."""
+    until = clock.now() + max(0.0, seconds)
+    while True:
+        record = deps.store.get(job_id)
+        if record is None:
+            raise JobNotFound(f"job {job_id} does not exist")
+        if record.status.final or clock.now() >= until:
+            return record
+        clock.sleep(min(SYNC_CHECK_SECONDS, until - clock.now()))
+
+
+def images_response(deps: Deps, record: JobRecord, *, inline_bytes: int) -> dict[str, Any]:
+    """A succeeded job as OpenAI's image API answers a call: `data[].b64_json` (what GPT image
+    models return) while the images' base64 fits in `inline_bytes`, else `data[].url` (presigned)."""
+    inline = sum(output.bytes for output in record.outputs) * 4 // 3 + 4 <= inline_bytes
+    if inline:
+        objects = _need(deps.objects, "objects")
+        data: list[dict[str, str]] = [
+            {"b64_json": base64.b64encode(objects.read(ObjectRef(bucket=output.bucket, key=output.key))).decode()}
+            for output in record.outputs
+        ]
+    else:
+        data = [{"url": url} for url in output_urls(deps, record)]
+    result = _result(record, []).model_dump(mode="json", exclude_none=True)
+    return {**result, "data": data}
 
 
 def _result(record: JobRecord, urls: list[str]) -> ImagesResult:

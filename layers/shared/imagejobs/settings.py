@@ -30,6 +30,8 @@ class Settings(BaseModel):
     job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
     result_url_ttl_seconds: int = Field(default=900, ge=60, le=3600, alias="RESULT_URL_TTL_SECONDS")
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
+    # How long a call without async=true waits for its image before answering 202 (0: never waits).
+    sync_wait_seconds: float = Field(default=25.0, ge=0, le=25, alias="SYNC_WAIT_SECONDS")
     result_retention_days: int = Field(default=30, ge=1, alias="RESULT_RETENTION_DAYS")  # the bucket's lifecycle
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
