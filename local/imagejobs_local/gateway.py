@@ -246,13 +246,31 @@ class LocalGateway:
                 body = next(iter((spec.get("ResponseTemplates") or {}).values()), "")
                 self._answer(int(spec.get("StatusCode", status)), headers, str(body).encode())
 
+            def _read_chunked(self) -> bytes | None:
+                """A Transfer-Encoding: chunked body (RFC 9112 §7.1; what the Node SDK sends for a
+                stream), as API Gateway reads one; None past the payload limit."""
+                body = b""
+                while True:
+                    size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                    size = int(size_line or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline(1024).strip():  # trailer fields, if any
+                            pass
+                        return body
+                    if len(body) + size > MAX_PAYLOAD_BYTES:
+                        return None
+                    body += self.rfile.read(size)
+                    self.rfile.readline(16)  # the CRLF after each chunk
+
             def _dispatch(self) -> None:
+                chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
                 length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_PAYLOAD_BYTES:
+                received = self._read_chunked() if chunked else None
+                if length > MAX_PAYLOAD_BYTES or (chunked and received is None):
                     self._gateway_response("REQUEST_TOO_LARGE", 413, "Request Entity Too Large")
                     self.close_connection = True
                     return
-                body = self.rfile.read(length) if length else b""
+                body = received if chunked and received is not None else self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
                 found = gateway.match(self.command, path)
                 if found is None:  # API Gateway's own answer, unless the template customises it

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -266,3 +267,24 @@ def test_a_refused_edit_leaves_nothing_stored_and_an_accepted_one_keeps_its_inpu
     listed = stack.client("s3").list_objects_v2(Bucket=stack.outputs["ResultsBucketName"], Prefix="inputs/img_")
     owners = {item["Key"].split("/")[1] for item in listed.get("Contents", [])}
     assert all(stack.store.get(owner) is not None for owner in owners), "inputs of a job that does not exist"
+
+
+def test_a_chunked_edit_is_read_as_api_gateway_reads_it(stack: LocalStack, api: httpx.Client) -> None:
+    """Issue #16.7: the Node SDK streams files (fs.createReadStream) as Transfer-Encoding: chunked;
+    the local gateway answered 400 invalid_multipart."""
+    form = httpx.Request(
+        "POST",
+        stack.base_url + EDITS,
+        data={"prompt": "in pencil", "quality": "low"},
+        files={"image": ("a.png", picture(), "image/png")},
+    )
+    body, content_type = form.read(), form.headers["Content-Type"]
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    answer = api.post(EDITS, content=chunks(), headers={"Content-Type": content_type})
+    assert answer.request.headers.get("Transfer-Encoding") == "chunked"
+    assert answer.status_code == 202, answer.text
+    assert wait_for_job(api, answer.json()["id"])["status"] == "succeeded"
