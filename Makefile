@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test build build-check lint types template pytest bench bench-poll loadtest faults clean
+.PHONY: admin demo serve test build build-check browser lint types template pytest bench bench-poll loadtest faults clean
 
 $(VENV)/.stamp: requirements.txt layers/shared/requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) (the Lambda runtime's) not found: install it (e.g. pyenv install $(RUNTIME_PYTHON)) or run make PYTHON=/path/to/python$(RUNTIME_PYTHON)"; exit 1; }
@@ -56,7 +56,14 @@ admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
 ## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
-test: lint types template build-check pytest
+test: lint types template build-check browser pytest
+
+## Debian's Chromium for the browser test (tests/e2e/test_browser.py): installed under CI=true
+## when missing; elsewhere the test is skipped and this says how to get it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ -n "$$CI" ]; then apt-get install -y chromium >/dev/null || sudo apt-get install -y chromium >/dev/null; \
+	  else echo "no Chromium: the browser test will be skipped (sudo apt-get install chromium)"; fi; }
 
 ## sam build (no container): functions and layer as Lambda gets them, wheels for the runtime's platform.
 ## ARCH=arm64 builds for Graviton (the template's Architecture parameter).

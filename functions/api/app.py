@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -43,7 +43,19 @@ from imagejobs.wiring import build_deps
 
 logger = make_logger("api")
 deps = build_deps(Settings.from_env(), provider=True)
-app = APIGatewayRestResolver()
+# CORS (CorsAllowOrigins): Powertools answers preflights (OPTIONS, which reach us without a key)
+# and puts Access-Control-Allow-Origin on every answer, echoing an allowed Origin; the headers a
+# browser script may read are exposed.
+origins = deps.settings.cors_origins
+app = APIGatewayRestResolver(
+    cors=CORSConfig(
+        allow_origin=origins[0],
+        extra_origins=origins[1:],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-Id"],
+        expose_headers=["x-request-id", "Location", "Retry-After", "Deprecation", "Sunset", "Link"],
+        max_age=600,
+    )
+)
 
 ROUTES: dict[str, set[str]] = {
     r"/v1/images/generations": {"POST"},

@@ -39,7 +39,12 @@ LEFT_OUT_PREFIXES = ("AWS::ApiGateway::", "AWS::ApiGatewayV2::")
 # moto's CloudFormation skips these: the deploy puts them through the CloudWatch API.
 CLOUDWATCH_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard")
 # Bucket properties moto's CloudFormation does not apply; the deploy applies them through the S3 API.
-BUCKET_SETTINGS = ("PublicAccessBlockConfiguration", "LifecycleConfiguration", "NotificationConfiguration")
+BUCKET_SETTINGS = (
+    "PublicAccessBlockConfiguration",
+    "LifecycleConfiguration",
+    "NotificationConfiguration",
+    "CorsConfiguration",
+)
 
 
 @dataclass
@@ -322,6 +327,11 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
                 Bucket=bucket,
                 LifecycleConfiguration=_lifecycle_api_shape(resolved["LifecycleConfiguration"]),  # type: ignore[arg-type]
             )
+        if "CorsConfiguration" in resolved:
+            s3.put_bucket_cors(
+                Bucket=bucket,
+                CORSConfiguration={"CORSRules": _cors_api_shape(resolved["CorsConfiguration"]["CorsRules"])},  # type: ignore[typeddict-item]
+            )
         if "NotificationConfiguration" in resolved:
             s3.put_bucket_notification_configuration(
                 Bucket=bucket,
@@ -361,12 +371,16 @@ def deploy(stack_name: str, parameters: dict[str, str], region: str = "us-east-1
         routes=api_routes(template),
         schedules=schedules(template),
         authorizer=api_authorizer(template, parameters),
-        gateway_responses={
-            kind: spec
-            for resource in template["Resources"].values()
-            if resource["Type"] == "AWS::Serverless::Api"
-            for kind, spec in (resource["Properties"].get("GatewayResponses") or {}).items()
-        },
+        gateway_responses=_resolve_in_stack(  # e.g. the Access-Control-Allow-Origin a condition picks
+            stack["StackId"],
+            {
+                kind: spec
+                for resource in template["Resources"].values()
+                if resource["Type"] == "AWS::Serverless::Api"
+                for kind, spec in (resource["Properties"].get("GatewayResponses") or {}).items()
+            },
+            region,
+        ),
         function_code={
             logical_id: ROOT / resource["Properties"]["CodeUri"].strip("/")
             for logical_id, resource in template["Resources"].items()
@@ -455,6 +469,20 @@ def _replace_ref(node: Any, logical_id: str, value: str) -> Any:
     if isinstance(node, list):
         return [_replace_ref(v, logical_id, value) for v in node]
     return node
+
+
+def _cors_api_shape(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CloudFormation's CorsRules -> PutBucketCors' (AllowedHeaders, AllowedMethods, AllowedOrigins,
+    ExposeHeaders, MaxAgeSeconds)."""
+    renamed = {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+    # (moto's resolver gives a Ref to a CommaDelimitedList as its text; CloudFormation, as a list)
+    return [
+        {
+            renamed.get(name, name): value.split(",") if isinstance(value, str) and name != "MaxAge" else value
+            for name, value in rule.items()
+        }
+        for rule in rules
+    ]
 
 
 def _resolve_in_stack(stack_id: str, properties: Any, region: str) -> Any:

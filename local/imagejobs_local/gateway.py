@@ -113,9 +113,11 @@ class LocalGateway:
             return ("+}" in route.path, route.path.count("{"))
 
         best = min(specificity(route) for route, _ in candidates)
-        for route, found in candidates:
-            if specificity(route) == best and route.method in ("ANY", method):
-                return route, found.groupdict()
+        # A resource's own method before its ANY (API Gateway's rule: OPTIONS beside ANY is OPTIONS)
+        for methods in ((method,), ("ANY",)):
+            for route, found in candidates:
+                if specificity(route) == best and route.method in methods:
+                    return route, found.groupdict()
         return None
 
     def authorize(self, token: str | None, method: str, path: str) -> tuple[str, dict[str, Any] | None]:
@@ -239,10 +241,16 @@ class LocalGateway:
                         status, {"Content-Type": "application/json"}, json.dumps({"message": default_message}).encode()
                     )
                     return
+                # A value is a literal ('...') or, as API Gateway maps them, method.request.header.<name>.
                 headers = {
-                    name: str(value).strip("'")
+                    name: (
+                        self.headers.get(str(value).removeprefix("method.request.header."), "")
+                        if str(value).startswith("method.request.header.")
+                        else str(value).strip("'")
+                    )
                     for name, value in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()
                 }
+                headers = {name: value for name, value in headers.items() if value}
                 body = next(iter((spec.get("ResponseTemplates") or {}).values()), "")
                 self._answer(int(spec.get("StatusCode", status)), headers, str(body).encode())
 

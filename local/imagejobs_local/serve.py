@@ -10,9 +10,39 @@ import argparse
 import signal
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import REGION, LocalStack, StackOptions, provider_from_env
+
+STATIC = Path(__file__).with_name("static")
+_playground_server: ThreadingHTTPServer | None = None
+
+
+def serve_playground() -> str:
+    """/playground on a port of its own: another origin than the API's, as a web app would be."""
+    global _playground_server
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path not in ("/playground", "/playground.html"):
+                self.send_error(404)
+                return
+            body = (STATIC / "playground.html").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    _playground_server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=_playground_server.serve_forever, name="playground", daemon=True).start()
+    return f"http://127.0.0.1:{_playground_server.server_address[1]}/playground"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     stack.start()
+    playground = serve_playground()
     stopped = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -61,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             "IMAGEJOBS_EVENT_SOURCE": stack.request_source,
             "IMAGEJOBS_WEBHOOK_SECRET": stack.webhook_secret,
             "IMAGEJOBS_STATE_MACHINE_ARN": stack.state_machine_arn,
+            # a page on another origin that calls the API from a browser (CORS); its fragment
+            # carries the base URL and key (a fragment never reaches a server)
+            "IMAGEJOBS_PLAYGROUND_URL": f"{playground}#base={stack.base_url}&key={stack.api_key}",
         }
         for name, value in settings.items():
             print(f"{name}={value}")
@@ -74,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         stopped.wait()
     finally:
         stack.stop()
+        if _playground_server is not None:
+            _playground_server.shutdown()
         print("# stopped", file=sys.stderr)
     return 0
 

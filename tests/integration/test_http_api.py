@@ -446,3 +446,29 @@ def test_what_a_client_sees_agrees_with_the_wall_clock(api: httpx.Client) -> Non
     after = wall.time()
     assert before - 1 <= job["created_at"] <= job["completed_at"] <= after + 1
     assert job["result"]["created"] == job["completed_at"]
+
+
+def test_browsers_may_call_the_api_and_fetch_the_images(stack: LocalStack, api: httpx.Client) -> None:
+    """Issue #16.5: a preflight (OPTIONS, no key) got 401 and answers carried no
+    Access-Control-Allow-Origin; the results bucket had no CORS rule."""
+    origin = {"Origin": "http://127.0.0.1:5173"}
+    preflight = httpx.options(
+        stack.base_url + "/v1/images/generations",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.status_code == 204, preflight.text
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    job = wait_for_job(api, api.post(GENERATIONS, json={"prompt": "a", "quality": "low"}, headers=origin).json()["id"])
+    answer = api.get(f"/v1/jobs/{job['id']}", headers=origin)
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert "x-request-id" in answer.headers["Access-Control-Expose-Headers"].lower()
+    refused = httpx.get(stack.base_url + "/v1/jobs", headers=origin)  # API Gateway's own 401
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"
+    image = httpx.get(job["unsigned_urls"][0], headers=origin)
+    assert image.status_code == 200 and image.headers["Access-Control-Allow-Origin"] == origin["Origin"]

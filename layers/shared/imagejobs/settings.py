@@ -30,6 +30,7 @@ class Settings(BaseModel):
     job_deadline_seconds: int = Field(default=900, ge=10, alias="JOB_DEADLINE_SECONDS")
     result_url_ttl_seconds: int = Field(default=900, ge=60, le=3600, alias="RESULT_URL_TTL_SECONDS")
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
+    cors_allow_origins: str = Field(default="*", alias="CORS_ALLOW_ORIGINS")  # comma-separated; * = any
     # How long a call without async=true waits for its image before answering 202 (0: never waits).
     sync_wait_seconds: float = Field(default=25.0, ge=0, le=25, alias="SYNC_WAIT_SECONDS")
     result_retention_days: int = Field(default=30, ge=1, alias="RESULT_RETENTION_DAYS")  # the bucket's lifecycle
@@ -53,6 +54,10 @@ class Settings(BaseModel):
         """Buckets an ImageJobRequested edit may name: the inbox and EventInputBuckets."""
         named = {name.strip() for name in self.event_input_buckets.split(",") if name.strip()}
         return named | ({self.inbox_bucket} if self.inbox_bucket else set())
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()] or ["*"]
 
     @property
     def aliases(self) -> dict[str, str]:
