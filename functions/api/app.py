@@ -12,7 +12,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from imagejobs import budget, clock, pricing, service
+from imagejobs import clock, pricing, service
+from imagejobs.errors import ImageJobsError
 from imagejobs.httpapi import (
     ApiError,
     base_url,
@@ -22,7 +23,6 @@ from imagejobs.httpapi import (
     multipart_form,
     whole_number,
 )
-from imagejobs.images import InvalidImage
 from imagejobs.models import (
     FIXED_SIZES,
     ContentRedirect,
@@ -38,7 +38,6 @@ from imagejobs.models import (
 )
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
-from imagejobs.webhooks import WebhookRefused
 from imagejobs.wiring import build_deps
 
 logger = make_logger("api")
@@ -141,25 +140,10 @@ def _idempotency_key() -> str | None:
 
 
 def _accepted(accept: Any, tenant: str, *, wait: bool = False) -> Response[dict[str, Any]]:
-    """Run an accept call, map its refusals to HTTP, answer 202 with the job object; or, asked to
+    """Run an accept call and answer 202 with the job object; or, asked to
     wait (no async=true), the images in OpenAI's image response once the job has succeeded within
     SyncWaitSeconds, its error if it failed, and the 202 if it is still running (never lost)."""
-    try:
-        record, created = accept()
-    except service.IdempotencyConflict as exc:
-        raise ApiError(409, exc.message, param="Idempotency-Key", code=exc.reason) from None
-    except InvalidImage as exc:
-        raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
-    except WebhookRefused as exc:
-        raise ApiError(400, exc.message, param="webhook_url", code=exc.reason) from None
-    except budget.BudgetExceeded as exc:
-        raise ApiError(402, exc.message, type_="insufficient_quota", code=exc.reason) from None
-    except (service.UnsupportedModel, service.ModelShutdown) as exc:
-        raise ApiError(400, exc.message, param="model", code=exc.reason) from None
-    except service.UnsupportedParameter as exc:
-        raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
-    except service.EnqueueFailed as exc:
-        raise ApiError(503, exc.message, type_="server_error", code=exc.reason, headers={"Retry-After": "1"}) from None
+    record, created = accept()  # its refusals are ImageJobsErrors: answered by refused() below
     # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
     logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
     deprecation = pricing.deprecation_headers(record.model, clock.today())
@@ -323,12 +307,9 @@ UPLOAD_FIELDS = ("image_upload", "image_upload[]", "mask_upload")
 def create_upload() -> Response[dict[str, Any]]:
     tenant = _tenant()
     body = _parsed_upload(json_object_body(app.current_event))
-    try:
-        ticket = service.create_upload(
-            deps, caller=_caller(tenant), filename=body.filename, size=body.bytes, mime_type=body.mime_type
-        )
-    except InvalidImage as exc:
-        raise ApiError(400, exc.message, param=exc.param, code=exc.reason) from None
+    ticket = service.create_upload(
+        deps, caller=_caller(tenant), filename=body.filename, size=body.bytes, mime_type=body.mime_type
+    )
     view = UploadView(
         id=ticket.id,
         filename=body.filename,
@@ -396,23 +377,7 @@ def list_jobs() -> dict[str, Any]:
 
 def _cancel(job_id: str) -> dict[str, Any]:
     _own_job(job_id)
-    try:
-        record = service.cancel(deps, job_id)
-    except service.JobAlreadyFinal as exc:
-        raise ApiError(
-            409,
-            f"Job '{job_id}' is already {exc.record.status.value}; only a running job can be cancelled.",
-            param="id",
-            code="job_already_final",
-        ) from None
-    except service.JobFinishedUpstream:
-        raise ApiError(
-            409,
-            f"Job '{job_id}' finished at the provider before it could be cancelled: it is not cancelled, "
-            "its images are being stored and it will show succeeded.",
-            param="id",
-            code="job_finished_at_provider",
-        ) from None
+    record = service.cancel(deps, job_id)  # JobAlreadyFinal, JobFinishedUpstream: 409 (refused() below)
     logger.info("job cancelled", extra={"job_id": job_id})
     return service.job_view(deps, record, base_url(app.current_event))
 
@@ -702,6 +667,18 @@ def not_found(_: Exception) -> Response:
 @app.exception_handler(ApiError)
 def api_error(exc: ApiError) -> Response:
     return exc.response()
+
+
+@app.exception_handler(ImageJobsError)
+def refused(exc: ImageJobsError) -> Response:
+    """Every refusal of the job logic, in OpenAI's error shape, from what the error class says of
+    itself (status, type, param; its reason is the code): the one map from domain to HTTP."""
+    headers = {"Retry-After": f"{exc.retry_after:g}"} if exc.retry_after is not None else None
+    if exc.status >= 500:
+        logger.warning("refused", extra={"reason": exc.reason, "error": exc.message})
+    return ApiError(
+        exc.status, exc.message, type_=exc.error_type, param=exc.param, code=exc.reason, headers=headers
+    ).response()
 
 
 @app.exception_handler(Exception)

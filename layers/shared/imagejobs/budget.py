@@ -50,6 +50,7 @@ class Charge:
 
 class BudgetExceeded(ImageJobsError):
     reason = "budget_exceeded"
+    status, error_type = 402, "insufficient_quota"
 
     def __init__(self, tenant: str, period_name: str, cap: Decimal, spent: Decimal, amount: Decimal) -> None:
         when = "today (UTC)" if period_name == "daily" else "this month (UTC)"

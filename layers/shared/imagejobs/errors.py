@@ -8,10 +8,17 @@ from __future__ import annotations
 
 
 class ImageJobsError(Exception):
-    """Base class. `reason` is the machine-readable code recorded on a job that ends with it."""
+    """Base class. `reason` is the machine-readable code recorded on a job that ends with it.
+
+    A caller's refusal also says how the HTTP API answers it, as data (the API's one exception
+    handler reads it): `status`, `error_type` (OpenAI's `type`), `param`, and `retry_after`."""
 
     reason = "internal_error"
     transient = False
+    status = 500
+    error_type = "server_error"
+    param: str | None = None
+    retry_after: float | None = None
 
     def __init__(self, message: str = "", *, reason: str | None = None) -> None:
         super().__init__(message or self.__class__.__name__)
@@ -108,7 +115,8 @@ class EventNotPublished(ImageJobsError):
 
 
 class JobNotFound(ImageJobsError):
-    reason = "not_found"
+    reason = "job_not_found"
+    status, error_type, param = 404, "invalid_request_error", "id"
 
 
 class StaleTransition(ImageJobsError):

@@ -31,6 +31,7 @@ class InvalidImage(ImageJobsError):
     """An input the provider must never see. `reason` says which rule it broke."""
 
     reason = "invalid_image"
+    status, error_type = 400, "invalid_request_error"
 
     def __init__(self, message: str, *, reason: str, param: str = "image") -> None:
         super().__init__(message, reason=reason)

@@ -177,16 +177,19 @@ def request_hash(request: GenerationRequest, *attachments: bytes) -> str:
 
 class IdempotencyConflict(ImageJobsError):
     reason = "idempotency_key_reused"
+    status, error_type, param = 409, "invalid_request_error", "Idempotency-Key"
 
 
 class UnsupportedModel(ImageJobsError):
     reason = "model_not_found"
+    status, error_type, param = 400, "invalid_request_error", "model"
 
 
 class UnsupportedParameter(ImageJobsError):
     """A value the request's model does not take (the catalog's `rules` for that model)."""
 
     reason = "invalid_value"
+    status, error_type = 400, "invalid_request_error"
 
     def __init__(self, message: str, *, param: str) -> None:
         super().__init__(message)
@@ -197,6 +200,7 @@ class ModelShutdown(ImageJobsError):
     """A model past its shutdown date (the catalog's lifecycle): refused, naming its replacement."""
 
     reason = "model_shutdown"
+    status, error_type, param = 400, "invalid_request_error", "model"
 
 
 def checked_request[PARSED: GenerationRequest](settings: Settings, request: PARSED) -> PARSED:
@@ -252,6 +256,7 @@ def _create(deps: Deps, record: JobRecord, *, reserve: bool = True) -> tuple[Job
 class EnqueueFailed(ImageJobsError):
     reason = "enqueue_failed"
     transient = True
+    status, retry_after = 503, 1.0
 
 
 @dataclass(frozen=True)
@@ -943,9 +948,10 @@ def _announce(deps: Deps, record: JobRecord) -> None:
 # -- cancel ---------------------------------------------------------------------------------------
 class JobAlreadyFinal(ImageJobsError):
     reason = "job_already_final"
+    status, error_type, param = 409, "invalid_request_error", "id"
 
     def __init__(self, record: JobRecord) -> None:
-        super().__init__(f"job {record.id} is already {record.status.value}")
+        super().__init__(f"Job '{record.id}' is already {record.status.value}; only a running job can be cancelled.")
         self.record = record
 
 
@@ -954,9 +960,13 @@ class JobFinishedUpstream(ImageJobsError):
     the job is not cancelled, its poll loop goes on and stores the images."""
 
     reason = "job_finished_at_provider"
+    status, error_type, param = 409, "invalid_request_error", "id"
 
     def __init__(self, record: JobRecord) -> None:
-        super().__init__(f"job {record.id} finished at the provider before it could be cancelled")
+        super().__init__(
+            f"Job '{record.id}' finished at the provider before it could be cancelled: it is not cancelled, "
+            "its images are being stored and it will show succeeded."
+        )
         self.record = record
 
 

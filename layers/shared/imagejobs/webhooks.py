@@ -41,6 +41,7 @@ class WebhookRefused(ImageJobsError):
     """A webhook URL we will not call."""
 
     reason = "webhook_url_refused"
+    status, error_type, param = 400, "invalid_request_error", "webhook_url"
 
 
 def new_secret() -> str:
