@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test build build-check browser lint types template pytest bench bench-poll loadtest faults clean
+.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-poll loadtest faults clean
 
 $(VENV)/.stamp: requirements.txt layers/shared/requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) (the Lambda runtime's) not found: install it (e.g. pyenv install $(RUNTIME_PYTHON)) or run make PYTHON=/path/to/python$(RUNTIME_PYTHON)"; exit 1; }
@@ -56,7 +56,11 @@ admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
 ## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
-test: lint types template build-check browser pytest
+test: lint types template build-check unit browser pytest
+
+## The unit tier alone, in a process of its own (fakes of our ports, no network): seconds
+unit: $(VENV)/.stamp
+	$(PY) -m pytest -p no:cacheprovider tests/unit
 
 ## Debian's Chromium for the browser test (tests/e2e/test_browser.py): installed under CI=true
 ## when missing; elsewhere the test is skipped and this says how to get it.
@@ -97,8 +101,9 @@ template: $(VENV)/.stamp node_modules/.stamp
 	$(PY) -m imagejobs_local.asl_check --out $(VENV)/asl
 	for asl in $(VENV)/asl/*.asl.json; do node_modules/.bin/asl-validator --json-path $$asl || exit 1; done
 
+## Integration (moto, the real template, IAM enforced) and e2e (make serve over HTTP, a browser)
 pytest: $(VENV)/.stamp
-	$(PY) -m pytest
+	$(PY) -m pytest tests/integration tests/e2e
 
 bench: build
 	$(PY) -m bench.run

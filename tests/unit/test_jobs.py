@@ -19,3 +19,13 @@ def test_jobs_move_forward_only() -> None:
 
 def test_settle_conditions_come_from_the_same_rules() -> None:
     assert set(predecessors(JobStatus.SUCCEEDED)) == {JobStatus.QUEUED, JobStatus.IN_PROGRESS}
+
+
+def test_the_unit_tier_has_no_network() -> None:
+    """The guard itself: a connection attempt fails at once, naming the address."""
+    import socket
+
+    from tests.unit.conftest import NetworkUsed
+
+    with pytest.raises(NetworkUsed, match="127.0.0.1"):
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
