@@ -97,7 +97,7 @@ types: $(VENV)/.stamp
 
 template: $(VENV)/.stamp node_modules/.stamp
 	$(VENV)/bin/cfn-lint template.yaml
-	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact --skip-download
+	$(VENV)/bin/checkov --config-file .checkov.yaml --file template.yaml --skip-download
 	$(PY) -m imagejobs_local.asl_check --out $(VENV)/asl
 	for asl in $(VENV)/asl/*.asl.json; do node_modules/.bin/asl-validator --json-path $$asl || exit 1; done
 
