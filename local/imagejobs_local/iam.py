@@ -57,7 +57,8 @@ from urllib.parse import unquote
 
 import boto3
 
-MOTO_VERSION = "5.2.5"  # the patches below read moto's internals at this version
+from imagejobs_local import moto_seam
+
 ADMIN_USER = "imagejobs-local-admin"
 
 
@@ -79,17 +80,6 @@ _acting = threading.local()  # .function, .keys: the function running on this th
 _function_keys: dict[str, Keys] = {}
 _state_machine: Keys | None = None  # the (one) deployed state machine's role session
 _installed = False
-
-
-def check_moto_version() -> None:
-    import moto
-
-    if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(
-            f"imagejobs_local.iam patches moto {MOTO_VERSION}'s access control (moto.core.authorization, "
-            "moto.iam.access_control, moto.stepfunctions.parser.asl.utils.boto_client, the S3 responses' "
-            f"authorisation); moto {moto.__version__} is installed: pin moto back or re-check each patch"
-        )
 
 
 # -- who is calling ----------------------------------------------------------------------------
@@ -356,7 +346,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    check_moto_version()
+    moto_seam.check()  # every internal of moto patched here, and the version they were checked at
     import botocore.session
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.iam.access_control import IAMPolicy, IAMRequestBase

@@ -22,7 +22,7 @@ import boto3
 from imagejobs import clock, webhooks
 from imagejobs.store import JobStore
 from imagejobs.tenants import Tenants
-from imagejobs_local import atomic_dynamodb, clock_patches, deploy, iam, lambdas
+from imagejobs_local import atomic_dynamodb, clock_patches, deploy, iam, lambdas, moto_seam
 from imagejobs_local.gateway import LocalGateway
 from imagejobs_local.provider_sim import Latency, SimulatedProvider
 from imagejobs_local.sqs_poller import QueuePoller, take_over_mappings
@@ -93,6 +93,7 @@ class LocalStack:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> LocalStack:
+        moto_seam.check()  # before any patch: an upgraded moto fails here, naming what moved
         options = self.options
         self._set_env(
             AWS_DEFAULT_REGION=REGION,

@@ -27,5 +27,5 @@ def test_the_unit_tier_has_no_network() -> None:
 
     from tests.unit.conftest import NetworkUsed
 
-    with pytest.raises(NetworkUsed, match="127.0.0.1"):
+    with pytest.raises(NetworkUsed, match=r"127\.0\.0\.1"):
         socket.create_connection(("127.0.0.1", 9), timeout=1)
