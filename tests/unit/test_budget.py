@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from imagejobs import budget, pricing
-from imagejobs.tenants import Caps, bearer_token
+from imagejobs.budget import Caps
+from imagejobs.tenants import bearer_token
 
 MODEL = "openai/gpt-image-1"
 

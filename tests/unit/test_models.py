@@ -1,4 +1,4 @@
-"""Request rules of gpt-image-1 (DESIGN.md §3), as a caller meets them."""
+"""Request rules of the image API (OpenAI's reference for GPT image models), as a caller meets them."""
 
 import pytest
 from pydantic import ValidationError

@@ -1,4 +1,4 @@
-"""Cost: DESIGN.md §5 prices reproduced exactly, from data, in Decimal."""
+"""Cost: the catalog's prices (TheRouter's model pages) reproduced exactly, from data, in Decimal."""
 
 from decimal import Decimal
 

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from imagejobs.errors import ImageJobsError
-from imagejobs.tenants import Caps
 
 SPEND_TTL_DAYS = 400  # spend counters outlive the longest period they describe
 
@@ -23,6 +22,14 @@ def periods(at: float) -> tuple[str, str]:
     """The UTC day and month a job's spending counts against."""
     moment = datetime.fromtimestamp(at, UTC)
     return moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Budget caps in USD; None means no cap for that period."""
+
+    daily_usd: Decimal | None = None
+    monthly_usd: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ FORMAT_RULES_SCHEMA: list[JsonValue] = [
 
 
 class GenerationRequest(Model):
-    """POST /v1/images/generations: every gpt-image-1 parameter and its rules (DESIGN.md §3)."""
+    """POST /v1/images/generations: every parameter of OpenAI's image API for GPT image models and its rules
+    (per-model values: the catalog's rules, checked at intake)."""
 
     # The cross-field rules of _format_rules, in JSON Schema too (the OpenAPI document shows them).
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"allOf": FORMAT_RULES_SCHEMA})

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from imagejobs import budget, clock, failpoints, polling, pricing, requests_in, staged, uploads, webhooks
+from imagejobs.budget import Caps
 from imagejobs.errors import (
     ImageJobsError,
     JobNotFound,
@@ -60,7 +61,6 @@ from imagejobs.models import (
     WebhookView,
 )
 from imagejobs.settings import Settings
-from imagejobs.tenants import Caps
 
 
 class Provider(Protocol):

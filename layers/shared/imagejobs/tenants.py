@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from imagejobs.budget import Caps
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 else:
@@ -74,14 +76,6 @@ class KeyInfo:
     name: str
     created_at: float
     revoked_at: float | None = None
-
-
-@dataclass(frozen=True)
-class Caps:
-    """Budget caps in USD; None means no cap for that period."""
-
-    daily_usd: Decimal | None = None
-    monthly_usd: Decimal | None = None
 
 
 def spend_key(tenant: str, period: str) -> str:
