@@ -68,7 +68,7 @@ def main() -> None:
 
 
 def measure(provider_url: str) -> None:
-    from imagejobs import clock, service
+    from imagejobs import clock, flows
     from imagejobs.aws import ResultStore
     from imagejobs.jobs import JobRecord
     from imagejobs.models import FinalizeInput, GenerationRequest
@@ -94,7 +94,7 @@ def measure(provider_url: str) -> None:
         }
     )
     provider = ProviderClient(provider_url, "bench")
-    deps = service.Deps(
+    deps = flows.Deps(
         settings=settings, store=JobStore("bench-jobs"), provider=provider, results=ResultStore("bench-results")
     )
     request = GenerationRequest(prompt="[sim:noise] bench", n=10, size="1536x1024", quality="low")
@@ -123,7 +123,7 @@ def measure(provider_url: str) -> None:
     sampler.start()
     tracemalloc.start()
     started = time.perf_counter()
-    record = service.finalize(deps, FinalizeInput(job_id="img_bench"))
+    record = flows.finalize(deps, FinalizeInput(job_id="img_bench"))
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

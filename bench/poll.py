@@ -57,7 +57,7 @@ def fixed(every: float) -> Callable[[Job], Outcome]:
 
 def ours(windows: dict[str, polling.Window]) -> Callable[[Job], Outcome]:
     """The stack's schedule: polling.first_wait_seconds, hold_seconds, next_interval, as
-    service.poll runs them (a call checks, then every CHECK_EVERY_SECONDS while it holds)."""
+    flows.poll runs them (a call checks, then every CHECK_EVERY_SECONDS while it holds)."""
     step = polling.CHECK_EVERY_SECONDS
 
     def run(job: Job) -> Outcome:

@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from imagejobs import clock, pricing, service
+from imagejobs import clock, flows, pricing
 from imagejobs.errors import ImageJobsError
 from imagejobs.httpapi import (
     ApiError,
@@ -116,10 +116,10 @@ def _wants_async() -> bool:
     raise ApiError(400, "async must be true or false.", param="async", code="invalid_value")
 
 
-def _caller(tenant: str) -> service.Caller:
+def _caller(tenant: str) -> flows.Caller:
     headers = {name.lower(): value for name, value in (app.current_event.headers or {}).items()}
     correlation = headers.get("x-correlation-id") or headers.get("x-request-id")
-    return service.Caller(tenant=tenant, base_url=base_url(app.current_event), correlation_id=correlation)
+    return flows.Caller(tenant=tenant, base_url=base_url(app.current_event), correlation_id=correlation)
 
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -149,13 +149,13 @@ def _accepted(accept: Any, tenant: str, *, wait: bool = False) -> Response[dict[
     deprecation = pricing.deprecation_headers(record.model, clock.today())
     if wait:
         left = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
-        record = service.wait_until_final(deps, record.id, min(deps.settings.sync_wait_seconds, left - SYNC_RESERVE))
+        record = flows.wait_until_final(deps, record.id, min(deps.settings.sync_wait_seconds, left - SYNC_RESERVE))
         if record.status is JobStatus.SUCCEEDED:
-            body = service.images_response(deps, record, inline_bytes=SYNC_INLINE_BYTES)
+            body = flows.images_response(deps, record, inline_bytes=SYNC_INLINE_BYTES)
             return Response(status_code=200, content_type="application/json", body=body, headers=deprecation)
         if record.status.final:
             raise _job_error(record)
-    view = service.job_view(deps, record, base_url(app.current_event))
+    view = flows.job_view(deps, record, base_url(app.current_event))
     # Where to poll and when (RFC 9110 Location and Retry-After); a deprecated model is served
     # with RFC 9745 Deprecation / RFC 8594 Sunset headers.
     headers = {"Location": view["polling_url"], "Retry-After": str(RETRY_AFTER_SECONDS)} | deprecation
@@ -247,7 +247,7 @@ def create_generation() -> Response[dict[str, Any]]:
     wait = not _wants_async()
     request = _parsed(GenerationRequest, json_object_body(app.current_event))
     return _accepted(
-        lambda: service.accept_generation(
+        lambda: flows.accept_generation(
             deps, caller=_caller(tenant), request=request, idempotency_key=_idempotency_key()
         ),
         tenant,
@@ -281,7 +281,7 @@ def create_edit() -> Response[dict[str, Any]]:
         raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_value")
     request = _parsed(EditRequest, form_parameters(fields))
     return _accepted(
-        lambda: service.accept_edit(
+        lambda: flows.accept_edit(
             deps,
             caller=_caller(tenant),
             request=request,
@@ -307,7 +307,7 @@ UPLOAD_FIELDS = ("image_upload", "image_upload[]", "mask_upload")
 def create_upload() -> Response[dict[str, Any]]:
     tenant = _tenant()
     body = _parsed_upload(json_object_body(app.current_event))
-    ticket = service.create_upload(
+    ticket = flows.create_upload(
         deps, caller=_caller(tenant), filename=body.filename, size=body.bytes, mime_type=body.mime_type
     )
     view = UploadView(
@@ -333,7 +333,7 @@ def _parsed_upload(params: dict[str, Any]) -> UploadRequest:
     "/v1/jobs/<job_id>", summary="Get a job (fresh result URLs on every call)", responses=_answers(200, "the job", 404)
 )
 def get_job(job_id: str) -> dict[str, Any]:
-    return service.job_view(deps, _own_job(job_id), base_url(app.current_event))
+    return flows.job_view(deps, _own_job(job_id), base_url(app.current_event))
 
 
 @app.get(
@@ -365,7 +365,7 @@ def list_jobs() -> dict[str, Any]:
                 404, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="job_not_found"
             )
     records, has_more = deps.store.list_jobs(tenant, limit=limit, after=after, status=status)
-    data = [service.job_view(deps, record, base_url(event)) for record in records]
+    data = [flows.job_view(deps, record, base_url(event)) for record in records]
     return {
         "object": "list",
         "data": data,
@@ -377,9 +377,9 @@ def list_jobs() -> dict[str, Any]:
 
 def _cancel(job_id: str) -> dict[str, Any]:
     _own_job(job_id)
-    record = service.cancel(deps, job_id)  # JobAlreadyFinal, JobFinishedUpstream: 409 (refused() below)
+    record = flows.cancel(deps, job_id)  # JobAlreadyFinal, JobFinishedUpstream: 409 (refused() below)
     logger.info("job cancelled", extra={"job_id": job_id})
-    return service.job_view(deps, record, base_url(app.current_event))
+    return flows.job_view(deps, record, base_url(app.current_event))
 
 
 @app.post(
@@ -415,7 +415,7 @@ def get_content(job_id: str) -> Response[str]:
     if index is None or not 0 <= index < len(record.outputs):
         last = len(record.outputs) - 1
         raise ApiError(400, f"index must be a whole number from 0 to {last}.", param="index", code="invalid_value")
-    url = service.output_urls(deps, record)[index]
+    url = flows.output_urls(deps, record)[index]
     return Response(
         status_code=302,
         headers={"Location": url},

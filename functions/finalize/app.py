@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imagejobs import service
+from imagejobs import flows
 from imagejobs.models import FinalizeInput
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
@@ -18,6 +18,6 @@ deps = build_deps(Settings.from_env(), provider=True)
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    record = service.finalize(deps, FinalizeInput.model_validate(event))
+    record = flows.finalize(deps, FinalizeInput.model_validate(event))
     logger.info("job settled", extra={"job_id": record.id, "status": record.status.value})
     return {"job_id": record.id, "status": record.status.value}

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imagejobs import service
+from imagejobs import flows
 from imagejobs.models import PollInput
 from imagejobs.observability import make_logger
 from imagejobs.settings import Settings
@@ -18,7 +18,7 @@ deps = build_deps(Settings.from_env(), provider=True)
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = service.poll(
+    result = flows.poll(
         deps, PollInput.model_validate(event), time_left=lambda: context.get_remaining_time_in_millis() / 1000
     )
     # Nested: PollResult has a `message`, which a LogRecord does not take as an extra field.

@@ -18,8 +18,8 @@ from decimal import Decimal
 import httpx
 
 from imagejobs import clock
+from imagejobs.flows import outputs_prefix
 from imagejobs.models import JobStatus
-from imagejobs.service import outputs_prefix
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 

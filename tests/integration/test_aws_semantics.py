@@ -160,7 +160,7 @@ def test_time_budgets_fit_their_timeouts() -> None:
     visibility is at least the function timeout (Lambda refuses the mapping otherwise:
     https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html); API Gateway ends a
     request at 29 s (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)."""
-    from imagejobs import polling, service, submit_queue
+    from imagejobs import flows, polling, submit_queue
     from imagejobs.aws import sfn_config
     from imagejobs.provider import CANCEL_TIMEOUT
     from imagejobs.settings import Settings
@@ -184,14 +184,14 @@ def test_time_budgets_fit_their_timeouts() -> None:
         return _number(template, resources[logical_id]["Properties"]["Timeout"])
 
     assert submit_queue.seconds_per_message(settings) <= timeout("SubmitFunction")
-    hold_and_one_call = polling.HOLD_SECONDS + provider_timeout + service.TIME_RESERVE_SECONDS
+    hold_and_one_call = polling.HOLD_SECONDS + provider_timeout + flows.TIME_RESERVE_SECONDS
     assert hold_and_one_call <= timeout("StatusFunction")
     assert timeout("ApiFunction") <= 29
     # cancel = StopExecution (2 attempts of 1 s connect + 3 s read, ~1 s backoff) + the provider's cancel
     stop = sfn_config()
     stop_worst = stop.retries["total_max_attempts"] * (stop.connect_timeout + stop.read_timeout) + 1
     cancel_worst = (CANCEL_TIMEOUT.connect or 0) + (CANCEL_TIMEOUT.read or 0)
-    assert stop_worst + cancel_worst + service.TIME_RESERVE_SECONDS <= timeout("ApiFunction")
+    assert stop_worst + cancel_worst + flows.TIME_RESERVE_SECONDS <= timeout("ApiFunction")
     for queue, function in (("SubmitQueue", "SubmitFunction"), ("NotifyQueue", "NotifyFunction")):
         assert _number(template, resources[queue]["Properties"]["VisibilityTimeout"]) >= timeout(function)
 

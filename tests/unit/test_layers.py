@@ -14,7 +14,7 @@ DOMAIN = {
     "models", "jobs", "polling", "pricing", "budget", "images", "events", "errors",
     "uploads", "requests_in", "staged", "clock", "failpoints", "settings",
 }  # fmt: skip
-APPLICATION = {"service", "sweeper", "notify", "submit_queue"}
+APPLICATION = {"flows", "sweeper", "notify", "submit_queue"}  # flows: the job logic, one module per flow
 BANNED = ("boto3", "botocore", "httpx", "aws_lambda_powertools", "mypy_boto3")
 
 

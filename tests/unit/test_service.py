@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from imagejobs import service
+from imagejobs import flows
 from imagejobs.jobs import JobRecord
 from imagejobs.models import GenerationRequest, JobStatus
 from imagejobs.settings import Settings
@@ -51,18 +51,18 @@ class BrokenQueue:
 
 def test_a_job_that_cannot_be_queued_ends_failed_instead_of_waiting_forever() -> None:
     store = MemoryStore()
-    deps = service.Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
-    with pytest.raises(service.EnqueueFailed):
-        service.accept_generation(deps, caller=service.Caller("t1"), request=GenerationRequest(prompt="a cat"))
+    deps = flows.Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
+    with pytest.raises(flows.EnqueueFailed):
+        flows.accept_generation(deps, caller=flows.Caller("t1"), request=GenerationRequest(prompt="a cat"))
     (record,) = store.jobs.values()
     assert record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "enqueue_failed"
 
 
 def test_idempotency_key_is_per_tenant() -> None:
-    assert service.new_job_id("t1", "k") == service.new_job_id("t1", "k")
-    assert service.new_job_id("t1", "k") != service.new_job_id("t2", "k")
-    assert service.new_job_id("t1", None) != service.new_job_id("t1", None)
+    assert flows.new_job_id("t1", "k") == flows.new_job_id("t1", "k")
+    assert flows.new_job_id("t1", "k") != flows.new_job_id("t2", "k")
+    assert flows.new_job_id("t1", None) != flows.new_job_id("t1", None)
 
 
 def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,7 +99,7 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
         )
     )
     settings = SETTINGS.model_copy(update={"provider_submits_per_minute": 10})
-    deps = service.Deps(settings=settings, store=store, queue=queue, provider=NoProvider())  # type: ignore[arg-type]
+    deps = flows.Deps(settings=settings, store=store, queue=queue, provider=NoProvider())  # type: ignore[arg-type]
 
     outcome = submit_queue.process(
         deps, '{"job_id": "img_capped"}', receipt_handle="r", receive_count=1, log=lambda *a, **k: None
@@ -115,7 +115,7 @@ def test_api_job_ids_have_their_own_namespace() -> None:
     from imagejobs.requests_in import event_job_id
 
     event_id = "0d3c1c50-8f2a-4f6e-9a3b-5b8f6d3c2e10"
-    assert service.new_job_id("event", event_id) != event_job_id(event_id)
+    assert flows.new_job_id("event", event_id) != event_job_id(event_id)
 
 
 class FinishingStore(MemoryStore):
@@ -144,10 +144,10 @@ def test_a_waiting_call_returns_as_soon_as_its_job_is_final_or_when_its_time_is_
         id="img_w", tenant="t", model="m", request={}, request_hash="-", created_at=0, updated_at=0, deadline_at=9
     )
     store = FinishingStore(record)
-    deps = service.Deps(settings=SETTINGS, store=store)  # type: ignore[arg-type]
-    assert service.wait_until_final(deps, "img_w", 25).status is JobStatus.SUCCEEDED
-    assert store.reads == 3 and slept == [service.SYNC_CHECK_SECONDS] * 2
+    deps = flows.Deps(settings=SETTINGS, store=store)  # type: ignore[arg-type]
+    assert flows.wait_until_final(deps, "img_w", 25).status is JobStatus.SUCCEEDED
+    assert store.reads == 3 and slept == [flows.SYNC_CHECK_SECONDS] * 2
     never = FinishingStore(record.model_copy(update={"id": "img_n"}))
     never.reads = 10  # never becomes final
-    deps = service.Deps(settings=SETTINGS, store=never)  # type: ignore[arg-type]
-    assert service.wait_until_final(deps, "img_n", 0).status is JobStatus.QUEUED  # no time: one look
+    deps = flows.Deps(settings=SETTINGS, store=never)  # type: ignore[arg-type]
+    assert flows.wait_until_final(deps, "img_n", 0).status is JobStatus.QUEUED  # no time: one look

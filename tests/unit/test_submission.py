@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from imagejobs import clock, service
+from imagejobs import clock, flows
 from imagejobs.errors import ProviderUnavailable, RateLimited, StaleTransition, SubmissionInFlight
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, ProviderJob
@@ -56,7 +56,7 @@ class Loops:
         return f"arn:execution:{name}"
 
 
-def deps_with(provider: Provider, idempotency: str = "none") -> tuple[service.Deps, SubmittingStore]:
+def deps_with(provider: Provider, idempotency: str = "none") -> tuple[flows.Deps, SubmittingStore]:
     store = SubmittingStore()
     settings = Settings.model_validate({**SETTINGS.model_dump(by_alias=True), "PROVIDER_IDEMPOTENCY": idempotency})
     now = clock.now()
@@ -70,7 +70,7 @@ def deps_with(provider: Provider, idempotency: str = "none") -> tuple[service.De
         updated_at=now,
         deadline_at=now + 900,
     )
-    deps = service.Deps(settings=settings, store=store, provider=provider, loops=Loops())  # type: ignore[arg-type]
+    deps = flows.Deps(settings=settings, store=store, provider=provider, loops=Loops())  # type: ignore[arg-type]
     return deps, store
 
 
@@ -84,10 +84,10 @@ def test_an_unknown_outcome_is_never_sent_again_without_idempotency() -> None:
     provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True), "p-2")
     deps, store = deps_with(provider, "none")
     with pytest.raises(ProviderUnavailable):
-        service.submit(deps, "img_1")
+        flows.submit(deps, "img_1")
     age_the_marker(store, 3600)  # the redelivery, long after the first attempt ended
 
-    assert service.submit(deps, "img_1") == "submission_unknown"
+    assert flows.submit(deps, "img_1") == "submission_unknown"
 
     record = store.jobs["img_1"]
     assert record.status is JobStatus.FAILED and record.error is not None
@@ -99,10 +99,10 @@ def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_de
     provider = Provider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
     deps, store = deps_with(provider, "header")
     with pytest.raises(ProviderUnavailable):
-        service.submit(deps, "img_1")
+        flows.submit(deps, "img_1")
     age_the_marker(store, 3600)
 
-    assert service.submit(deps, "img_1") == "submitted"
+    assert flows.submit(deps, "img_1") == "submitted"
     assert store.jobs["img_1"].provider_job_id == "p-1" and provider.posts == 2
 
 
@@ -111,9 +111,9 @@ def test_a_definite_refusal_clears_the_marker_so_the_retry_is_a_first_attempt() 
     deps, store = deps_with(provider, "none")
     for _ in range(2):
         with pytest.raises((RateLimited, ProviderUnavailable)):
-            service.submit(deps, "img_1")
+            flows.submit(deps, "img_1")
         assert store.jobs["img_1"].submission_started_at is None
-    assert service.submit(deps, "img_1") == "submitted"
+    assert flows.submit(deps, "img_1") == "submitted"
     assert store.jobs["img_1"].provider_job_id == "p-3"
 
 
@@ -122,8 +122,8 @@ def test_a_delivery_that_finds_another_still_sending_comes_back_later() -> None:
     provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True))
     deps, store = deps_with(provider, "none")
     with pytest.raises(ProviderUnavailable):
-        service.submit(deps, "img_1")  # marked just now: as if still in flight
+        flows.submit(deps, "img_1")  # marked just now: as if still in flight
 
     with pytest.raises(SubmissionInFlight):
-        service.submit(deps, "img_1")
+        flows.submit(deps, "img_1")
     assert store.jobs["img_1"].status is JobStatus.QUEUED and provider.posts == 1

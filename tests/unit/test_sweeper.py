@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs import clock, service, sweeper
+from imagejobs import clock, flows, sweeper
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, ProviderJob
 from tests.unit.test_service import SETTINGS, MemoryStore
@@ -84,7 +84,7 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
         store.create(record)
     loops = Loops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
     queue = Queue()
-    deps = service.Deps(
+    deps = flows.Deps(
         settings=SETTINGS,
         store=store,  # type: ignore[arg-type]
         loops=loops,  # type: ignore[arg-type]

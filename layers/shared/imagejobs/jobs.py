@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from imagejobs.models import Cost, JobError, JobStatus, Model, ObjectRef, Output, Usage
+from imagejobs.models import Cost, JobError, JobStatus, Kind, Model, ObjectRef, Output, Source, Usage, WebhookState
 
 # Which status may follow which. Final states have no successors: a settled job never changes.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -33,8 +33,8 @@ def predecessors(new: JobStatus) -> list[JobStatus]:
 class JobRecord(Model):
     id: str
     tenant: str
-    source: str = "api"  # api | upload
-    kind: str = "generation"  # generation | edit
+    source: Source = "api"
+    kind: Kind = "generation"
     status: JobStatus = JobStatus.QUEUED
     model: str
     request: dict[str, Any]
@@ -49,7 +49,7 @@ class JobRecord(Model):
     origin: ObjectRef | None = None  # the upload an auto-edit came from
     provider_job_id: str | None = None
     # Set just before the provider POST, cleared when it was definitely not accepted: found set
-    # without a provider id, a submission's outcome is unknown (imagejobs.service.submit).
+    # without a provider id, a submission's outcome is unknown (imagejobs.flows.submit).
     submission_started_at: float | None = None
     execution_arn: str | None = None
     polls: int = 0  # status calls
@@ -67,7 +67,7 @@ class JobRecord(Model):
     correlation_id: str | None = None
     base_url: str | None = None  # the API base URL the caller used (for polling_url in webhooks)
     event_published_at: float | None = None
-    webhook_state: str | None = None  # pending | delivered | failed (None: no webhook)
+    webhook_state: WebhookState | None = None  # None: no webhook
     webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
     ttl: int | None = None
 

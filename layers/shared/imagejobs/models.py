@@ -271,6 +271,8 @@ class OrchestrationCost(Model):
 
 
 WebhookState = Literal["pending", "delivered", "failed"]
+Source = Literal["api", "upload", "event"]  # where a job came from
+Kind = Literal["generation", "edit"]
 
 
 class WebhookView(Model):
@@ -334,7 +336,7 @@ class JobView(Model):
     )
     completed_at: int | None
     polls: int
-    source: Literal["api", "upload", "event"]
+    source: Source
     usage: dict[str, Any] | None
     cost: Cost | None
     orchestration_cost: OrchestrationCost | None

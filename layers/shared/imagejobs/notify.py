@@ -12,8 +12,9 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from imagejobs import clock, events, service, webhooks
+from imagejobs import clock, events, flows, webhooks
 from imagejobs.errors import ImageJobsError
+from imagejobs.models import WebhookState
 
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 900.0
@@ -28,7 +29,7 @@ class WebhookFailed(ImageJobsError):
     transient = True
 
 
-def process_message(deps: service.Deps, bus: Bus, body: str, **delivery: Any) -> str:
+def process_message(deps: flows.Deps, bus: Bus, body: str, **delivery: Any) -> str:
     """One notify-queue message: {"job_id": ...} of a job that exists. Anything else is parked in
     the notify dead-letter queue with its reason at once (retrying it would never help)."""
     try:
@@ -42,13 +43,13 @@ def process_message(deps: service.Deps, bus: Bus, body: str, **delivery: Any) ->
         reason = f"no job {job_id!r}"
     else:
         return process(deps, bus, job_id, **delivery)
-    service._need(deps.notices, "notices").dead_letter(body, reason)
+    flows.need(deps.notices, "notices").dead_letter(body, reason)
     delivery.get("log", lambda *_, **__: None)("message parked in the dead-letter queue", reason=reason)
     return "parked"
 
 
 def process(
-    deps: service.Deps,
+    deps: flows.Deps,
     bus: Bus,
     job_id: str,
     *,
@@ -63,19 +64,15 @@ def process(
         return "not_final"
     if record.event_published_at is None:
         bus.put(events.detail_type(record), events.job_event_detail(record), [job_id])
-        deps.store.record_event_published(job_id, clock.now())  # type: ignore[attr-defined]
+        deps.store.record_event_published(job_id, clock.now())
         log("job event published", job_id=job_id, detail_type=events.detail_type(record))
     if not record.webhook_url or record.webhook_state in ("delivered", "failed"):
         return "done"
     # Every tenant that may send a webhook_url has a secret: made on first use if it has none yet
     # (its operator reads it with `imagejobs webhook-secret`, which returns the same one).
     # Within a rotation's overlap the previous secret signs too.
-    secrets = deps.store.webhook_signing_secrets(  # type: ignore[attr-defined]
-        record.tenant, webhooks.new_secret(), clock.wall_now()
-    )
-    payload = webhooks.envelope(
-        f"image_job.{record.status.value}", service.job_view(deps, record, record.base_url or "")
-    )
+    secrets = deps.store.webhook_signing_secrets(record.tenant, webhooks.new_secret(), clock.wall_now())
+    payload = webhooks.envelope(f"image_job.{record.status.value}", flows.job_view(deps, record, record.base_url or ""))
     delivery = deliver(
         record.webhook_url,
         secrets,
@@ -84,12 +81,12 @@ def process(
         allow_loopback=deps.settings.webhook_allow_loopback,
     )
     out_of_tries = receive_count >= deps.settings.webhook_max_attempts
-    state = "delivered" if delivery.ok else ("failed" if out_of_tries else "pending")
-    deps.store.record_webhook_attempt(job_id, delivery.as_attempt(clock.now()), state)  # type: ignore[attr-defined]
+    state: WebhookState = "delivered" if delivery.ok else ("failed" if out_of_tries else "pending")
+    deps.store.record_webhook_attempt(job_id, delivery.as_attempt(clock.now()), state)
     log("webhook attempt", job_id=job_id, ok=delivery.ok, status_code=delivery.status_code, error=delivery.error)
     if state == "pending":
         backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (receive_count - 1))
         wait = backoff * random.uniform(1.0, 1.25)
-        service._need(deps.notices, "notices").retry_after(receipt_handle, clock.real_seconds(wait))
+        flows.need(deps.notices, "notices").retry_after(receipt_handle, clock.real_seconds(wait))
         raise WebhookFailed(f"webhook answered {delivery.status_code or delivery.error}; retrying in {wait:.0f} s")
     return state

@@ -23,8 +23,10 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-from imagejobs.models import JobStatus, PollResult, ProviderJob
+from imagejobs.jobs import JobRecord
+from imagejobs.models import JobStatus, PollInput, PollResult, ProviderJob
 
 # Where finishes are likely before there is history, seconds after submission, by quality.
 PRIOR_WINDOWS: dict[str, tuple[float, float]] = {
@@ -179,3 +181,26 @@ def decide(
     # A status the contract does not name is shown as reported (the status function logs it).
     reported = provider_job.reported_status or status.value
     return PollResult(job_id=job_id, action="wait", next_poll_seconds=interval, provider_status=reported)
+
+
+# -- a job's place in the schedule -----------------------------------------------------------------
+def latency_kind(record: JobRecord) -> str:
+    """Jobs that take alike: same model, quality and size (the poll schedule learns per kind)."""
+    return f"{record.model}#{record.quality}#{record.request.get('size', 'auto')}"
+
+
+def poll_window(record: JobRecord) -> Window:
+    """The window chosen for the job at submit (the prior for its quality if none was)."""
+    if record.poll_window:
+        return Window(
+            start=float(record.poll_window["start"]),
+            end=float(record.poll_window["end"]),
+            samples=int(record.poll_window.get("samples", 0)),
+        )
+    return window(record.quality)
+
+
+def first_poll_payload(record: JobRecord) -> dict[str, Any]:
+    """Execution input. Deterministic for a job (its window is recorded with its submission),
+    so a repeated StartExecution is idempotent."""
+    return PollInput(job_id=record.id, next_poll_seconds=first_wait_seconds(poll_window(record))).model_dump()

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from imagejobs import budget, polling
 from imagejobs.errors import StaleTransition
 from imagejobs.jobs import JobRecord, predecessors
-from imagejobs.models import JobStatus
+from imagejobs.models import JobStatus, WebhookState
 from imagejobs.tenants import TENANT_PREFIX, TableAdapter, spend_key
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ class JobStore(TableAdapter):
     def record_event_published(self, job_id: str, at: float) -> None:
         self._update(job_id, "SET event_published_at = :at", "attribute_exists(pk)", {":at": at})
 
-    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], state: str) -> None:
+    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], state: WebhookState) -> None:
         self._update(
             job_id,
             "SET webhook_attempts = list_append(if_not_exists(webhook_attempts, :none), :attempt), "

@@ -15,33 +15,33 @@ from __future__ import annotations
 
 from collections import Counter
 
-from imagejobs import clock, service
+from imagejobs import clock, flows, polling
 from imagejobs.errors import ImageJobsError
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, PollInput
 
 
-def sweep(deps: service.Deps, *, stale_after_seconds: float) -> Counter[str]:
+def sweep(deps: flows.Deps, *, stale_after_seconds: float) -> Counter[str]:
     done: Counter[str] = Counter()
-    loops = service._need(deps.loops, "loops")
+    loops = flows.need(deps.loops, "loops")
     now = clock.now()
-    for record in deps.store.open_jobs():  # type: ignore[attr-defined]
+    for record in deps.store.open_jobs():
         quiet = now - record.updated_at
         if record.provider_job_id is None:
             if quiet > stale_after_seconds:
-                service._need(deps.queue, "queue").send(record.id)
+                flows.need(deps.queue, "queue").send(record.id)
                 done["requeued"] += 1
             continue
         if record.execution_arn is None:
             if quiet > stale_after_seconds:
-                arn = loops.start(record.id, service.first_poll_payload(record))
+                arn = loops.start(record.id, polling.first_poll_payload(record))
                 deps.store.record_execution(record.id, arn, now)
                 done["started"] += 1
             continue
         if loops.status(record.execution_arn) == "RUNNING":
             continue
         if now >= record.deadline_at and not _succeeded_upstream(deps, record):
-            service.end_job(
+            flows.end_job(
                 deps,
                 record.id,
                 JobStatus.EXPIRED,
@@ -52,14 +52,16 @@ def sweep(deps: service.Deps, *, stale_after_seconds: float) -> Counter[str]:
             continue
         name = f"{record.id}-resume-{record.resumes + 1}"
         arn = loops.start(name, PollInput(job_id=record.id, next_poll_seconds=1).model_dump())
-        deps.store.record_resume(record.id, arn, now)  # type: ignore[attr-defined]
+        deps.store.record_resume(record.id, arn, now)
         done["resumed"] += 1
     return done
 
 
-def _succeeded_upstream(deps: service.Deps, record: JobRecord) -> bool:
+def _succeeded_upstream(deps: flows.Deps, record: JobRecord) -> bool:
     """Whether the provider says the job succeeded (unreachable: no)."""
+    if record.provider_job_id is None:
+        return False
     try:
-        return service._need(deps.provider, "provider").get(record.provider_job_id).status is JobStatus.SUCCEEDED
+        return flows.need(deps.provider, "provider").get(record.provider_job_id).status is JobStatus.SUCCEEDED
     except ImageJobsError:
         return False

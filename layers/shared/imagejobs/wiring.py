@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from imagejobs.aws import EventBus, Executions, JobQueue, Objects, ResultStore
+from imagejobs.flows import Deps
+from imagejobs.models import EditRequest, GenerationRequest, ProviderJob, UploadFile
 from imagejobs.observability import EmfMetrics
-from imagejobs.service import Deps
 from imagejobs.settings import Settings
 from imagejobs.store import JobStore
 from imagejobs.tenants import Tenants
@@ -59,19 +62,21 @@ class LazyProvider:
             download_hosts=self._settings.download_hosts,
         )
 
-    def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return self._client().submit(*args, **kwargs)
+    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
+        return self._client().submit(request, idempotency_key=idempotency_key)
 
-    def submit_edit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return self._client().submit_edit(*args, **kwargs)
+    def submit_edit(
+        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+    ) -> ProviderJob:
+        return self._client().submit_edit(request, images, mask, idempotency_key=idempotency_key)
 
-    def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return self._client().get(*args, **kwargs)
+    def get(self, provider_job_id: str) -> ProviderJob:
+        return self._client().get(provider_job_id)
 
-    def cancel(self, provider_job_id: str):  # type: ignore[no-untyped-def]
+    def cancel(self, provider_job_id: str) -> ProviderJob | None:
         return self._client().cancel(provider_job_id)
 
-    def download(self, url: str):  # type: ignore[no-untyped-def]
+    def download(self, url: str) -> AbstractContextManager[Iterator[bytes]]:
         return self._client().download(url)
 
 

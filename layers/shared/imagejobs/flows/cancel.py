@@ -1,0 +1,82 @@
+"""Cancel: a caller stops a running job, unless the provider has already made its images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imagejobs import clock, pricing
+from imagejobs.errors import (
+    ImageJobsError,
+    JobNotFound,
+)
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.settle import _settle
+from imagejobs.jobs import JobRecord
+from imagejobs.models import (
+    JobStatus,
+    ProviderJob,
+)
+
+
+# -- cancel ---------------------------------------------------------------------------------------
+class JobAlreadyFinal(ImageJobsError):
+    reason = "job_already_final"
+    status, error_type, param = 409, "invalid_request_error", "id"
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__(f"Job '{record.id}' is already {record.status.value}; only a running job can be cancelled.")
+        self.record = record
+
+
+class JobFinishedUpstream(ImageJobsError):
+    """The provider finished the job (its images made and billed) before the cancel reached it:
+    the job is not cancelled, its poll loop goes on and stores the images."""
+
+    reason = "job_finished_at_provider"
+    status, error_type, param = 409, "invalid_request_error", "id"
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__(
+            f"Job '{record.id}' finished at the provider before it could be cancelled: it is not cancelled, "
+            "its images are being stored and it will show succeeded."
+        )
+        self.record = record
+
+
+def cancel(deps: Deps, job_id: str) -> JobRecord:
+    """Ask the provider to stop, then stop the poll loop and end the job `cancelled`; the cost is
+    what the provider says it billed (its usage for the cancelled job), nothing when it says nothing.
+
+    The provider is asked first: a job it has already finished (succeeded) is never cancelled here,
+    since that would bill its images and store none. It stays with its loop, which stores them
+    (JobFinishedUpstream). A provider without a cancel route is asked for the job's state instead."""
+    record = deps.store.get(job_id)
+    if record is None:
+        raise JobNotFound(f"job {job_id} does not exist")
+    if record.status.final:
+        raise JobAlreadyFinal(record)
+    provider_job: ProviderJob | None = None
+    if record.provider_job_id:
+        provider = need(deps.provider, "provider")
+        try:
+            provider_job = provider.cancel(record.provider_job_id) or provider.get(record.provider_job_id)
+        except ImageJobsError:
+            provider_job = None  # unreachable: we stop following it either way; the reason stays ours
+        if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
+            raise JobFinishedUpstream(record)
+    if record.execution_arn:
+        need(deps.loops, "loops").stop(record.execution_arn, "cancelled by the caller")
+    usage = provider_job.usage if provider_job else None
+    fields: dict[str, Any] = {
+        "error": {"code": "cancelled_by_user", "message": "the job was cancelled by its caller"},
+        "completed_at": clock.now(),
+        "updated_at": clock.now(),
+        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
+    }
+    if usage is not None and usage.total_tokens > 0:
+        fields["usage"] = usage.model_dump()
+        fields["cost"] = pricing.job_cost(record.model, record.quality, 0, usage, size=record.size).model_dump()
+    settled = _settle(deps, record, JobStatus.CANCELLED, fields)
+    if settled.status is not JobStatus.CANCELLED:
+        raise JobAlreadyFinal(settled)  # it finished while we were cancelling
+    return settled

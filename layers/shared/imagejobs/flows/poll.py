@@ -1,0 +1,70 @@
+"""Poll: one status call of the poll loop, holding inside the window where jobs like it finish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from imagejobs import clock, polling
+from imagejobs.errors import (
+    JobNotFound,
+    StaleTransition,
+)
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.submit import TIME_RESERVE_SECONDS
+from imagejobs.models import (
+    PollInput,
+    PollResult,
+)
+
+
+# -- status (one poll) --------------------------------------------------------------------------
+def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | None = None) -> PollResult:
+    """One status call. `time_left` (seconds until the function's timeout) bounds the hold: a call
+    never starts a provider request that could outlive its invocation."""
+    record = deps.store.get(poll_input.job_id)
+    if record is None:
+        raise JobNotFound(f"job {poll_input.job_id} does not exist")
+    if record.status.final:
+        return PollResult(
+            job_id=record.id,
+            action="end",
+            provider_status=record.status.value,
+            final_status=record.status,
+            reason="already_final",
+        )
+    if record.provider_job_id is None:
+        raise StaleTransition(f"job {record.id} has no provider job id")
+    provider = need(deps.provider, "provider")
+    win = polling.poll_window(record)
+    submitted_at = record.submitted_at or record.created_at
+    started = clock.now()
+    # Inside the window where this kind of job usually finishes, the call holds: it follows the
+    # provider every few seconds, so a finish is noticed at once, for one invocation.
+    hold = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started)
+    if time_left is not None:
+        # Room for the last provider call (its timeout) and the record's update after the hold.
+        hold = max(0.0, min(hold, time_left() - deps.settings.provider_timeout_seconds - TIME_RESERVE_SECONDS))
+    checks = 0
+    while True:
+        provider_job = provider.get(record.provider_job_id)
+        checks += 1
+        now = clock.now()
+        if provider_job.status.final or now + polling.CHECK_EVERY_SECONDS > started + hold:
+            break
+        clock.sleep(polling.CHECK_EVERY_SECONDS)
+    try:
+        record = deps.store.record_poll(record.id, provider_job.status, now, checks=checks, held=now - started)
+    except StaleTransition:  # it ended meanwhile (cancelled while this call held): nothing to do
+        return PollResult(
+            job_id=record.id, action="end", provider_status=provider_job.status.value, reason="already_final"
+        )
+    return polling.decide(
+        provider_job,
+        job_id=record.id,
+        win=win,
+        submitted_at=submitted_at,
+        deadline_at=record.deadline_at,
+        now=now,
+        polls=record.polls,
+        deadline_seconds=record.deadline_at - record.created_at,
+    )

@@ -1,0 +1,126 @@
+"""The ports: what the job logic needs of the world (each a Protocol the adapters implement, and the
+fakes in tests/fakes.py), and `Deps`, the set a function is wired with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from imagejobs import budget
+from imagejobs.budget import Caps
+from imagejobs.jobs import JobRecord
+from imagejobs.models import (
+    EditRequest,
+    GenerationRequest,
+    JobStatus,
+    ObjectInfo,
+    ObjectRef,
+    Output,
+    ProviderJob,
+    UploadFile,
+    WebhookState,
+)
+from imagejobs.settings import Settings
+
+
+class Provider(Protocol):
+    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob: ...
+    def submit_edit(
+        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+    ) -> ProviderJob: ...
+    def get(self, provider_job_id: str) -> ProviderJob: ...
+    def download(self, url: str) -> AbstractContextManager[Iterator[bytes]]: ...
+    def cancel(self, provider_job_id: str) -> ProviderJob | None: ...
+
+
+class Store(Protocol):
+    def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool: ...
+    def get(self, job_id: str) -> JobRecord | None: ...
+    def record_submission(
+        self, job_id: str, provider_job_id: str, at: float, poll_window: dict[str, float] | None = None
+    ) -> None: ...
+    def record_execution(self, job_id: str, execution_arn: str, at: float) -> None: ...
+    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None: ...
+    def clear_submitting(self, job_id: str, at: float) -> None: ...
+    def record_poll(
+        self, job_id: str, provider_status: JobStatus, at: float, checks: int = 1, held: float = 0.0
+    ) -> JobRecord: ...
+    def latency_counts(self, kind: str) -> dict[int, float]: ...
+    def record_latency(self, kind: str, seconds: float) -> None: ...
+    def settle(
+        self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: budget.Charge | None = None
+    ) -> bool: ...
+    def list_jobs(
+        self, tenant: str, *, limit: int, after: JobRecord | None = None, status: JobStatus | None = None
+    ) -> tuple[list[JobRecord], bool]: ...
+    def open_jobs(self, limit: int = 500) -> list[JobRecord]: ...
+    def record_resume(self, job_id: str, execution_arn: str, at: float) -> None: ...
+    def record_event_published(self, job_id: str, at: float) -> None: ...
+    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], state: WebhookState) -> None: ...
+    def take_turn(self, name: str, interval_seconds: float, now: float) -> float: ...
+    def webhook_signing_secrets(self, tenant: str, new_secret: str, now: float) -> list[str]: ...
+
+
+class Queue(Protocol):
+    def send(self, job_id: str, delay_seconds: int = 0) -> None: ...
+    def retry_after(self, receipt_handle: str, seconds: int) -> None: ...
+    def dead_letter(self, body: str, reason: str) -> None: ...
+
+
+class Loops(Protocol):
+    def start(self, name: str, payload: dict[str, Any]) -> str: ...
+    def stop(self, execution_arn: str, cause: str) -> bool: ...
+    def status(self, execution_arn: str) -> str | None: ...
+
+
+class Objects(Protocol):
+    def head(self, ref: ObjectRef) -> ObjectInfo: ...
+    def read(self, ref: ObjectRef) -> bytes: ...
+    def read_json(self, bucket: str, key: str) -> Any | None: ...
+
+
+class Results(Protocol):
+    bucket: str
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output: ...
+
+    def presigned_url(self, key: str, ttl_seconds: int) -> str: ...
+
+    def presigned_post(
+        self, key: str, content_type: str, max_bytes: int, ttl_seconds: int
+    ) -> tuple[str, dict[str, str]]: ...
+
+
+class Budgets(Protocol):
+    def caps(self, tenant: str) -> Caps: ...
+
+
+class Metrics(Protocol):
+    def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None: ...
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    store: Store
+    queue: Queue | None = None
+    loops: Loops | None = None
+    provider: Provider | None = None
+    results: Results | None = None
+    metrics: Metrics | None = None
+    objects: Objects | None = None
+    notices: Queue | None = None  # the notify queue: events and webhooks once a job is final
+    budgets: Budgets | None = None  # per-tenant caps; None: jobs are not reserved against budgets
+
+
+def need[T](dependency: T | None, name: str) -> T:
+    """A port this function must have been wired with (its type flows through)."""
+    if dependency is None:
+        raise RuntimeError(f"{name} is not configured for this function")
+    return dependency

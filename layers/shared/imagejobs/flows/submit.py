@@ -1,0 +1,111 @@
+"""Submit: a queued job sent to the provider once (never twice, at worst once lost) and its poll
+loop started."""
+
+from __future__ import annotations
+
+from imagejobs import clock, failpoints, polling
+from imagejobs.errors import (
+    JobNotFound,
+    JobRejected,
+    ProviderUnavailable,
+    RateLimited,
+    StaleTransition,
+    SubmissionInFlight,
+)
+from imagejobs.flows.ports import Deps, Provider, need
+from imagejobs.flows.settle import end_job
+from imagejobs.jobs import JobRecord
+from imagejobs.models import (
+    EditRequest,
+    GenerationRequest,
+    JobStatus,
+    ObjectRef,
+    ProviderJob,
+    UploadFile,
+)
+from imagejobs.settings import Settings
+
+
+# -- submit (queue-fed) -------------------------------------------------------------------------
+def submit(deps: Deps, job_id: str) -> str:
+    """Send a job to the provider once and start its poll loop. Safe to repeat at any point:
+
+    - a final job is left alone;
+    - a job with a provider id is not sent again (the loop is (re)started);
+    - before the POST the record says a submission is in flight; a delivery that finds one in
+      flight without a provider id knows the outcome of that one is unknown (a timeout, a crash):
+      while the other delivery may still be sending it, it comes back later (SubmissionInFlight);
+      after that, with ProviderIdempotency=header it re-sends with the same Idempotency-Key (the
+      provider answers with the job it already has), and with "none" (the default: nothing in
+      TheRouter's documents promises it) it never re-sends: the job ends failed,
+      `submission_unknown`, counted by a metric and an alarm. Never twice, at worst once lost.
+    Returns what was done, for logs and tests.
+    """
+    record = deps.store.get(job_id)
+    if record is None:
+        raise JobNotFound(f"job {job_id} does not exist")
+    if record.status.final:
+        return "already_final"
+    provider = need(deps.provider, "provider")
+    if record.provider_job_id is None:
+        started = record.submission_started_at
+        now = clock.now()
+        if started is not None:
+            if now - started < submission_in_flight_seconds(deps.settings):
+                raise SubmissionInFlight(f"job {job_id} is being sent to the provider by another delivery")
+            if deps.settings.provider_idempotency == "none":
+                end_job(
+                    deps,
+                    job_id,
+                    JobStatus.FAILED,
+                    "submission_unknown",
+                    "the provider may or may not have taken this job (its answer never came), and it does not "
+                    "promise to recognise a resubmission, so it was not sent again",
+                )
+                return "submission_unknown"
+        try:
+            deps.store.mark_submitting(job_id, now, previous=started)
+        except StaleTransition:
+            raise SubmissionInFlight(f"job {job_id} was just marked by another delivery") from None
+        try:
+            provider_job = _send_to_provider(deps, provider, record)
+        except JobRejected as rejected:
+            end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
+            return "rejected"
+        except (RateLimited, ProviderUnavailable) as exc:
+            if not getattr(exc, "outcome_unknown", False):
+                deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
+            raise
+        failpoints.hit("submit.after_provider")
+        win = polling.window(record.quality, deps.store.latency_counts(polling.latency_kind(record)))
+        chosen = {"start": win.start, "end": win.end, "samples": win.samples}
+        deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
+        record = record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
+    arn = need(deps.loops, "loops").start(record.id, polling.first_poll_payload(record))
+    failpoints.hit("submit.after_start_execution")
+    deps.store.record_execution(job_id, arn, clock.now())
+    return "submitted"
+
+
+def submission_in_flight_seconds(settings: Settings) -> float:
+    """How long another delivery may still be sending a job: one message's worst case in submit
+    (its inputs and the POST, each up to the provider timeout), with the writes around them."""
+    return 2 * settings.provider_timeout_seconds + TIME_RESERVE_SECONDS
+
+
+def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> ProviderJob:
+    if record.kind != "edit":
+        return provider.submit(GenerationRequest.model_validate(record.request), idempotency_key=record.id)
+    objects = need(deps.objects, "objects")
+
+    def upload_file(ref: ObjectRef, name: str) -> UploadFile:
+        content_type = ref.content_type or "image/png"
+        extension = content_type.rsplit("/", 1)[-1].replace("jpeg", "jpg")
+        return (f"{name}.{extension}", objects.read(ref), content_type)
+
+    images = [upload_file(ref, f"image-{index}") for index, ref in enumerate(record.inputs)]
+    mask = upload_file(record.mask, "mask") if record.mask else None
+    return provider.submit_edit(EditRequest.model_validate(record.request), images, mask, idempotency_key=record.id)
+
+
+TIME_RESERVE_SECONDS = 5.0  # what a call keeps back from its timeout for the writes after its last request

@@ -1,0 +1,118 @@
+"""Views: the job as a caller sees it (TheRouter's job object, OpenAI's image response), and the
+wait of a caller that asked to wait."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from imagejobs import clock
+from imagejobs.errors import (
+    JobNotFound,
+)
+from imagejobs.flows.ports import Deps, need
+from imagejobs.jobs import JobRecord
+from imagejobs.models import (
+    ImageData,
+    ImagesResult,
+    JobStatus,
+    JobView,
+    ObjectRef,
+    OrchestrationCost,
+    WebhookView,
+)
+
+
+# -- the job object served over HTTP --------------------------------------------------------------
+def output_urls(deps: Deps, record: JobRecord) -> list[str]:
+    """Fresh presigned GET URLs of a job's stored outputs (re-issued on every call)."""
+    results = need(deps.results, "results")
+    return [results.presigned_url(output.key, deps.settings.result_url_ttl_seconds) for output in record.outputs]
+
+
+def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
+    succeeded = record.status is JobStatus.SUCCEEDED
+    urls = output_urls(deps, record) if succeeded else None
+    # Instants as the wall clock reads them (clock.to_wall: the same offline, where the job clock
+    # runs fast); how long results are kept is the bucket's lifecycle, in real days.
+    wall = clock.to_wall
+    kept_until = wall(record.completed_at or record.updated_at) + deps.settings.result_retention_days * 86_400
+    view = JobView(
+        id=record.id,
+        status=record.status,
+        model=record.model,
+        created_at=int(wall(record.created_at)),
+        polling_url=f"{base_url}/v1/jobs/{record.id}",
+        expires_at=int(kept_until if succeeded else wall(record.deadline_at)),
+        completed_at=int(wall(record.completed_at)) if record.completed_at else None,
+        polls=record.polls,
+        source=record.source,
+        usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
+        cost=record.cost,
+        orchestration_cost=(
+            OrchestrationCost(amount=record.orchestration_cost_usd) if record.orchestration_cost_usd else None
+        ),
+        error=record.error,
+        unsigned_urls=urls,
+        webhook=webhook_view(record),
+        result=_result(record, urls) if urls is not None else None,
+    )
+    return view.answer()
+
+
+SYNC_CHECK_SECONDS = 0.5  # how often a waiting caller's job is read (job seconds)
+
+
+def wait_until_final(deps: Deps, job_id: str, seconds: float) -> JobRecord:
+    """The job once it is final, or as it stands after `seconds` (job clock): a caller that asked
+    to wait (the API without async=true) reads its record until then."""
+    until = clock.now() + max(0.0, seconds)
+    while True:
+        record = deps.store.get(job_id)
+        if record is None:
+            raise JobNotFound(f"job {job_id} does not exist")
+        if record.status.final or clock.now() >= until:
+            return record
+        clock.sleep(min(SYNC_CHECK_SECONDS, until - clock.now()))
+
+
+def images_response(deps: Deps, record: JobRecord, *, inline_bytes: int) -> dict[str, Any]:
+    """A succeeded job as OpenAI's image API answers a call: `data[].b64_json` (what GPT image
+    models return) while the images' base64 fits in `inline_bytes`, else `data[].url` (presigned)."""
+    inline = sum(output.bytes for output in record.outputs) * 4 // 3 + 4 <= inline_bytes
+    if inline:
+        objects = need(deps.objects, "objects")
+        data: list[dict[str, str]] = [
+            {"b64_json": base64.b64encode(objects.read(ObjectRef(bucket=output.bucket, key=output.key))).decode()}
+            for output in record.outputs
+        ]
+    else:
+        data = [{"url": url} for url in output_urls(deps, record)]
+    result = _result(record, []).model_dump(mode="json", exclude_none=True)
+    return {**result, "data": data}
+
+
+def _result(record: JobRecord, urls: list[str]) -> ImagesResult:
+    return ImagesResult(
+        created=int(clock.to_wall(record.completed_at or record.updated_at)),
+        data=[ImageData(url=url) for url in urls],
+        background=str(record.request.get("background", "auto")),
+        output_format=str(record.request.get("output_format", "png")),
+        quality=record.quality,
+        size=record.size,
+        usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
+    )
+
+
+def webhook_view(record: JobRecord) -> WebhookView | None:
+    if not record.webhook_url:
+        return None
+    last = record.webhook_attempts[-1] if record.webhook_attempts else {}
+    state = record.webhook_state if record.webhook_state in ("delivered", "failed") else "pending"
+    return WebhookView(
+        state=state,
+        attempts=len(record.webhook_attempts),
+        last_attempt_at=int(clock.to_wall(last["at"])) if last.get("at") is not None else None,
+        last_status_code=last.get("status_code"),
+        last_error=last.get("error"),
+    )
