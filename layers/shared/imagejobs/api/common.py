@@ -1,0 +1,228 @@
+"""What every route of the HTTP API shares: the caller, the query check, the intake answer
+(202, or a waited-for 200), OpenAI-shaped errors and the OpenAPI answers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from pydantic import ValidationError
+
+from imagejobs import clock, flows, pricing
+from imagejobs.httpapi import (
+    ApiError,
+    base_url,
+    from_validation_error,
+)
+from imagejobs.models import (
+    ErrorBody,
+    GenerationRequest,
+    ImagesResponse,
+    JobStatus,
+    JobView,
+)
+from imagejobs.observability import make_logger
+
+logger = make_logger("api")  # the API function's logger (its handler logs through it too)
+# No routes: the request being answered (Powertools sets it on every included router), for the helpers.
+scope = Router()
+_wired: flows.Deps | None = None
+
+
+def event() -> APIGatewayProxyEvent:
+    """The request being answered (a REST API proxy event)."""
+    return cast(APIGatewayProxyEvent, scope.current_event)
+
+
+def wire(deps: flows.Deps) -> None:
+    """The function's ports, made once at cold start (imagejobs.wiring)."""
+    global _wired
+    _wired = deps
+
+
+def wired() -> flows.Deps:
+    return flows.need(_wired, "the API's ports (imagejobs.api.wire)")
+
+
+ROUTES: dict[str, set[str]] = {
+    r"/v1/images/generations": {"POST"},
+    r"/v1/images/edits": {"POST"},
+    r"/v1/uploads": {"POST"},
+    r"/v1/models(/[^/]+){0,2}": {"GET"},
+    r"/v1/jobs": {"GET"},
+    r"/v1/jobs/[^/]+": {"GET", "DELETE"},
+    r"/v1/jobs/[^/]+/content": {"GET"},
+    r"/v1/jobs/[^/]+/cancel": {"POST"},
+    r"/openapi.json": {"GET"},
+}
+
+
+def _tenant() -> str:
+    """The caller's tenant, as the API key authorizer found it (API Gateway passes it on). Every
+    route asks first, so its query is checked here too, once the caller is known."""
+    authorizer = (event().raw_event.get("requestContext") or {}).get("authorizer") or {}
+    tenant = authorizer.get("tenant")
+    if not tenant:
+        raise ApiError(401, "Incorrect API key provided.", type_="authentication_error", code="invalid_api_key")
+    _check_query()
+    return str(tenant)
+
+
+def _own_job(job_id: str) -> Any:
+    tenant = _tenant()
+    record = wired().store.get(job_id)
+    if record is None or record.tenant != tenant:
+        raise ApiError(404, f"No job found with id '{job_id}'.", param="id", code="job_not_found")
+    return record
+
+
+# The query parameters each route takes; any other is refused, as unknown body fields are.
+QUERY: dict[str, set[str]] = {
+    r"/v1/images/(generations|edits)": {"async"},
+    r"/v1/jobs": {"limit", "after", "status"},
+    r"/v1/jobs/[^/]+/content": {"index"},
+}
+
+
+def _check_query() -> None:
+    request = event()
+    given = set(request.query_string_parameters or {})
+    allowed = next((names for pattern, names in QUERY.items() if re.fullmatch(pattern, request.path)), set())
+    unknown = sorted(given - allowed)
+    if unknown:
+        raise ApiError(400, f"Unknown query parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+
+
+def _wants_async() -> bool:
+    """async=true (TheRouter's pages; async=1 too): answer 202 at once. Without it the call waits
+    for the image up to SyncWaitSeconds, as OpenAI's image API does (a plain SDK call)."""
+    value = event().get_query_string_value("async")
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise ApiError(400, "async must be true or false.", param="async", code="invalid_value")
+
+
+def _caller(tenant: str) -> flows.Caller:
+    headers = {name.lower(): value for name, value in (event().headers or {}).items()}
+    correlation = headers.get("x-correlation-id") or headers.get("x-request-id")
+    return flows.Caller(tenant=tenant, base_url=base_url(event()), correlation_id=correlation)
+
+
+MAX_IDEMPOTENCY_KEY = 255
+RETRY_AFTER_SECONDS = 5  # a first poll: the quickest low-quality jobs take about this long
+
+
+def _idempotency_key() -> str | None:
+    headers = event().headers or {}
+    key = next((value for name, value in headers.items() if name.lower() == "idempotency-key"), None)
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.",
+            param="Idempotency-Key",
+            code="invalid_value",
+        )
+    return key
+
+
+def _accepted(accept: Any, tenant: str, *, wait: bool = False) -> Response[dict[str, Any]]:
+    """Run an accept call and answer 202 with the job object; or, asked to
+    wait (no async=true), the images in OpenAI's image response once the job has succeeded within
+    SyncWaitSeconds, its error if it failed, and the 202 if it is still running (never lost)."""
+    record, created = accept()  # its refusals are ImageJobsErrors: answered by refused() below
+    # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
+    logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
+    deprecation = pricing.deprecation_headers(record.model, clock.today())
+    if wait:
+        left = scope.lambda_context.get_remaining_time_in_millis() / 1000 if scope.lambda_context else 30.0
+        record = flows.wait_until_final(
+            wired(), record.id, min(wired().settings.sync_wait_seconds, left - SYNC_RESERVE)
+        )
+        if record.status is JobStatus.SUCCEEDED:
+            body = flows.images_response(wired(), record, inline_bytes=SYNC_INLINE_BYTES)
+            return Response(status_code=200, content_type="application/json", body=body, headers=deprecation)
+        if record.status.final:
+            raise _job_error(record)
+    view = flows.job_view(wired(), record, base_url(event()))
+    # Where to poll and when (RFC 9110 Location and Retry-After); a deprecated model is served
+    # with RFC 9745 Deprecation / RFC 8594 Sunset headers.
+    headers = {"Location": view["polling_url"], "Retry-After": str(RETRY_AFTER_SECONDS)} | deprecation
+    return Response(status_code=202, content_type="application/json", body=view, headers=headers)
+
+
+SYNC_RESERVE = 3.0  # seconds of the invocation kept for the answer after a wait
+# What a waited-for answer carries inline as b64_json (what GPT image models return), in all: the
+# images' bytes as base64 must stay under Lambda's 6 MB response payload; above it, `url`s.
+SYNC_INLINE_BYTES = 4 * 1024 * 1024
+# Job errors that are the request's own doing (400); any other failure is the provider's (502).
+REQUEST_ERRORS = {"moderation_blocked", "invalid_value", "invalid_request", "rejected", "model_unavailable"}
+
+
+def _job_error(record: Any) -> ApiError:
+    """A job that ended without images while the caller waited, in OpenAI's error shape."""
+    error = record.error
+    code = error.code if error else record.status.value
+    message = f"{error.message if error else 'the job ended ' + record.status.value} (job {record.id})"
+    if code in REQUEST_ERRORS:
+        return ApiError(400, message, code=code, headers={"Location": f"{base_url(event())}/v1/jobs/{record.id}"})
+    return ApiError(
+        502,
+        message,
+        type_="server_error",
+        code=code,
+        headers={"Location": f"{base_url(event())}/v1/jobs/{record.id}"},
+    )
+
+
+def _answers(success: int, description: str, *errors: int, model: Any = JobView) -> dict[int, Any]:
+    """OpenAPI responses of a route: its success answer, then OpenAI-shaped errors."""
+    answers: dict[int, Any] = {success: {"description": description}}
+    if model is not None:
+        answers[success]["content"] = {"application/json": {"model": model}}
+    for status in (401, *errors):
+        answers[status] = {"description": ERROR_TEXT[status], "content": {"application/json": {"model": ErrorBody}}}
+    return answers
+
+
+JOB_ID_PATTERN = "^img_[0-9a-f]{24}$"
+ERROR_TEXT = {
+    400: "invalid request (OpenAI's error shape; `param` names the field)",
+    401: "missing, unknown or revoked API key",
+    402: "the tenant's daily or monthly budget would be passed",
+    404: "no such job for this key's tenant (`after` in a listing too)",
+    409: "the job is in the wrong state for this call, or the Idempotency-Key was used for another request",
+    413: "request over 10 MB, or an edit over about 4.5 MB (Lambda's 6 MB payload, base64): API Gateway's own 413",
+    415: "the body is not in the route's content type (JSON for generations, multipart for edits)",
+    502: "called without async=true, the job failed at the provider (`code` says why; Location names the job)",
+    503: "the job could not be queued; retry (see Retry-After)",
+}
+
+
+INTAKE_ANSWERS = _answers(
+    202,
+    "the job, queued (async=true; or, without it, not done within SyncWaitSeconds)",
+    400,
+    402,
+    409,
+    413,
+    415,
+    502,
+    503,
+)
+INTAKE_ANSWERS[200] = {
+    "description": "without async=true: the images, in OpenAI's image response",
+    "content": {"application/json": {"model": ImagesResponse}},
+}
+
+
+def _parsed[PARSED: GenerationRequest](model: type[PARSED], params: dict[str, Any]) -> PARSED:
+    """A request model from the caller's parameters; its rules' refusals in OpenAI's shape."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None

@@ -1,0 +1,118 @@
+"""Routes on jobs: get, list, cancel, content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from imagejobs import flows
+from imagejobs.api.common import _answers, _own_job, _tenant, event, logger, wired
+from imagejobs.httpapi import (
+    ApiError,
+    base_url,
+    whole_number,
+)
+from imagejobs.models import (
+    ContentRedirect,
+    JobList,
+    JobStatus,
+)
+
+router = Router()
+
+
+@router.get(
+    "/v1/jobs/<job_id>", summary="Get a job (fresh result URLs on every call)", responses=_answers(200, "the job", 404)
+)
+def get_job(job_id: str) -> dict[str, Any]:
+    return flows.job_view(wired(), _own_job(job_id), base_url(event()))
+
+
+@router.get(
+    "/v1/jobs",
+    summary="List your jobs, newest first",
+    responses=_answers(200, "a page of jobs", 400, 404, model=JobList),
+)
+def list_jobs() -> dict[str, Any]:
+    tenant = _tenant()
+    request = event()
+    # A parameter given empty is given (and invalid), not absent.
+    raw_limit = request.get_query_string_value("limit")
+    raw_limit = "20" if raw_limit is None else raw_limit
+    limit = whole_number(raw_limit)
+    if limit is None or not 1 <= limit <= 100:
+        raise ApiError(400, "limit must be a whole number from 1 to 100.", param="limit", code="invalid_value")
+    status = None
+    if (raw_status := request.get_query_string_value("status")) is not None:
+        try:
+            status = JobStatus(raw_status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise ApiError(400, f"status must be one of {allowed}.", param="status", code="invalid_value") from None
+    after = None
+    if (after_id := request.get_query_string_value("after")) is not None:
+        after = wired().store.get(after_id) if after_id else None
+        if after is None or after.tenant != tenant:
+            raise ApiError(
+                404, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="job_not_found"
+            )
+    records, has_more = wired().store.list_jobs(tenant, limit=limit, after=after, status=status)
+    data = [flows.job_view(wired(), record, base_url(request)) for record in records]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def _cancel(job_id: str) -> dict[str, Any]:
+    _own_job(job_id)
+    record = flows.cancel(wired(), job_id)  # JobAlreadyFinal, JobFinishedUpstream: 409 (refused() below)
+    logger.info("job cancelled", extra={"job_id": job_id})
+    return flows.job_view(wired(), record, base_url(event()))
+
+
+@router.post(
+    "/v1/jobs/<job_id>/cancel", summary="Cancel a running job", responses=_answers(200, "the job, cancelled", 404, 409)
+)
+def cancel_job(job_id: str) -> dict[str, Any]:
+    return _cancel(job_id)
+
+
+@router.delete(
+    "/v1/jobs/<job_id>", summary="Cancel a running job", responses=_answers(200, "the job, cancelled", 404, 409)
+)
+def delete_job(job_id: str) -> dict[str, Any]:
+    return _cancel(job_id)
+
+
+@router.get(
+    "/v1/jobs/<job_id>/content",
+    summary="Redirect to one of the job's images (?index=N, from 0; the first by default)",
+    responses=_answers(302, "redirect to a presigned URL of the image", 400, 404, 409, model=ContentRedirect),
+)
+def get_content(job_id: str) -> Response[str]:
+    record = _own_job(job_id)
+    raw_index = event().get_query_string_value("index")
+    index = 0 if raw_index is None else whole_number(raw_index)
+    if record.status is not JobStatus.SUCCEEDED or not record.outputs:
+        raise ApiError(
+            409,
+            f"Job '{job_id}' is {record.status.value}; its content is available once it has succeeded.",
+            param="id",
+            code="job_not_succeeded",
+        )
+    if index is None or not 0 <= index < len(record.outputs):
+        last = len(record.outputs) - 1
+        raise ApiError(400, f"index must be a whole number from 0 to {last}.", param="index", code="invalid_value")
+    url = flows.output_urls(wired(), record)[index]
+    return Response(
+        status_code=302,
+        headers={"Location": url},
+        content_type="application/json",
+        body=ContentRedirect(url=url).model_dump_json(),
+    )
