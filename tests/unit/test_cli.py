@@ -12,8 +12,10 @@ def test_revoking_with_the_stack_flushes_the_stages_authorizer_cache() -> None:
     """Issue #15.16: a revoked key kept working for AuthorizerCacheSeconds. API Gateway's
     FlushStageAuthorizersCache (restApiId, stageName) drops the cached answers; the stub checks the
     request against botocore's model of the API, as AWS would."""
-    options = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
-    cloudformation, apigateway = boto3.client("cloudformation", **options), boto3.client("apigateway", **options)
+    cloudformation = boto3.client(
+        "cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    apigateway = boto3.client("apigateway", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(cloudformation) as cfn, Stubber(apigateway) as api:
         cfn.add_response(
             "describe_stack_resource",
@@ -35,8 +37,9 @@ def test_revoking_with_the_stack_flushes_the_stages_authorizer_cache() -> None:
 
 
 def test_a_flush_that_fails_says_what_remains() -> None:
-    options = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
-    cloudformation = boto3.client("cloudformation", **options)
+    cloudformation = boto3.client(
+        "cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     with Stubber(cloudformation) as cfn:
         cfn.add_client_error("describe_stack_resource", "ValidationError", "Stack does not exist")
         said = main._flush_authorizer_cache("gone", cloudformation, object())

@@ -2,11 +2,12 @@
 notice the finish, never oversleep the deadline."""
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from imagejobs import polling
-from imagejobs.models import JobStatus, ProviderJob
+from imagejobs.models import JobStatus, PollResult, ProviderJob
 
 T0 = 1_800_000_000.0
 MEDIUM = polling.window("medium")
@@ -18,8 +19,8 @@ def decide(
     polls: int = 1,
     deadline: float = 900,
     win: polling.Window = MEDIUM,
-    **job: object,
-):
+    **job: Any,
+) -> PollResult:
     return polling.decide(
         ProviderJob(id="p1", status=status, **job),
         job_id="img_1",

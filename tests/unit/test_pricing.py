@@ -183,4 +183,4 @@ def test_the_documented_size_rule_names_the_models_that_take_custom_sizes() -> N
         for name, entry in pricing.price_table()["models"].items()
         if entry.get("rules", {}).get("size", {}).get("custom")
     }
-    assert {pricing.catalog_name(name) for name in CUSTOM_SIZE_MODELS} == custom
+    assert {pricing.catalog_name(str(name)) for name in CUSTOM_SIZE_MODELS} == custom

@@ -241,7 +241,7 @@ def test_a_provider_that_does_not_serve_the_model_ends_the_job_without_retries()
     body = {"error": {"message": "model gone", "code": "model_not_found"}}
     for status in (404, 410):
         with pytest.raises(JobRejected) as caught:
-            client_answering(lambda _, status=status: httpx.Response(status, json=body)).submit(
+            client_answering(lambda _, status=status: httpx.Response(status, json=body)).submit(  # type: ignore[misc]
                 REQUEST, idempotency_key="k"
             )
         assert caught.value.code == "model_unavailable" and caught.value.message == "model gone"

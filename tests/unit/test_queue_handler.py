@@ -54,7 +54,7 @@ def test_messages_without_time_for_them_go_back_at_once_untouched() -> None:
 
     handler = queue_handler(make_logger("test"), process, reserve_seconds=65, release=released.append)
 
-    answer = handler(sqs_event(4), context)
+    answer = handler(sqs_event(4), context)  # type: ignore[arg-type]  # a LambdaContext's duck
 
     # 150 s: the first two start (150, 90 left), the third finds 30 s < 65 s: it and the fourth go back
     assert len(processed) == 2
@@ -70,5 +70,5 @@ def test_with_time_enough_every_message_is_processed() -> None:
         return "submitted"
 
     handler = queue_handler(make_logger("test"), process, reserve_seconds=65, release=lambda _: None)
-    assert handler(sqs_event(10), Context(seconds=150)) == {"batchItemFailures": []}
+    assert handler(sqs_event(10), Context(seconds=150)) == {"batchItemFailures": []}  # type: ignore[arg-type]  # a LambdaContext's duck
     assert len(processed) == 10

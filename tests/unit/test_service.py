@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from imagejobs import flows
 from imagejobs.jobs import JobRecord
 from imagejobs.models import GenerationRequest, JobStatus
-from imagejobs.settings import Settings
-
-SETTINGS = Settings.from_env(
-    {
-        "JOBS_TABLE": "t",
-        "RESULTS_BUCKET": "b",
-        "SUBMIT_QUEUE_URL": "q",
-        "STATE_MACHINE_ARN": "arn:sm",
-        "PROVIDER_BASE_URL": "https://p",
-        "PROVIDER_SECRET_ID": "s",
-    }
-)
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.jobs: dict[str, JobRecord] = {}
-
-    def create(self, record: JobRecord, reservation: Any = None) -> bool:
-        if record.id in self.jobs:
-            return False
-        self.jobs[record.id] = record
-        return True
-
-    def get(self, job_id: str) -> JobRecord | None:
-        return self.jobs.get(job_id)
-
-    def settle(self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: Any = None) -> bool:
-        record = self.jobs[job_id]
-        if record.status.final:
-            return False
-        self.jobs[job_id] = JobRecord.model_validate({**record.model_dump(), **fields, "status": status})
-        return True
+from tests.fakes import SETTINGS
+from tests.fakes import FakeStore as MemoryStore
 
 
 class BrokenQueue:
@@ -144,10 +111,10 @@ def test_a_waiting_call_returns_as_soon_as_its_job_is_final_or_when_its_time_is_
         id="img_w", tenant="t", model="m", request={}, request_hash="-", created_at=0, updated_at=0, deadline_at=9
     )
     store = FinishingStore(record)
-    deps = flows.Deps(settings=SETTINGS, store=store)  # type: ignore[arg-type]
+    deps = flows.Deps(settings=SETTINGS, store=store)
     assert flows.wait_until_final(deps, "img_w", 25).status is JobStatus.SUCCEEDED
     assert store.reads == 3 and slept == [flows.SYNC_CHECK_SECONDS] * 2
     never = FinishingStore(record.model_copy(update={"id": "img_n"}))
     never.reads = 10  # never becomes final
-    deps = flows.Deps(settings=SETTINGS, store=never)  # type: ignore[arg-type]
+    deps = flows.Deps(settings=SETTINGS, store=never)
     assert flows.wait_until_final(deps, "img_n", 0).status is JobStatus.QUEUED  # no time: one look

@@ -9,31 +9,12 @@ from typing import Any
 import pytest
 
 from imagejobs import clock, flows
-from imagejobs.errors import ProviderUnavailable, RateLimited, StaleTransition, SubmissionInFlight
+from imagejobs.errors import ProviderUnavailable, RateLimited, SubmissionInFlight
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, ProviderJob
 from imagejobs.settings import Settings
-from tests.unit.test_service import SETTINGS, MemoryStore
-
-
-class SubmittingStore(MemoryStore):
-    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
-        record = self.jobs[job_id]
-        if record.provider_job_id is not None or record.submission_started_at != previous:
-            raise StaleTransition("marked meanwhile")
-        self.jobs[job_id] = record.model_copy(update={"submission_started_at": at})
-
-    def clear_submitting(self, job_id: str, at: float) -> None:
-        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"submission_started_at": None})
-
-    def latency_counts(self, kind: str) -> dict[int, float]:
-        return {}
-
-    def record_submission(self, job_id: str, provider_job_id: str, at: float, poll_window: Any = None) -> None:
-        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"provider_job_id": provider_job_id})
-
-    def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
-        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"execution_arn": execution_arn})
+from tests.fakes import SETTINGS
+from tests.fakes import FakeStore as SubmittingStore
 
 
 class Provider:

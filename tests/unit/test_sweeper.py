@@ -7,19 +7,8 @@ from typing import Any
 from imagejobs import clock, flows, sweeper
 from imagejobs.jobs import JobRecord
 from imagejobs.models import JobStatus, ProviderJob
-from tests.unit.test_service import SETTINGS, MemoryStore
-
-
-class OpenStore(MemoryStore):
-    def open_jobs(self) -> list[JobRecord]:
-        return [job for job in self.jobs.values() if not job.status.final]
-
-    def record_execution(self, job_id: str, arn: str, at: float) -> None:
-        self.jobs[job_id] = self.jobs[job_id].model_copy(update={"execution_arn": arn})
-
-    def record_resume(self, job_id: str, arn: str, at: float) -> None:
-        job = self.jobs[job_id]
-        self.jobs[job_id] = job.model_copy(update={"execution_arn": arn, "resumes": job.resumes + 1})
+from tests.fakes import SETTINGS
+from tests.fakes import FakeStore as OpenStore
 
 
 class Loops:
@@ -86,8 +75,8 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
     queue = Queue()
     deps = flows.Deps(
         settings=SETTINGS,
-        store=store,  # type: ignore[arg-type]
-        loops=loops,  # type: ignore[arg-type]
+        store=store,
+        loops=loops,
         queue=queue,  # type: ignore[arg-type]
         provider=Provider(),  # type: ignore[arg-type]
     )

@@ -1,0 +1,271 @@
+"""In-memory fakes of the job logic's ports (imagejobs.flows.ports), for the unit tier: each keeps
+what a test needs to look at, and keeps the one rule of its real adapter that the flows rely on
+(a create or a settle is conditional: the second writer loses)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from imagejobs import budget, flows
+from imagejobs.budget import Caps
+from imagejobs.errors import StaleTransition
+from imagejobs.jobs import JobRecord
+from imagejobs.models import JobStatus, ObjectInfo, ObjectRef, Output, ProviderJob, WebhookState
+from imagejobs.settings import Settings
+
+SETTINGS = Settings.from_env(
+    {
+        "JOBS_TABLE": "t",
+        "RESULTS_BUCKET": "b",
+        "SUBMIT_QUEUE_URL": "q",
+        "STATE_MACHINE_ARN": "arn:sm",
+        "PROVIDER_BASE_URL": "https://p",
+        "PROVIDER_SECRET_ID": "s",
+    }
+)
+
+
+class FakeStore:
+    """The job table: create and settle are conditional, like DynamoDB's; spend per tenant and
+    period moves with reservations and charges in the same call."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobRecord] = {}
+        self.spent: dict[tuple[str, str], Decimal] = {}
+        self.settles_won = 0
+
+    def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
+        if record.id in self.jobs:
+            return False
+        if reservation is not None:
+            budget.check_fits(
+                reservation, {p: self.spent.get((record.tenant, p), Decimal(0)) for _, p, _ in reservation.limits()}
+            )
+            for _, period, _ in reservation.limits():
+                key = (record.tenant, period)
+                self.spent[key] = self.spent.get(key, Decimal(0)) + reservation.amount
+        self.jobs[record.id] = record
+        return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.jobs.get(job_id)
+
+    def settle(
+        self, job_id: str, status: JobStatus, fields: dict[str, Any], charge: budget.Charge | None = None
+    ) -> bool:
+        record = self.jobs[job_id]
+        if record.status.final:
+            return False
+        self.jobs[job_id] = JobRecord.model_validate({**record.model_dump(), **fields, "status": status})
+        if charge is not None:
+            for period in (charge.day, charge.month):
+                key = (charge.tenant, period)
+                self.spent[key] = self.spent.get(key, Decimal(0)) + charge.delta
+        self.settles_won += 1
+        return True
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        self.jobs[job_id] = self.jobs[job_id].model_copy(update=fields)
+
+    def record_submission(
+        self, job_id: str, provider_job_id: str, at: float, poll_window: dict[str, float] | None = None
+    ) -> None:
+        self._update(job_id, provider_job_id=provider_job_id, submitted_at=at, status=JobStatus.IN_PROGRESS)
+
+    def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
+        self._update(job_id, execution_arn=execution_arn)
+
+    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
+        record = self.jobs[job_id]
+        if record.provider_job_id is not None or record.submission_started_at != previous:
+            raise StaleTransition("marked meanwhile")
+        self._update(job_id, submission_started_at=at)
+
+    def clear_submitting(self, job_id: str, at: float) -> None:
+        self._update(job_id, submission_started_at=None)
+
+    def record_poll(
+        self, job_id: str, provider_status: JobStatus, at: float, checks: int = 1, held: float = 0.0
+    ) -> JobRecord:
+        record = self.jobs[job_id]
+        if record.status.final:
+            raise StaleTransition("final")
+        self._update(job_id, polls=record.polls + 1)
+        return self.jobs[job_id]
+
+    def latency_counts(self, kind: str) -> dict[int, float]:
+        return {}
+
+    def record_latency(self, kind: str, seconds: float) -> None:
+        return None
+
+    def list_jobs(
+        self, tenant: str, *, limit: int, after: JobRecord | None = None, status: JobStatus | None = None
+    ) -> tuple[list[JobRecord], bool]:
+        mine = [job for job in self.jobs.values() if job.tenant == tenant and (status is None or job.status is status)]
+        return mine[:limit], len(mine) > limit
+
+    def open_jobs(self, limit: int = 500) -> list[JobRecord]:
+        return [job for job in self.jobs.values() if not job.status.final][:limit]
+
+    def record_resume(self, job_id: str, execution_arn: str, at: float) -> None:
+        self._update(job_id, execution_arn=execution_arn, resumes=self.jobs[job_id].resumes + 1)
+
+    def record_event_published(self, job_id: str, at: float) -> None:
+        self._update(job_id, event_published_at=at)
+
+    def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], state: WebhookState) -> None:
+        record = self.jobs[job_id]
+        self._update(job_id, webhook_attempts=[*record.webhook_attempts, attempt], webhook_state=state)
+
+    def take_turn(self, name: str, interval_seconds: float, now: float) -> float:
+        return 0.0
+
+    def webhook_signing_secrets(self, tenant: str, new_secret: str, now: float) -> list[str]:
+        return [new_secret]
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.parked: list[tuple[str, str]] = []
+
+    def send(self, job_id: str, delay_seconds: int = 0) -> None:
+        self.sent.append(job_id)
+
+    def retry_after(self, receipt_handle: str, seconds: int) -> None:
+        return None
+
+    def dead_letter(self, body: str, reason: str) -> None:
+        self.parked.append((body, reason))
+
+
+class FakeLoops:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        self.started.append(name)
+        return f"arn:execution:{name}"
+
+    def stop(self, execution_arn: str, cause: str) -> bool:
+        self.stopped.append(execution_arn)
+        return True
+
+    def status(self, execution_arn: str) -> str | None:
+        return None if execution_arn in self.stopped else "RUNNING"
+
+
+class FakeProvider:
+    """A provider whose jobs are what the test says: `jobs[provider id]` is what get/cancel answer."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, ProviderJob] = {}
+        self.posts = 0
+        self.cancels: list[str] = []
+
+    def submit(self, request: Any, *, idempotency_key: str) -> ProviderJob:
+        self.posts += 1
+        job = ProviderJob(id=f"p_{self.posts}", status=JobStatus.QUEUED)
+        self.jobs[job.id] = job
+        return job
+
+    def submit_edit(self, request: Any, images: Any, mask: Any, *, idempotency_key: str) -> ProviderJob:
+        return self.submit(request, idempotency_key=idempotency_key)
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        return self.jobs[provider_job_id]
+
+    def cancel(self, provider_job_id: str) -> ProviderJob | None:
+        self.cancels.append(provider_job_id)
+        job = self.jobs[provider_job_id]
+        if job.status.final:
+            return job
+        self.jobs[provider_job_id] = job.model_copy(update={"status": JobStatus.CANCELLED})
+        return self.jobs[provider_job_id]
+
+    @contextmanager
+    def download(self, url: str) -> Iterator[Iterator[bytes]]:
+        yield iter([b"\x89PNG fake image bytes"])
+
+
+class FakeResults:
+    bucket = "results"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef:
+        self.objects[key] = data
+        return ObjectRef(bucket=self.bucket, key=key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        gone = [key for key in self.objects if key.startswith(prefix)]
+        for key in gone:
+            del self.objects[key]
+        return len(gone)
+
+    def put_stream(self, key: str, chunks: Iterator[bytes], content_type: str, metadata: dict[str, str]) -> Output:
+        self.objects[key] = b"".join(chunks)
+        return Output(bucket=self.bucket, key=key, content_type=content_type, bytes=len(self.objects[key]))
+
+    def presigned_url(self, key: str, ttl_seconds: int) -> str:
+        return f"https://{self.bucket}.example/{key}?ttl={ttl_seconds}"
+
+    def presigned_post(
+        self, key: str, content_type: str, max_bytes: int, ttl_seconds: int
+    ) -> tuple[str, dict[str, str]]:
+        return f"https://{self.bucket}.example/", {"key": key}
+
+
+class FakeObjects:
+    def __init__(self, results: FakeResults) -> None:
+        self.results = results
+
+    def head(self, ref: ObjectRef) -> ObjectInfo:
+        size = len(self.results.objects[ref.key])
+        return ObjectInfo(size=size, etag=None, version_id=None, content_type="image/png", metadata={})
+
+    def read(self, ref: ObjectRef) -> bytes:
+        return self.results.objects[ref.key]
+
+    def read_json(self, bucket: str, key: str) -> Any | None:
+        return None
+
+
+class FakeBudgets:
+    def __init__(self, caps: Caps | None = None) -> None:
+        self._caps = caps or Caps()
+
+    def caps(self, tenant: str) -> Caps:
+        return self._caps
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.settled: list[str] = []
+
+    def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
+        self.settled.append(record.id)
+
+
+def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> flows.Deps:
+    """Every port faked (any of them replaceable by keyword)."""
+    results = ports.pop("results", FakeResults())
+    made: dict[str, Any] = {
+        "store": FakeStore(),
+        "queue": FakeQueue(),
+        "loops": FakeLoops(),
+        "provider": FakeProvider(),
+        "results": results,
+        "objects": FakeObjects(results),
+        "notices": FakeQueue(),
+        "metrics": FakeMetrics(),
+        "budgets": FakeBudgets(),
+    }
+    made.update(ports)
+    return flows.Deps(settings=settings, **made)
