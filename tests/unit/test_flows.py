@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from imagejobs import budget, clock, flows
+from imagejobs.errors import ImageJobsError
 from imagejobs.models import FinalizeInput, GenerationRequest, JobStatus, ProviderJob, Usage
 from tests.fakes import FakeMetrics, FakeProvider, FakeStore, fake_deps
 
@@ -95,3 +96,21 @@ def test_a_cancel_stops_a_running_job_once_and_charges_what_the_provider_billed(
     with pytest.raises(flows.JobAlreadyFinal):
         flows.cancel(deps, job_id)
     assert deps.loops.stopped == ["arn:execution:x"]  # type: ignore[union-attr]
+
+
+def test_a_listing_is_judged_by_the_application() -> None:
+    deps = fake_deps()
+    mine = [accepted(deps, f"cat {n}") for n in range(3)]
+    page = flows.list_jobs(deps, "t1", "https://api.example", limit=2, status="queued", after=None)
+    assert len(page["data"]) == 2 and page["has_more"] and page["first_id"] in mine
+    for limit, status, after, param in (
+        (0, None, None, "limit"),
+        (None, None, None, "limit"),
+        (5, "done", None, "status"),
+    ):
+        with pytest.raises(ImageJobsError) as refused:
+            flows.list_jobs(deps, "t1", "", limit=limit, status=status, after=after)
+        assert (refused.value.status, refused.value.param) == (400, param)
+    with pytest.raises(ImageJobsError) as unknown:
+        flows.list_jobs(deps, "someone-else", "", limit=5, status=None, after=mine[0])  # not their job
+    assert (unknown.value.status, unknown.value.param) == (404, "after")

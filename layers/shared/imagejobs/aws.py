@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.exceptions import ClientError
@@ -37,7 +37,8 @@ class _LazyClient[C]:
     @property
     def _client(self) -> C:
         if self._made is None:
-            self._made = boto3.client(self._service_name, config=self._config())  # type: ignore[call-overload]
+            # (the service's name is a class attribute, not a literal the stubs' overloads can see)
+            self._made = cast(C, boto3.client(cast(Any, self._service_name), config=self._config()))
         return self._made
 
 
@@ -275,7 +276,7 @@ class ResultStore(_LazyClient[S3Client]):
             self._client.put_object(Bucket=self.bucket, Key=key, Body=head, ContentType=content_type, Metadata=metadata)
             return Output(bucket=self.bucket, key=key, content_type=content_type, bytes=len(head))
         reader.push_back(head)
-        body: IO[bytes] = reader  # type: ignore[assignment]
+        body = cast(IO[bytes], reader)  # a readable stream of the chunks, as upload_fileobj takes
         self._client.upload_fileobj(
             body, self.bucket, key, ExtraArgs={"ContentType": content_type, "Metadata": metadata}
         )

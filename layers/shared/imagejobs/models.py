@@ -256,7 +256,7 @@ class FinalizeInput(Model):
     model_config = ConfigDict(extra="ignore")
 
     job_id: str
-    action: str = "finalize"
+    action: Literal["finalize", "end"] = "finalize"
     final_status: JobStatus | None = None
     reason: str | None = None
     message: str | None = None

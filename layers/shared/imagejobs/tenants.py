@@ -199,7 +199,8 @@ class Tenants(TableAdapter):
     def set_caps(self, tenant: str, *, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> Caps:
         """Set (a Decimal) or clear (None) each cap."""
         check_tenant(tenant)
-        sets, removes, values = ["tenant = :tenant"], [], {":tenant": tenant}
+        sets, removes = ["tenant = :tenant"], []
+        values: dict[str, Any] = {":tenant": tenant}
         for name, value in (("daily_budget_usd", daily_usd), ("monthly_budget_usd", monthly_usd)):
             if value is None:
                 removes.append(name)
@@ -207,7 +208,7 @@ class Tenants(TableAdapter):
                 if value < 0:
                     raise ValueError(f"{name} must not be negative")
                 sets.append(f"{name} = :{name}")
-                values[f":{name}"] = value  # type: ignore[assignment]
+                values[f":{name}"] = value
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         self._table.update_item(
             Key={"pk": TENANT_PREFIX + tenant}, UpdateExpression=update, ExpressionAttributeValues=values

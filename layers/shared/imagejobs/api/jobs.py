@@ -38,35 +38,16 @@ def get_job(job_id: str) -> dict[str, Any]:
 def list_jobs() -> dict[str, Any]:
     tenant = _tenant()
     request = event()
-    # A parameter given empty is given (and invalid), not absent.
+    # A parameter given empty is given (and invalid), not absent; the listing judges the values.
     raw_limit = request.get_query_string_value("limit")
-    raw_limit = "20" if raw_limit is None else raw_limit
-    limit = whole_number(raw_limit)
-    if limit is None or not 1 <= limit <= 100:
-        raise ApiError(400, "limit must be a whole number from 1 to 100.", param="limit", code="invalid_value")
-    status = None
-    if (raw_status := request.get_query_string_value("status")) is not None:
-        try:
-            status = JobStatus(raw_status)
-        except ValueError:
-            allowed = ", ".join(s.value for s in JobStatus)
-            raise ApiError(400, f"status must be one of {allowed}.", param="status", code="invalid_value") from None
-    after = None
-    if (after_id := request.get_query_string_value("after")) is not None:
-        after = wired().store.get(after_id) if after_id else None
-        if after is None or after.tenant != tenant:
-            raise ApiError(
-                404, f"after must be the id of one of your jobs, not '{after_id}'.", param="after", code="job_not_found"
-            )
-    records, has_more = wired().store.list_jobs(tenant, limit=limit, after=after, status=status)
-    data = [flows.job_view(wired(), record, base_url(request)) for record in records]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
+    return flows.list_jobs(
+        wired(),
+        tenant,
+        base_url(request),
+        limit=flows.DEFAULT_PAGE if raw_limit is None else whole_number(raw_limit),
+        status=request.get_query_string_value("status"),
+        after=request.get_query_string_value("after"),
+    )
 
 
 def _cancel(job_id: str) -> dict[str, Any]:

@@ -33,9 +33,18 @@ from imagejobs.flows.poll import poll
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.settle import end_job, finalize, output_key, output_metadata, outputs_prefix
 from imagejobs.flows.submit import TIME_RESERVE_SECONDS, submission_in_flight_seconds, submit
-from imagejobs.flows.views import SYNC_CHECK_SECONDS, images_response, job_view, output_urls, wait_until_final
+from imagejobs.flows.views import (
+    DEFAULT_PAGE,
+    SYNC_CHECK_SECONDS,
+    images_response,
+    job_view,
+    list_jobs,
+    output_urls,
+    wait_until_final,
+)
 
 __all__ = [
+    "DEFAULT_PAGE",
     "SYNC_CHECK_SECONDS",
     "TIME_RESERVE_SECONDS",
     "Caller",
@@ -59,6 +68,7 @@ __all__ = [
     "finalize",
     "images_response",
     "job_view",
+    "list_jobs",
     "need",
     "new_job_id",
     "output_key",

@@ -8,6 +8,7 @@ from typing import Any
 
 from imagejobs import clock
 from imagejobs.errors import (
+    ImageJobsError,
     JobNotFound,
 )
 from imagejobs.flows.ports import Deps, need
@@ -58,6 +59,55 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         result=_result(record, urls) if urls is not None else None,
     )
     return view.answer()
+
+
+DEFAULT_PAGE, MAX_PAGE = 20, 100
+
+
+class InvalidListing(ImageJobsError):
+    """A listing's parameter out of its range (400, `param` names it)."""
+
+    reason = "invalid_value"
+    status, error_type = 400, "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class UnknownCursor(ImageJobsError):
+    reason = "job_not_found"
+    status, error_type, param = 404, "invalid_request_error", "after"
+
+
+def list_jobs(
+    deps: Deps, tenant: str, base_url: str, *, limit: int | None, status: str | None, after: str | None
+) -> dict[str, Any]:
+    """A page of the tenant's jobs, newest first (`after`: the last id of the page before, one of
+    the tenant's jobs): OpenAI's list shape."""
+    if limit is None or not 1 <= limit <= MAX_PAGE:
+        raise InvalidListing(f"limit must be a whole number from 1 to {MAX_PAGE}.", param="limit")
+    wanted = None
+    if status is not None:
+        try:
+            wanted = JobStatus(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in JobStatus)
+            raise InvalidListing(f"status must be one of {allowed}.", param="status") from None
+    cursor = None
+    if after is not None:
+        cursor = deps.store.get(after) if after else None
+        if cursor is None or cursor.tenant != tenant:
+            raise UnknownCursor(f"after must be the id of one of your jobs, not '{after}'.")
+    records, has_more = deps.store.list_jobs(tenant, limit=limit, after=cursor, status=wanted)
+    data = [job_view(deps, record, base_url) for record in records]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
 
 
 SYNC_CHECK_SECONDS = 0.5  # how often a waiting caller's job is read (job seconds)
