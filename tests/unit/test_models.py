@@ -69,3 +69,24 @@ def test_output_compression_is_for_jpeg_and_webp_only() -> None:
     with pytest.raises(ValidationError, match="output_compression"):
         GenerationRequest.model_validate({"prompt": "a", "output_compression": 50})
     assert GenerationRequest.model_validate({"prompt": "a", "output_format": "jpeg", "output_compression": 50})
+
+
+def test_every_payload_the_state_machine_sends_finalize_is_one_it_takes() -> None:
+    """The finalize step's input as statemachine/jobs.asl.json writes it (each Task's Payload
+    for the finalize function, its JSONPath values filled in), validated by FinalizeInput."""
+    import json
+    from pathlib import Path
+
+    from imagejobs.models import FinalizeInput
+
+    machine = json.loads((Path(__file__).resolve().parents[2] / "statemachine/jobs.asl.json").read_text())
+    sample = {"job_id": "img_1", "error": {"Error": "DownloadFailed", "Cause": "{}"}, "final_status": "failed"}
+    payloads = [
+        state["Parameters"]["Payload"]
+        for state in machine["States"].values()
+        if "FinalizeFunctionArn" in str((state.get("Parameters") or {}).get("FunctionName"))
+    ]
+    assert len(payloads) >= 2
+    for payload in payloads:
+        filled = {key.removesuffix(".$"): sample.get(key.removesuffix(".$"), value) for key, value in payload.items()}
+        FinalizeInput.model_validate(filled)  # raises on an action (or field) it does not take

@@ -256,7 +256,7 @@ class FinalizeInput(Model):
     model_config = ConfigDict(extra="ignore")
 
     job_id: str
-    action: Literal["finalize", "end"] = "finalize"
+    action: Literal["finalize", "end", "fail"] = "finalize"  # what statemachine/jobs.asl.json sends (a test checks)
     final_status: JobStatus | None = None
     reason: str | None = None
     message: str | None = None
