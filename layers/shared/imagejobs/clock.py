@@ -37,7 +37,7 @@ def now() -> float:
     real = time.time()
     if scale == 1.0:
         return real
-    anchor = float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
+    anchor = _anchor()
     return anchor + (real - anchor) / scale
 
 
@@ -47,8 +47,13 @@ def to_wall(job_time: float) -> float:
     scale = time_scale()
     if scale == 1.0:
         return job_time
-    anchor = float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
+    anchor = _anchor()
     return anchor + (job_time - anchor) * scale
+
+
+def _anchor() -> float:
+    """The real instant where the job clock and the wall clock agree."""
+    return float(os.environ.get("IMAGEJOBS_CLOCK_ANCHOR") or _IMPORTED_AT)
 
 
 def wall_now() -> float:

@@ -114,6 +114,17 @@ class EventNotPublished(ImageJobsError):
     transient = True
 
 
+class InvalidValue(ImageJobsError):
+    """A value of the request refused (400, `param` names it)."""
+
+    reason = "invalid_value"
+    status, error_type = 400, "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class JobNotFound(ImageJobsError):
     reason = "job_not_found"
     status, error_type, param = 404, "invalid_request_error", "id"

@@ -286,32 +286,16 @@ class WebhookView(Model):
     last_error: str | None
 
 
-class ImageData(Model):
-    url: str
-
-
-class ImagesResult(Model):
-    """A succeeded job's images in OpenAI's image response shape (TheRouter's async-media page
-    shows `result.data[].url`)."""
-
-    created: int = Field(description="unix seconds: when the images were made")
-    data: list[ImageData]
-    background: str
-    output_format: str
-    quality: str
-    size: str
-    usage: dict[str, Any] | None = None
-
-
 class ImageOut(Model):
     b64_json: str | None = Field(default=None, description="the image, base64 (while the answer stays small)")
     url: str | None = Field(default=None, description="a presigned URL of the image (larger answers)")
 
 
 class ImagesResponse(Model):
-    """OpenAI's image response: the 200 of a generation or edit called without async=true."""
+    """OpenAI's image response: the 200 of a generation or edit called without async=true, and a
+    succeeded job's `result` (TheRouter's async-media page shows `result.data[].url`)."""
 
-    created: int
+    created: int = Field(description="unix seconds: when the images were made")
     data: list[ImageOut]
     background: str
     output_format: str
@@ -345,11 +329,13 @@ class JobView(Model):
         default=None, description="presigned GET URLs of the images, present once the job has succeeded"
     )
     webhook: WebhookView | None = Field(default=None, description="present when the job has a webhook_url")
-    result: ImagesResult | None = Field(default=None, description="present once the job has succeeded")
+    result: ImagesResponse | None = Field(default=None, description="present once the job has succeeded")
 
     def answer(self) -> dict[str, Any]:
-        absent = {name for name in ("unsigned_urls", "webhook", "result") if getattr(self, name) is None}
-        return self.model_dump(mode="json", exclude=absent)
+        exclude: dict[str, Any] = {name: True for name in ("unsigned_urls", "webhook") if getattr(self, name) is None}
+        # a job's result carries URLs only (b64_json is for a waited-for answer)
+        exclude["result"] = True if self.result is None else {"data": {"__all__": {"b64_json"}}}
+        return self.model_dump(mode="json", exclude=exclude)
 
 
 class JobList(Model):

@@ -168,15 +168,9 @@ def _job_error(record: Any) -> ApiError:
     error = record.error
     code = error.code if error else record.status.value
     message = f"{error.message if error else 'the job ended ' + record.status.value} (job {record.id})"
-    if code in REQUEST_ERRORS:
-        return ApiError(400, message, code=code, headers={"Location": f"{base_url(event())}/v1/jobs/{record.id}"})
-    return ApiError(
-        502,
-        message,
-        type_="server_error",
-        code=code,
-        headers={"Location": f"{base_url(event())}/v1/jobs/{record.id}"},
-    )
+    status, type_ = (400, "invalid_request_error") if code in REQUEST_ERRORS else (502, "server_error")
+    location = {"Location": f"{base_url(event())}/v1/jobs/{record.id}"}
+    return ApiError(status, message, type_=type_, code=code, headers=location)
 
 
 def _answers(success: int, description: str, *errors: int, model: Any = JobView) -> dict[int, Any]:

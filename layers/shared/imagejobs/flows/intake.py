@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from imagejobs import budget, clock, failpoints, pricing, requests_in, staged, uploads, webhooks
 from imagejobs.errors import (
     ImageJobsError,
+    InvalidValue,
     ObjectMissing,
 )
 from imagejobs.flows.ports import Deps, Objects, need
@@ -73,15 +74,8 @@ class UnsupportedModel(ImageJobsError):
     status, error_type, param = 400, "invalid_request_error", "model"
 
 
-class UnsupportedParameter(ImageJobsError):
+class UnsupportedParameter(InvalidValue):
     """A value the request's model does not take (the catalog's `rules` for that model)."""
-
-    reason = "invalid_value"
-    status, error_type = 400, "invalid_request_error"
-
-    def __init__(self, message: str, *, param: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 class ModelShutdown(ImageJobsError):

@@ -9,13 +9,14 @@ from typing import Any
 from imagejobs import clock
 from imagejobs.errors import (
     ImageJobsError,
+    InvalidValue,
     JobNotFound,
 )
 from imagejobs.flows.ports import Deps, need
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
-    ImageData,
-    ImagesResult,
+    ImageOut,
+    ImagesResponse,
     JobStatus,
     JobView,
     ObjectRef,
@@ -56,7 +57,7 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         error=record.error,
         unsigned_urls=urls,
         webhook=webhook_view(record),
-        result=_result(record, urls) if urls is not None else None,
+        result=_result(record, [ImageOut(url=url) for url in urls]) if urls is not None else None,
     )
     return view.answer()
 
@@ -64,15 +65,8 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 
 
-class InvalidListing(ImageJobsError):
-    """A listing's parameter out of its range (400, `param` names it)."""
-
-    reason = "invalid_value"
-    status, error_type = 400, "invalid_request_error"
-
-    def __init__(self, message: str, *, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+class InvalidListing(InvalidValue):
+    """A listing's parameter out of its range."""
 
 
 class UnknownCursor(ImageJobsError):
@@ -129,23 +123,21 @@ def wait_until_final(deps: Deps, job_id: str, seconds: float) -> JobRecord:
 def images_response(deps: Deps, record: JobRecord, *, inline_bytes: int) -> dict[str, Any]:
     """A succeeded job as OpenAI's image API answers a call: `data[].b64_json` (what GPT image
     models return) while the images' base64 fits in `inline_bytes`, else `data[].url` (presigned)."""
-    inline = sum(output.bytes for output in record.outputs) * 4 // 3 + 4 <= inline_bytes
-    if inline:
+    if sum(output.bytes for output in record.outputs) * 4 // 3 + 4 <= inline_bytes:
         objects = need(deps.objects, "objects")
-        data: list[dict[str, str]] = [
-            {"b64_json": base64.b64encode(objects.read(ObjectRef(bucket=output.bucket, key=output.key))).decode()}
+        data = [
+            ImageOut(b64_json=base64.b64encode(objects.read(ObjectRef(bucket=output.bucket, key=output.key))).decode())
             for output in record.outputs
         ]
     else:
-        data = [{"url": url} for url in output_urls(deps, record)]
-    result = _result(record, []).model_dump(mode="json", exclude_none=True)
-    return {**result, "data": data}
+        data = [ImageOut(url=url) for url in output_urls(deps, record)]
+    return _result(record, data).model_dump(mode="json", exclude_none=True)
 
 
-def _result(record: JobRecord, urls: list[str]) -> ImagesResult:
-    return ImagesResult(
+def _result(record: JobRecord, data: list[ImageOut]) -> ImagesResponse:
+    return ImagesResponse(
         created=int(clock.to_wall(record.completed_at or record.updated_at)),
-        data=[ImageData(url=url) for url in urls],
+        data=data,
         background=str(record.request.get("background", "auto")),
         output_format=str(record.request.get("output_format", "png")),
         quality=record.quality,
