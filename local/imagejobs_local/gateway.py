@@ -113,7 +113,8 @@ class LocalGateway:
             return ("+}" in route.path, route.path.count("{"))
 
         best = min(specificity(route) for route, _ in candidates)
-        # A resource's own method before its ANY (API Gateway's rule: OPTIONS beside ANY is OPTIONS)
+        # A resource's own method before its ANY: "ANY ... will catch any HTTP method that wasn't
+        # explicitly declared" (API Gateway developer guide, x-amazon-apigateway-any-method)
         for methods in ((method,), ("ANY",)):
             for route, found in candidates:
                 if specificity(route) == best and route.method in methods:
