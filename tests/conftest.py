@@ -17,6 +17,9 @@ TEST_TIME_SCALE = 0.005
 # within 18 s of real time (slack for a slow or busy machine: 1 real second is 200 job seconds).
 AUTHORIZER_CACHE_SECONDS = 2  # short, so a revoked key is seen to stop working
 TEST_DEADLINE_SECONDS = 3600
+# A plain call (no async=true) waits this many wall-clock seconds: long enough for a normal test
+# job through the whole offline pipeline, short enough that a test of a wait that runs out is quick.
+TEST_SYNC_WAIT_SECONDS = 4
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +34,7 @@ def stack() -> Iterator[LocalStack]:
             "JobDeadlineSeconds": str(TEST_DEADLINE_SECONDS),
             "ProviderTimeoutSeconds": "4",
             "AuthorizerCacheSeconds": str(AUTHORIZER_CACHE_SECONDS),
+            "SyncWaitSeconds": str(TEST_SYNC_WAIT_SECONDS),
         },
     )
     with LocalStack(options) as running:

@@ -36,6 +36,7 @@ class FakeStore:
         self.jobs: dict[str, JobRecord] = {}
         self.spent: dict[tuple[str, str], Decimal] = {}
         self.settles_won = 0
+        self.joins: dict[str, str] = {}
 
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
         if record.id in self.jobs:
@@ -77,6 +78,18 @@ class FakeStore:
 
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
         self._update(job_id, execution_arn=execution_arn)
+
+    def extend_caller_wait(self, job_id: str, until: float) -> None:
+        record = self.jobs[job_id]
+        if record.status.final or (record.caller_waits_until or 0.0) >= until:
+            raise StaleTransition("final, or waited on longer already")
+        self._update(job_id, caller_waits_until=until)
+
+    def joined_job(self, join_key: str) -> str | None:
+        return self.joins.get(join_key)
+
+    def remember_join(self, join_key: str, job_id: str, ttl: int) -> None:
+        self.joins[join_key] = job_id
 
     def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
         record = self.jobs[job_id]

@@ -27,7 +27,18 @@ app = APIGatewayRestResolver(
         allow_origin=origins[0],
         extra_origins=origins[1:],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Correlation-Id"],
-        expose_headers=["x-request-id", "Location", "Retry-After", "Deprecation", "Sunset", "Link"],
+        # x-should-retry and retry-after-ms: what OpenAI's JS SDK reads to decide a retry, and a
+        # browser shows a script only the headers an answer exposes (Fetch standard, CORS).
+        expose_headers=[
+            "x-request-id",
+            "Location",
+            "Retry-After",
+            "retry-after-ms",
+            "x-should-retry",
+            "Deprecation",
+            "Sunset",
+            "Link",
+        ],
         max_age=600,
     )
 )
@@ -81,9 +92,30 @@ def unexpected(exc: Exception) -> Response:
     return ApiError(500, "The server had an error while processing your request.", type_="server_error").response()
 
 
+# A header list as a preflight names it (Fetch standard: field names, comma-separated).
+HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
+
+
+def _allow_requested_headers(event: dict[str, Any], response: dict[str, Any]) -> None:
+    """A preflight's Access-Control-Allow-Headers echoes what it asks for: OpenAI's JS SDK sends
+    x-stainless-* (arch, lang, os, package-version, retry-count, runtime, runtime-version,
+    timeout), OpenAI-Organization and OpenAI-Project on every call (openai-node client.ts
+    buildHeaders, internal/detect-platform.ts), and that list changes with its versions. Keys are
+    bearer tokens and no cookies are used, so no header is worth refusing."""
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    requested = (headers.get("access-control-request-headers") or "").strip()
+    if event.get("httpMethod") != "OPTIONS" or not requested or not HEADER_LIST.match(requested):
+        return
+    answer = response.setdefault("multiValueHeaders", {})
+    for name in [name for name in answer if name.lower() == "access-control-allow-headers"]:
+        answer[name] = [requested]
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    common.invocation_started()
     response = app.resolve(event, context)
+    _allow_requested_headers(event, response)
     # The id OpenAI's SDKs surface (x-request-id), on every answer of ours, errors included: API
     # Gateway's request id, which its own answers carry as x-amzn-RequestId.
     request_id = (event.get("requestContext") or {}).get("requestId") or context.aws_request_id

@@ -174,13 +174,16 @@ def _invoke_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
             _capture.invoking = False
 
 
-def _sleep_between_turns(seconds: float) -> None:
+def _sleep_between_turns(seconds: float, wall: bool = False) -> None:
     """clock.sleep inside a handler: on Lambda a sleeping function blocks nobody (each is its
-    own process), so here it gives up its turn while it sleeps and takes the next one after."""
+    own process), so here it gives up its turn while it sleeps and takes the next one after.
+    A job-clock sleep counts against the function's timeout in job seconds; a wall-clock one
+    (clock.wall_sleep: a caller's wait) in the real seconds it took, like computing."""
     if not getattr(_capture, "invoking", False):
         time.sleep(seconds)
         return
-    _capture.slept_real = getattr(_capture, "slept_real", 0.0) + seconds
+    if not wall:
+        _capture.slept_real = getattr(_capture, "slept_real", 0.0) + seconds
     _turn.release()
     try:
         time.sleep(seconds)

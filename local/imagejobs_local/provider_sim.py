@@ -84,9 +84,24 @@ FAULT_MARKERS = {
 }
 
 
+# Generation time by quality (job seconds, uniform within each range): what `make serve` simulates
+# unless told otherwise. Published figures: OpenAI's image generation guide says complex prompts
+# may take up to 2 minutes; gpt-image-1's simple prompts take about 2-10 s and complex ones 8-25 s
+# (cometapi.com, "How long does ChatGPT take to create an image"); gpt-image-2's high quality
+# at 1536x1024 takes about 235 s, 30-50x its low quality (help.apiyi.com, "GPT-image-2 API
+# invocation performance optimization"). "auto" lets the model choose: medium to high.
+QUALITY_LATENCY: dict[str, tuple[float, float]] = {
+    "low": (4.0, 15.0),
+    "medium": (10.0, 40.0),
+    "high": (30.0, 120.0),
+    "auto": (10.0, 120.0),
+}
+
+
 @dataclass(frozen=True)
 class Latency:
-    """Generation time in job seconds: uniform(low, high), or lognormal around `median`."""
+    """Generation time in job seconds: uniform(low, high), lognormal around `median`, or
+    "quality": uniform within the request's quality's range (QUALITY_LATENCY)."""
 
     kind: str = "uniform"
     low: float = 30.0
@@ -94,11 +109,13 @@ class Latency:
     median: float = 60.0
     sigma: float = 0.5
 
-    def draw(self, rng: random.Random) -> float:
+    def draw(self, rng: random.Random, quality: str = "auto") -> float:
         if self.kind == "zero":
             return 0.0
         if self.kind == "lognormal":
             return min(self.high * 3, rng.lognormvariate(0, self.sigma) * self.median)
+        if self.kind == "quality":
+            return rng.uniform(*QUALITY_LATENCY.get(quality, QUALITY_LATENCY["auto"]))
         return rng.uniform(self.low, self.high)
 
 
@@ -216,6 +233,16 @@ class SimStats:
     poll_calls: int = 0
     downloads: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """What a test of a stack in another process reads (GET /sim/stats)."""
+        return {
+            "submissions": dict(self.submissions),
+            "submit_calls": self.submit_calls,
+            "poll_calls": self.poll_calls,
+            "cancel_calls": self.cancel_calls,
+            "downloads": self.downloads,
+        }
+
 
 class SimulatedProvider:
     def __init__(
@@ -298,7 +325,8 @@ class SimulatedProvider:
             job_id = (
                 f"{uuid.uuid4()}:v2" if behaviour.odd_id else "img_sim_" + secrets.token_hex(10)
             )  # ids of any shape: nothing documents theirs
-            latency = behaviour.latency if behaviour.latency is not None else self.latency.draw(self._rng)
+            quality = str(body.get("quality") or "auto")
+            latency = behaviour.latency if behaviour.latency is not None else self.latency.draw(self._rng, quality)
             job = SimJob(
                 id=job_id,
                 request=dict(body),
@@ -647,6 +675,10 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path).path.strip("/").split("/")
+            if parts == ["sim", "stats"]:  # the simulator's own counts, for tests of a served stack
+                with sim._lock:
+                    self._send(200, sim.stats.summary())
+                return
             if len(parts) == 3 and parts[0] == "files":
                 parts[1] = unquote(parts[1])
                 index = parts[2].split(".")[0]

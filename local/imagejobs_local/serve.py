@@ -7,6 +7,7 @@ the HTTP API (TheRouter's async contract), and moto's AWS endpoint for aws cli /
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -45,6 +46,13 @@ def serve_playground() -> str:
     return f"http://127.0.0.1:{_playground_server.server_address[1]}/playground"
 
 
+def _latency(low: float | None, high: float | None) -> Latency:
+    """By quality unless a range is given (either end alone keeps the other from 30-180 s)."""
+    if low is None and high is None:
+        return Latency(kind="quality")
+    return Latency(low=30.0 if low is None else low, high=180.0 if high is None else high)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="HTTP API port (0: a free one)")
@@ -54,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.1,
         help="job seconds per real second, inverted: 0.1 runs a 60 s generation in 6 s; 1 is real time",
     )
-    parser.add_argument("--latency-low", type=float, default=30.0, help="simulated generation time, low (s)")
-    parser.add_argument("--latency-high", type=float, default=180.0, help="simulated generation time, high (s)")
+    parser.add_argument(
+        "--latency-low",
+        type=float,
+        help="simulated generation time, shortest (job s); default: by quality (provider_sim.QUALITY_LATENCY)",
+    )
+    parser.add_argument("--latency-high", type=float, help="simulated generation time, longest (job s)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     provider, time_scale = provider_from_env(args.time_scale)  # PROVIDER_URL / PROVIDER_KEY, if set
@@ -66,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             schedules=True,  # the sweeper runs every 5 minutes of job time
             gateway_port=args.port,
             time_scale=time_scale,
-            latency=Latency(low=args.latency_low, high=args.latency_high),
+            latency=_latency(args.latency_low, args.latency_high),
             log_level=args.log_level,
             **provider,
         )
@@ -96,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             # carries the base URL and key (a fragment never reaches a server)
             "IMAGEJOBS_PLAYGROUND_URL": f"{playground}#base={stack.base_url}&key={stack.api_key}",
         }
+        if not provider:  # the simulated provider: its own counts at /sim/stats
+            settings["IMAGEJOBS_SIMULATOR_URL"] = stack.provider.base_url
         for name, value in settings.items():
-            print(f"{name}={value}")
+            # Shell-safe (the playground URL holds '&' and '#'): each line can be pasted or eval'd.
+            print(f"{name}={shlex.quote(value)}")
         print(
             f"# serving on {stack.base_url} (time scale {time_scale}); Ctrl-C stops. Try:\n"
             f'# curl -s -X POST "{stack.base_url}/v1/images/generations?async=true" '

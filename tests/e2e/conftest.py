@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def served() -> Iterator[dict[str, str]]:
             break
         name, sep, value = line.strip().partition("=")
         if sep and name.isupper():
-            settings[name] = value
+            settings[name] = shlex.split(value)[0]  # printed shell-quoted
     try:
         assert all(name in settings for name in REQUIRED), f"serve printed {settings}; stderr: {process.stderr}"
         yield settings

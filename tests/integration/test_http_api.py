@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -10,7 +11,10 @@ import pytest
 
 from imagejobs import clock
 from imagejobs_local.stack import LocalStack
+from tests.conftest import TEST_SYNC_WAIT_SECONDS
 from tests.helpers import load_event, wait_for_job
+
+SYNC_RESERVE_SLACK = 3.5  # a wait ends SYNC_RESERVE (3 s) before the API's timeout at the latest
 
 GENERATIONS = "/v1/images/generations?async=true"
 EDITS = "/v1/images/edits?async=true"
@@ -155,49 +159,61 @@ def test_unknown_route_is_404_in_openai_shape(stack: LocalStack, api: httpx.Clie
     assert httpx.get(stack.base_url + "/openapi.json").status_code == 200
 
 
-def _finished_first(api: httpx.Client, body: dict[str, Any], key: str) -> dict[str, Any]:
-    """Make the job asynchronously and let it end: offline the job clock runs 200x fast, so the 25
-    job seconds a plain call waits are 0.1 s of real time, too little for the whole offline
-    pipeline; a plain call with the same Idempotency-Key then finds it final, as a wait would."""
-    first = api.post(GENERATIONS, json=body, headers={"Idempotency-Key": key})
-    assert first.status_code == 202, first.text
-    return wait_for_job(api, first.json()["id"])
-
-
 def test_a_plain_sdk_call_gets_openais_image_response(api: httpx.Client) -> None:
-    """Issue #16.1: without async=true (what OpenAI's SDKs send) the call waits up to
-    SyncWaitSeconds and answers 200 with `created`, `data[].b64_json` (what GPT image models
-    return), `usage`, `size`, `quality`, `output_format`, `background`."""
+    """Issue #16.1, #20: without async=true (what OpenAI's SDKs send) the call waits, on the wall
+    clock, up to SyncWaitSeconds and answers 200 with `created`, `data[].b64_json` (what GPT image
+    models return), `usage`, `size`, `quality`, `output_format`, `background`."""
     import base64
     import io
 
     from PIL import Image
 
     body = {"prompt": "a plain call", "quality": "low", "size": "1024x1536"}
-    job = _finished_first(api, body, "plain-sdk-call")
-    answer = api.post("/v1/images/generations", json=body, headers={"Idempotency-Key": "plain-sdk-call"})
+    answer = api.post("/v1/images/generations", json=body)
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert set(result) >= {"created", "data", "usage", "size", "quality", "output_format", "background"}
     (image,) = result["data"]
     assert Image.open(io.BytesIO(base64.b64decode(image["b64_json"]))).size == (1024, 1536)
     assert (result["size"], result["quality"], result["output_format"]) == ("1024x1536", "low", "png")
-    assert result["usage"] == job["usage"] and result["created"] == job["completed_at"]
+    (job,) = [job for job in api.get("/v1/jobs", params={"limit": 5}).json()["data"] if job["usage"] == result["usage"]]
+    assert result["created"] == job["completed_at"]
 
 
-def test_a_waited_call_that_takes_too_long_answers_202_and_one_that_fails_its_error(api: httpx.Client) -> None:
-    slow = api.post("/v1/images/generations", json={"prompt": "[sim:never] too slow to wait for", "quality": "low"})
-    assert slow.status_code == 202 and slow.headers["Location"] == slow.json()["polling_url"]  # never lost
-    doomed = {"prompt": "[sim:fail] doomed", "quality": "low"}
-    _finished_first(api, doomed, "plain-doomed")
-    failed = api.post("/v1/images/generations", json=doomed, headers={"Idempotency-Key": "plain-doomed"})
-    error = assert_openai_error(failed, 502)
+def test_a_plain_call_whose_wait_runs_out_is_retried_into_the_same_job(stack: LocalStack, api: httpx.Client) -> None:
+    """Issue #20.4: never a 202 to a plain call (OpenAI's SDKs read it as an empty success). When
+    the wait runs out: 504 with x-should-retry: true and retry-after-ms (what the SDKs obey), the
+    job id and polling_url in the message; the SDK's retry (same body, x-stainless-retry-count: 1,
+    no idempotency header) joins that job: no second submission."""
+    body = {"prompt": "[sim:never] too slow to wait for", "quality": "low"}
+    started = time.monotonic()
+    slow = api.post("/v1/images/generations", json=body, headers={"x-stainless-retry-count": "0"})
+    waited = time.monotonic() - started
+    error = assert_openai_error(slow, 504)
+    assert error["code"] == "job_still_running" and slow.headers["x-should-retry"] == "true"
+    assert slow.headers["retry-after-ms"] == "1000"
+    job_id = slow.headers["Location"].rsplit("/", 1)[1]
+    assert job_id in error["message"] and slow.headers["Location"] in error["message"]
+    assert waited >= TEST_SYNC_WAIT_SECONDS - SYNC_RESERVE_SLACK  # wall seconds, not job seconds
+    retried = api.post("/v1/images/generations", json=body, headers={"x-stainless-retry-count": "1"})
+    assert assert_openai_error(retried, 504)["code"] == "job_still_running"
+    assert retried.headers["Location"].endswith(job_id)  # the same job, waited on again
+    assert stack.provider.stats.submissions[job_id] == 1
+    # A first attempt of the same body on purpose (retry count 0) is a job of its own.
+    again = api.post("/v1/images/generations?async=false", json=body, headers={"x-stainless-retry-count": "0"})
+    assert not again.headers["Location"].endswith(job_id)
+    for other in (job_id, again.headers["Location"].rsplit("/", 1)[1]):
+        api.post(f"/v1/jobs/{other}/cancel")
+
+
+def test_a_plain_call_whose_job_fails_says_why_and_not_to_retry(api: httpx.Client) -> None:
+    doomed = api.post("/v1/images/generations", json={"prompt": "[sim:fail] doomed", "quality": "low"})
+    error = assert_openai_error(doomed, 502)
     assert error["type"] == "server_error" and error["code"] == "generation_failed"
-    assert "/v1/jobs/img_" in failed.headers["Location"]
-    refused_body = {"prompt": "[sim:moderated] refused", "quality": "low"}
-    _finished_first(api, refused_body, "plain-refused")
-    refused = api.post("/v1/images/generations", json=refused_body, headers={"Idempotency-Key": "plain-refused"})
+    assert "/v1/jobs/img_" in doomed.headers["Location"] and doomed.headers["x-should-retry"] == "false"
+    refused = api.post("/v1/images/generations", json={"prompt": "[sim:moderated] refused", "quality": "low"})
     assert assert_openai_error(refused, 400)["code"] == "moderation_blocked"
+    assert refused.headers["x-should-retry"] == "false"
     assert_openai_error(api.post("/v1/images/generations?async=maybe", json={"prompt": "a"}), 400, "async")
 
 

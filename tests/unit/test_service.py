@@ -105,16 +105,29 @@ def test_a_waiting_call_returns_as_soon_as_its_job_is_final_or_when_its_time_is_
 ) -> None:
     from imagejobs import clock
 
+    # The caller's wait is on the wall clock (offline too, where the job clock runs fast): a
+    # job-clock sleep would make a 25 s wait last 2.5 s at TIME_SCALE=0.1.
+    wall = [1000.0]
     slept: list[float] = []
-    monkeypatch.setattr(clock, "sleep", slept.append)  # the job clock stands still: only reads advance it
+    monkeypatch.setattr(clock, "wall_now", lambda: wall[0])
+
+    def wall_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        wall[0] += seconds
+
+    monkeypatch.setattr(clock, "wall_sleep", wall_sleep)
+    monkeypatch.setattr(clock, "sleep", lambda seconds: pytest.fail("a caller's wait slept on the job clock"))
     record = JobRecord(
         id="img_w", tenant="t", model="m", request={}, request_hash="-", created_at=0, updated_at=0, deadline_at=9
     )
     store = FinishingStore(record)
     deps = flows.Deps(settings=SETTINGS, store=store)
-    assert flows.wait_until_final(deps, "img_w", 25).status is JobStatus.SUCCEEDED
+    assert flows.wait_until_final(deps, "img_w", wall[0] + 25).status is JobStatus.SUCCEEDED
     assert store.reads == 3 and slept == [flows.SYNC_CHECK_SECONDS] * 2
     never = FinishingStore(record.model_copy(update={"id": "img_n"}))
     never.reads = 10  # never becomes final
     deps = flows.Deps(settings=SETTINGS, store=never)
-    assert flows.wait_until_final(deps, "img_n", 0).status is JobStatus.QUEUED  # no time: one look
+    assert flows.wait_until_final(deps, "img_n", wall[0]).status is JobStatus.QUEUED  # no time: one look
+    slept.clear()
+    assert flows.wait_until_final(deps, "img_n", wall[0] + 1.1).status is JobStatus.QUEUED
+    assert sum(slept) == pytest.approx(1.1)  # waited exactly until the instant it was given

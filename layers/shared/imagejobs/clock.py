@@ -31,6 +31,12 @@ def real_seconds(job_seconds: float) -> int:
     return max(0, math.ceil(job_seconds * time_scale()))
 
 
+def job_seconds(wall_seconds: float) -> float:
+    """A wall-clock duration on the job clock: how far ahead a caller's wall-clock wait reaches
+    there (the status function, which follows the job clock, compares with it)."""
+    return wall_seconds / time_scale()
+
+
 def now() -> float:
     """Seconds since the epoch on the job clock."""
     scale = time_scale()
@@ -68,19 +74,29 @@ def today() -> date:
 
 
 # The offline runtime runs every function in one process, one invocation at a time; while a
-# handler sleeps it lets others run (on Lambda each function is its own process anyway).
-_sleep_hook: Callable[[float], None] | None = None
+# handler sleeps it lets others run (on Lambda each function is its own process anyway). The hook
+# gets the real seconds and whether they were asked for on the wall clock (True) or the job clock.
+_sleep_hook: Callable[[float, bool], None] | None = None
 
 
-def set_sleep_hook(hook: Callable[[float], None] | None) -> None:
+def set_sleep_hook(hook: Callable[[float, bool], None] | None) -> None:
     global _sleep_hook
     _sleep_hook = hook
 
 
 def sleep(job_seconds: float) -> None:
     """Sleep on the job clock (scaled offline)."""
-    seconds = max(0.0, job_seconds * time_scale())
+    _sleep(max(0.0, job_seconds * time_scale()), wall=False)
+
+
+def wall_sleep(seconds: float) -> None:
+    """Sleep on the wall clock, even offline: a caller waiting for its answer waits real seconds
+    (API Gateway's integration timeout is real time, whatever the job clock does)."""
+    _sleep(max(0.0, seconds), wall=True)
+
+
+def _sleep(real: float, *, wall: bool) -> None:
     if _sleep_hook is not None:
-        _sleep_hook(seconds)
+        _sleep_hook(real, wall)
     else:
-        time.sleep(seconds)
+        time.sleep(real)

@@ -12,6 +12,9 @@ updated when a job succeeds; priors by quality until there is history):
   a finish is noticed within seconds at the price of one invocation per HOLD_SECONDS;
 - past the window the job is slow for its kind: the interval grows with the time already spent
   (15 %, 2-20 s; 120 s after half an hour), without holding.
+- while a caller waits on the answer (a plain call, `caller_waits_until`), none of that: the first
+  look comes a second after submission and every call holds, looking every second, until the
+  caller stops waiting; then the job goes back to the schedule above.
 
 Every wait and hold is cut so that the deadline is never overslept.
 """
@@ -46,6 +49,9 @@ MAX_INTERVAL_SECONDS = 20
 # stays far inside a Standard execution's 25,000 history events.
 LONG_RUNNING_AFTER_SECONDS = 1800
 LONG_RUNNING_INTERVAL_SECONDS = 120
+# While a caller waits: the first look this long after submission, then one every second.
+WAITING_FIRST_LOOK_SECONDS = 1
+WAITING_CHECK_EVERY_SECONDS = 1
 HISTORY_EVENTS_PER_POLL = 9  # Wait 2, Task 5 (entered, scheduled, started, succeeded, exited), Choice 2
 
 # Latency histogram buckets: upper bounds growing by 10 % from 1 s to about 2.5 hours.
@@ -103,13 +109,29 @@ def in_window(elapsed: float, win: Window) -> bool:
     return win.start - CHECK_EVERY_SECONDS <= elapsed < win.end - CHECK_EVERY_SECONDS
 
 
-def hold_seconds(elapsed: float, win: Window, remaining: float) -> float:
+def hold_seconds(elapsed: float, win: Window, remaining: float, waiting: float = 0.0) -> float:
     """How long a status call made `elapsed` s after submission follows the provider (0: one
-    look). Never less than one step when it holds, never past the window or the deadline."""
-    if not in_window(elapsed, win):
+    look). Never less than one step when it holds, never past the window or the deadline.
+    `waiting`: how much longer a caller waits on the answer; the call holds for that (at most
+    HOLD_SECONDS) whatever the window says."""
+    step = check_every(waiting)
+    if waiting > 0:
+        hold = min(HOLD_SECONDS, waiting, remaining - step)
+    elif in_window(elapsed, win):
+        hold = min(HOLD_SECONDS, win.end - elapsed, remaining - step)
+    else:
         return 0.0
-    hold = min(HOLD_SECONDS, win.end - elapsed, remaining - CHECK_EVERY_SECONDS)
-    return hold if hold >= CHECK_EVERY_SECONDS else 0.0
+    return hold if hold >= step else 0.0
+
+
+def check_every(waiting: float) -> int:
+    """The step of a holding call: every second while a caller waits, else CHECK_EVERY_SECONDS."""
+    return WAITING_CHECK_EVERY_SECONDS if waiting > 0 else CHECK_EVERY_SECONDS
+
+
+def caller_waiting(record: JobRecord, now: float) -> float:
+    """How much longer (job seconds) a caller waits on this job's answer (0: nobody does)."""
+    return max(0.0, (record.caller_waits_until or 0.0) - now)
 
 
 def next_interval(elapsed: float, win: Window) -> int:
@@ -154,6 +176,7 @@ def decide(
     now: float,
     polls: int,
     deadline_seconds: float,
+    waiting: float = 0.0,
 ) -> PollResult:
     status = provider_job.status
     if status is JobStatus.SUCCEEDED:
@@ -176,7 +199,8 @@ def decide(
             reason="deadline_exceeded",
             message=f"the job did not finish within {int(deadline_seconds)} s",
         )
-    interval = next_interval(now - submitted_at, win)
+    # A caller still waiting: the next call holds again at once (it looks every second).
+    interval = 0 if waiting > 0 else next_interval(now - submitted_at, win)
     interval = min(interval, max(1, math.ceil(deadline_at - now)))
     # A status the contract does not name is shown as reported (the status function logs it).
     reported = provider_job.reported_status or status.value
@@ -201,6 +225,8 @@ def poll_window(record: JobRecord) -> Window:
 
 
 def first_poll_payload(record: JobRecord) -> dict[str, Any]:
-    """Execution input. Deterministic for a job (its window is recorded with its submission),
-    so a repeated StartExecution is idempotent."""
-    return PollInput(job_id=record.id, next_poll_seconds=first_wait_seconds(poll_window(record))).model_dump()
+    """Execution input. Deterministic for a job (its window is recorded with its submission, and
+    whether a caller waits with its creation), so a repeated StartExecution is idempotent. A job a
+    caller waits on is looked at a second after submission, whatever its window."""
+    first = WAITING_FIRST_LOOK_SECONDS if record.caller_waits_until else first_wait_seconds(poll_window(record))
+    return PollInput(job_id=record.id, next_poll_seconds=first).model_dump()

@@ -31,8 +31,11 @@ class Settings(BaseModel):
     result_url_ttl_seconds: int = Field(default=900, ge=60, le=3600, alias="RESULT_URL_TTL_SECONDS")
     job_record_ttl_days: int = Field(default=30, ge=1, alias="JOB_RECORD_TTL_DAYS")
     cors_allow_origins: str = Field(default="*", alias="CORS_ALLOW_ORIGINS")  # comma-separated; * = any
-    # How long a call without async=true waits for its image before answering 202 (0: never waits).
-    sync_wait_seconds: float = Field(default=25.0, ge=0, le=25, alias="SYNC_WAIT_SECONDS")
+    # How long a call without async=true waits for its image (wall seconds; 0: answers at once
+    # that it is still running), within the API's integration timeout (ApiTimeoutSeconds: 29 s by
+    # default; Regional REST APIs may raise it by a quota request, up to 300 s).
+    sync_wait_seconds: float = Field(default=25.0, ge=0, le=295, alias="SYNC_WAIT_SECONDS")
+    api_timeout_seconds: float = Field(default=29.0, ge=5, le=300, alias="API_TIMEOUT_SECONDS")
     result_retention_days: int = Field(default=30, ge=1, alias="RESULT_RETENTION_DAYS")  # the bucket's lifecycle
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")

@@ -20,6 +20,7 @@ else:
 
 JOB_PREFIX = "job#"
 RATE_PREFIX = "rate#"
+JOIN_PREFIX = "join#"  # a plain call's fingerprint -> the job its retries join (imagejobs.flows.intake)
 LATENCY_PREFIX = "latency#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
 OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
@@ -380,6 +381,28 @@ class JobStore(TableAdapter):
             "attribute_exists(pk)",
             {":none": [], ":attempt": [attempt], ":state": state},
         )
+
+    def extend_caller_wait(self, job_id: str, until: float) -> None:
+        """A caller waits on this open job until `until` (job clock), if that is later than any
+        other caller's; a job that ended meanwhile is left alone (StaleTransition)."""
+        self._update(
+            job_id,
+            "SET caller_waits_until = :until",
+            "#status IN (:queued, :running) AND "
+            "(attribute_not_exists(caller_waits_until) OR caller_waits_until < :until)",
+            {":until": until, ":queued": "queued", ":running": "in_progress"},
+        )
+
+    # -- plain calls joined by their retries ------------------------------------------------------
+    def joined_job(self, join_key: str) -> str | None:
+        """The job the last plain call with this fingerprint made (None: none, or expired)."""
+        item = self._table.get_item(Key={"pk": JOIN_PREFIX + join_key}, ConsistentRead=True).get("Item")
+        return str(item["job_id"]) if item else None
+
+    def remember_join(self, join_key: str, job_id: str, ttl: int) -> None:
+        """Point this fingerprint at the job just made (the last one wins); DynamoDB's TTL deletes
+        it (`ttl`, epoch seconds), and readers check the job itself, so a late delete is harmless."""
+        self._table.put_item(Item={"pk": JOIN_PREFIX + join_key, "job_id": job_id, "ttl": ttl})
 
     # -- provider rate cap -----------------------------------------------------------------------
     def take_turn(self, name: str, interval_seconds: float, now: float) -> float:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import Response
@@ -17,6 +18,7 @@ from imagejobs.httpapi import (
     base_url,
     from_validation_error,
 )
+from imagejobs.jobs import JobRecord
 from imagejobs.models import (
     ErrorBody,
     GenerationRequest,
@@ -107,10 +109,46 @@ def _wants_async() -> bool:
     raise ApiError(400, "async must be true or false.", param="async", code="invalid_value")
 
 
-def _caller(tenant: str) -> flows.Caller:
+def _caller(tenant: str, waits_until: float | None = None) -> flows.Caller:
+    """Who asks; for a plain call, until when it waits (wall clock) and whether the client says it
+    is a retry: OpenAI's SDKs send x-stainless-retry-count on every request (0 on the first try;
+    openai-python _base_client.py, openai-node client.ts buildHeaders)."""
     headers = {name.lower(): value for name, value in (event().headers or {}).items()}
     correlation = headers.get("x-correlation-id") or headers.get("x-request-id")
-    return flows.Caller(tenant=tenant, base_url=base_url(event()), correlation_id=correlation)
+    retries = headers.get("x-stainless-retry-count", "")
+    return flows.Caller(
+        tenant=tenant,
+        base_url=base_url(event()),
+        correlation_id=correlation,
+        waits_until=None if waits_until is None else clock.now() + clock.job_seconds(waits_until - clock.wall_now()),
+        retry_count=int(retries) if retries.isascii() and retries.isdigit() and len(retries) < 6 else None,
+    )
+
+
+# When API Gateway's integration timeout started counting for the invocation being answered: at
+# its start, or for a cold start at init (API Gateway counts Lambda's init time, which the
+# context's remaining time leaves out). This module is loaded during the API function's init.
+_invoked_at: float = clock.wall_now()
+_init_started_at: float | None = _invoked_at
+
+
+def invocation_started() -> None:
+    """Called by the API function's handler as each invocation starts."""
+    global _init_started_at, _invoked_at
+    _invoked_at = _init_started_at if _init_started_at is not None else clock.wall_now()
+    _init_started_at = None
+
+
+def _answer_by() -> float:
+    """The wall-clock instant a plain call stops waiting: SyncWaitSeconds after it arrived, and
+    never so late that its answer (SYNC_RESERVE) would pass API Gateway's integration timeout
+    (ApiTimeoutSeconds, counted from the invocation or its cold start) or the function's own."""
+    settings = wired().settings
+    now = clock.wall_now()
+    by = min(now + settings.sync_wait_seconds, _invoked_at + settings.api_timeout_seconds - SYNC_RESERVE)
+    if scope.lambda_context is not None:
+        by = min(by, now + scope.lambda_context.get_remaining_time_in_millis() / 1000 - SYNC_RESERVE)
+    return max(now, by)
 
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -130,24 +168,27 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _accepted(accept: Any, tenant: str, *, wait: bool = False) -> Response[dict[str, Any]]:
-    """Run an accept call and answer 202 with the job object; or, asked to
-    wait (no async=true), the images in OpenAI's image response once the job has succeeded within
-    SyncWaitSeconds, its error if it failed, and the 202 if it is still running (never lost)."""
-    record, created = accept()  # its refusals are ImageJobsErrors: answered by refused() below
+def _accepted(
+    accept: Callable[[flows.Caller], tuple[JobRecord, bool]], tenant: str, *, wait: bool = False
+) -> Response[dict[str, Any]]:
+    """Run an accept call and answer 202 with the job object (async=true). A plain call (an OpenAI
+    SDK's images.generate / images.edit) is held like OpenAI's own: the images in OpenAI's image
+    response once the job has succeeded, its error if it failed, and if it is still running when
+    the wait ends, never a 202 (the SDKs read it as an empty success: `data` is None) but a 504
+    the SDKs retry by themselves (x-should-retry: true); that retry joins the same job."""
+    answer_by = _answer_by() if wait else None
+    record, created = accept(_caller(tenant, answer_by))  # refusals are ImageJobsErrors: see refused()
     # ("created" is a LogRecord attribute: an extra field of that name would raise KeyError)
     logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
     deprecation = pricing.deprecation_headers(record.model, clock.today())
-    if wait:
-        left = scope.lambda_context.get_remaining_time_in_millis() / 1000 if scope.lambda_context else 30.0
-        record = flows.wait_until_final(
-            wired(), record.id, min(wired().settings.sync_wait_seconds, left - SYNC_RESERVE)
-        )
+    if answer_by is not None:
+        record = flows.wait_until_final(wired(), record.id, answer_by)
         if record.status is JobStatus.SUCCEEDED:
             body = flows.images_response(wired(), record, inline_bytes=SYNC_INLINE_BYTES)
             return Response(status_code=200, content_type="application/json", body=body, headers=deprecation)
         if record.status.final:
             raise _job_error(record)
+        raise _still_running(record)
     view = flows.job_view(wired(), record, base_url(event()))
     # Where to poll and when (RFC 9110 Location and Retry-After); a deprecated model is served
     # with RFC 9745 Deprecation / RFC 8594 Sunset headers.
@@ -155,7 +196,36 @@ def _accepted(accept: Any, tenant: str, *, wait: bool = False) -> Response[dict[
     return Response(status_code=202, content_type="application/json", body=view, headers=headers)
 
 
-SYNC_RESERVE = 3.0  # seconds of the invocation kept for the answer after a wait
+SYNC_RESERVE = 3.0  # seconds kept for the answer after a wait (reading and encoding the images)
+# How soon a plain call whose wait ran out is retried: OpenAI's SDKs take retry-after-ms first,
+# then Retry-After (openai-python _calculate_retry_timeout honours 0 < delay <= 120 s; openai-node
+# retryRequest), instead of their own backoff.
+STILL_RUNNING_RETRY_MS = 1000
+
+
+def _still_running(record: JobRecord) -> ApiError:
+    """A plain call's wait ran out while its job runs. 504 (RFC 9110: a gateway that did not get a
+    timely answer from upstream, as API Gateway's own integration timeout answers) with
+    x-should-retry: true, which both SDKs obey before looking at the status: their retry of the
+    same call joins this job (imagejobs.flows.intake), so a job up to about (1 + max_retries)
+    windows long still comes back as images, from one provider submission."""
+    polling_url = f"{base_url(event())}/v1/jobs/{record.id}"
+    return ApiError(
+        504,
+        f"The image is not ready yet: job {record.id} is {record.status.value}. Send the same request again "
+        f"to keep waiting for it (OpenAI's SDKs retry it by themselves; nothing is submitted twice), "
+        f"or poll {polling_url}.",
+        type_="server_error",
+        code="job_still_running",
+        headers={
+            "x-should-retry": "true",
+            "retry-after-ms": str(STILL_RUNNING_RETRY_MS),
+            "Retry-After": str(max(1, STILL_RUNNING_RETRY_MS // 1000)),
+            "Location": polling_url,
+        },
+    )
+
+
 # What a waited-for answer carries inline as b64_json (what GPT image models return), in all: the
 # images' bytes as base64 must stay under Lambda's 6 MB response payload; above it, `url`s.
 SYNC_INLINE_BYTES = 4 * 1024 * 1024
@@ -163,14 +233,15 @@ SYNC_INLINE_BYTES = 4 * 1024 * 1024
 REQUEST_ERRORS = {"moderation_blocked", "invalid_value", "invalid_request", "rejected", "model_unavailable"}
 
 
-def _job_error(record: Any) -> ApiError:
+def _job_error(record: JobRecord) -> ApiError:
     """A job that ended without images while the caller waited, in OpenAI's error shape."""
     error = record.error
     code = error.code if error else record.status.value
     message = f"{error.message if error else 'the job ended ' + record.status.value} (job {record.id})"
     status, type_ = (400, "invalid_request_error") if code in REQUEST_ERRORS else (502, "server_error")
-    location = {"Location": f"{base_url(event())}/v1/jobs/{record.id}"}
-    return ApiError(status, message, type_=type_, code=code, headers=location)
+    # x-should-retry: false, or the SDKs would retry the 502 (any 5xx) and make the job again.
+    headers = {"Location": f"{base_url(event())}/v1/jobs/{record.id}", "x-should-retry": "false"}
+    return ApiError(status, message, type_=type_, code=code, headers=headers)
 
 
 def _answers(success: int, description: str, *errors: int, model: Any = JobView) -> dict[int, Any]:

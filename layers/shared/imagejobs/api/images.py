@@ -49,8 +49,8 @@ def create_generation() -> Response[dict[str, Any]]:
     wait = not _wants_async()
     request = _parsed(GenerationRequest, json_object_body(event()))
     return _accepted(
-        lambda: flows.accept_generation(
-            wired(), caller=_caller(tenant), request=request, idempotency_key=_idempotency_key()
+        lambda caller: flows.accept_generation(
+            wired(), caller=caller, request=request, idempotency_key=_idempotency_key()
         ),
         tenant,
         wait=wait,
@@ -83,9 +83,9 @@ def create_edit() -> Response[dict[str, Any]]:
         raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_value")
     request = _parsed(EditRequest, form_parameters(fields))
     return _accepted(
-        lambda: flows.accept_edit(
+        lambda caller: flows.accept_edit(
             wired(),
-            caller=_caller(tenant),
+            caller=caller,
             request=request,
             images=images,
             mask=masks[0] if masks else None,

@@ -4,6 +4,7 @@ why. One job per Idempotency-Key, event id or uploaded object."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -19,6 +20,7 @@ from imagejobs.errors import (
     ImageJobsError,
     InvalidValue,
     ObjectMissing,
+    StaleTransition,
 )
 from imagejobs.flows.ports import Deps, Objects, need
 from imagejobs.flows.settle import end_job
@@ -143,11 +145,53 @@ class EnqueueFailed(ImageJobsError):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asked, over HTTP: the tenant, the API base URL they used, their correlation id."""
+    """Who asked, over HTTP: the tenant, the API base URL they used, their correlation id; for a
+    plain call (no async=true), until when it waits for its answer (job clock) and how many times
+    the client says it sent this call before (OpenAI's SDKs send x-stainless-retry-count; None:
+    the client did not say)."""
 
     tenant: str
     base_url: str | None = None
     correlation_id: str | None = None
+    waits_until: float | None = None
+    retry_count: int | None = None
+
+
+# A retry of a plain call joins a job that ended this long ago at most (wall seconds): the longest
+# Retry-After OpenAI's Python SDK honours (MAX_RETRY_AFTER_DELAY, 120 s, in its _constants.py).
+JOIN_AFTER_END_SECONDS = 120
+
+
+def join_key(tenant: str, fingerprint: str) -> str:
+    return hashlib.sha256(f"plain\x00{tenant}\x00{fingerprint}".encode()).hexdigest()
+
+
+def _joined(deps: Deps, caller: Caller, fingerprint: str, idempotency_key: str | None) -> JobRecord | None:
+    """The job a plain call joins instead of making another: the SDKs retry a call whose wait ran
+    out (imagejobs.api.common) with the same body and no idempotency header, and that retry must
+    not submit again. Joined: the tenant's last job with the same fingerprint while it is open,
+    unless the client says this is a first attempt (retry count 0: two identical calls on purpose
+    are two jobs); once it has ended, only by a retry (count >= 1), for JOIN_AFTER_END_SECONDS."""
+    if caller.waits_until is None or idempotency_key or caller.retry_count == 0:
+        return None
+    job_id = deps.store.joined_job(join_key(caller.tenant, fingerprint))
+    record = deps.store.get(job_id) if job_id else None
+    if record is None or record.tenant != caller.tenant or record.request_hash != fingerprint:
+        return None
+    if record.status.final:
+        ended = record.completed_at or record.updated_at
+        if not caller.retry_count or clock.now() - ended > clock.job_seconds(JOIN_AFTER_END_SECONDS):
+            return None
+        return record
+    with contextlib.suppress(StaleTransition):  # it ended meanwhile (read below), or another waits longer
+        deps.store.extend_caller_wait(record.id, caller.waits_until)
+    return deps.store.get(record.id) or record
+
+
+def _remember_join(deps: Deps, caller: Caller, fingerprint: str, job_id: str) -> None:
+    """Let this plain call's retries find the job it made (see _joined)."""
+    ttl = int(clock.wall_now()) + deps.settings.job_deadline_seconds + 2 * JOIN_AFTER_END_SECONDS
+    deps.store.remember_join(join_key(caller.tenant, fingerprint), job_id, ttl)
 
 
 def accept_generation(
@@ -249,6 +293,8 @@ def accept_edit(
     attachments = [image.data for image in checked] + [image.data for _, image in uploaded]
     attachments += [rules_mask.data] if rules_mask else []
     job_id = new_job_id(caller.tenant, idempotency_key)
+    if (joined := _joined(deps, caller, request_hash(request, *attachments), idempotency_key)) is not None:
+        return joined, False  # a plain call's retry: its job exists, nothing is stored again
     accept = functools.partial(
         _accept, deps, caller=caller, request=request, idempotency_key=idempotency_key, job_id=job_id, checked=True
     )
@@ -303,7 +349,15 @@ def _accept(
     job_id = job_id or new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
-    record = record.model_copy(update={"base_url": caller.base_url, "correlation_id": caller.correlation_id})
+    record = record.model_copy(
+        update={
+            "base_url": caller.base_url,
+            "correlation_id": caller.correlation_id,
+            "caller_waits_until": caller.waits_until,
+        }
+    )
+    if not checked and (joined := _joined(deps, caller, fingerprint, idempotency_key)) is not None:
+        return joined, False
     # A retry finds its first job before any reservation: a cap lowered since does not refuse it.
     if idempotency_key and (existing := deps.store.get(job_id)) is not None:
         return _same_job(deps, existing, tenant, fingerprint), False
@@ -317,6 +371,8 @@ def _accept(
         # Never leave a queued job that nothing will pick up: it ends, saying why.
         end_job(deps, job_id, JobStatus.FAILED, "enqueue_failed", f"the job could not be queued: {type(exc).__name__}")
         raise EnqueueFailed("the job could not be queued; try again") from exc
+    if caller.waits_until is not None and not idempotency_key:
+        _remember_join(deps, caller, fingerprint, job_id)
     return record, True
 
 

@@ -38,9 +38,12 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
     win = polling.poll_window(record)
     submitted_at = record.submitted_at or record.created_at
     started = clock.now()
-    # Inside the window where this kind of job usually finishes, the call holds: it follows the
-    # provider every few seconds, so a finish is noticed at once, for one invocation.
-    hold = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started)
+    # Inside the window where this kind of job usually finishes, or while a caller waits on the
+    # answer, the call holds: it follows the provider every few seconds (every second for a
+    # waiting caller), so a finish is noticed at once, for one invocation.
+    waiting = polling.caller_waiting(record, started)
+    step = polling.check_every(waiting)
+    hold = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started, waiting)
     if time_left is not None:
         # Room for the last provider call (its timeout) and the record's update after the hold.
         hold = max(0.0, min(hold, time_left() - deps.settings.provider_timeout_seconds - TIME_RESERVE_SECONDS))
@@ -49,9 +52,9 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         provider_job = provider.get(record.provider_job_id)
         checks += 1
         now = clock.now()
-        if provider_job.status.final or now + polling.CHECK_EVERY_SECONDS > started + hold:
+        if provider_job.status.final or now + step > started + hold:
             break
-        clock.sleep(polling.CHECK_EVERY_SECONDS)
+        clock.sleep(step)
     try:
         record = deps.store.record_poll(record.id, provider_job.status, now, checks=checks, held=now - started)
     except StaleTransition:  # it ended meanwhile (cancelled while this call held): nothing to do
@@ -67,4 +70,5 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         now=now,
         polls=record.polls,
         deadline_seconds=record.deadline_at - record.created_at,
+        waiting=polling.caller_waiting(record, now),
     )

@@ -104,20 +104,20 @@ def list_jobs(
     }
 
 
-SYNC_CHECK_SECONDS = 0.5  # how often a waiting caller's job is read (job seconds)
+SYNC_CHECK_SECONDS = 0.25  # how often a waiting caller's job is read (wall seconds)
 
 
-def wait_until_final(deps: Deps, job_id: str, seconds: float) -> JobRecord:
-    """The job once it is final, or as it stands after `seconds` (job clock): a caller that asked
-    to wait (the API without async=true) reads its record until then."""
-    until = clock.now() + max(0.0, seconds)
+def wait_until_final(deps: Deps, job_id: str, until: float) -> JobRecord:
+    """The job once it is final, or as it stands at `until` (a wall-clock instant: a caller's
+    wait is real time, offline too): a plain call (no async=true) reads its record until then."""
     while True:
         record = deps.store.get(job_id)
         if record is None:
             raise JobNotFound(f"job {job_id} does not exist")
-        if record.status.final or clock.now() >= until:
+        left = until - clock.wall_now()
+        if record.status.final or left <= 0:
             return record
-        clock.sleep(min(SYNC_CHECK_SECONDS, until - clock.now()))
+        clock.wall_sleep(min(SYNC_CHECK_SECONDS, left))
 
 
 def images_response(deps: Deps, record: JobRecord, *, inline_bytes: int) -> dict[str, Any]:
