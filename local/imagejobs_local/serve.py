@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             settings["IMAGEJOBS_SIMULATOR_URL"] = stack.provider.base_url
         for name, value in settings.items():
             # Shell-safe (the playground URL holds '&' and '#'): each line can be pasted or eval'd.
-            print(f"{name}={shlex.quote(value)}")
+            print(f"{name}={shlex.quote(value or '')}")
         print(
             f"# serving on {stack.base_url} (time scale {time_scale}); Ctrl-C stops. Try:\n"
             f'# curl -s -X POST "{stack.base_url}/v1/images/generations?async=true" '
