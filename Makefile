@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 # The SAM CLI pins its own boto3, click and flask exactly: it gets a venv of its own.
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+# OpenAI's Python SDK as an app installs it, for the e2e tests (checkov pins openai<1 in .venv).
+SDK_VENV := .venv-sdk
 BUILD_DIR := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
@@ -37,6 +39,13 @@ $(SAM_VENV)/.stamp: requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	touch $@
+
+$(SDK_VENV)/.stamp: requirements-sdk.txt
+	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) not found"; exit 1; }
+	rm -rf $(SDK_VENV)
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet -r requirements-sdk.txt
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -102,7 +111,7 @@ template: $(VENV)/.stamp node_modules/.stamp
 	for asl in $(VENV)/asl/*.asl.json; do node_modules/.bin/asl-validator --json-path $$asl || exit 1; done
 
 ## Integration (moto, the real template, IAM enforced) and e2e (make serve over HTTP, a browser)
-pytest: $(VENV)/.stamp
+pytest: $(VENV)/.stamp $(SDK_VENV)/.stamp node_modules/.stamp
 	$(PY) -m pytest tests/integration tests/e2e
 
 bench: build
@@ -121,4 +130,4 @@ faults: $(VENV)/.stamp
 	$(PY) -m imagejobs_local.fault_matrix
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam node_modules out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(SDK_VENV) .aws-sam node_modules out .pytest_cache .mypy_cache .ruff_cache

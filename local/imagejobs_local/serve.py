@@ -19,6 +19,10 @@ from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import REGION, LocalStack, StackOptions, provider_from_env
 
 STATIC = Path(__file__).with_name("static")
+# The official OpenAI JS SDK as npm installed it (make test: npm ci), for /sdk: an ES module tree
+# with no bare imports, so a browser loads it straight from here.
+OPENAI_JS = Path(__file__).resolve().parents[2] / "node_modules" / "openai"
+PAGES = {"/playground": "playground.html", "/playground.html": "playground.html", "/sdk": "sdk.html"}
 _playground_server: ThreadingHTTPServer | None = None
 
 
@@ -31,12 +35,20 @@ def serve_playground() -> str:
             return
 
         def do_GET(self) -> None:
-            if urlsplit(self.path).path not in ("/playground", "/playground.html"):
+            path = urlsplit(self.path).path
+            if path.startswith("/vendor/openai/"):
+                file = (OPENAI_JS / path.removeprefix("/vendor/openai/")).resolve()
+                if not file.is_relative_to(OPENAI_JS) or file.suffix != ".mjs" or not file.is_file():
+                    self.send_error(404)
+                    return
+                body, content_type = file.read_bytes(), "text/javascript; charset=utf-8"
+            elif path in PAGES:
+                body, content_type = (STATIC / PAGES[path]).read_bytes(), "text/html; charset=utf-8"
+            else:
                 self.send_error(404)
                 return
-            body = (STATIC / "playground.html").read_bytes()
             self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -24,7 +24,9 @@ REQUIRED = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "IMAGEJOBS_PLAYGROUND_URL",
+    "IMAGEJOBS_SIMULATOR_URL",
 )
+PRINTED = "printed lines"  # the settings' key for the lines exactly as serve printed them
 
 
 @pytest.fixture(scope="session")
@@ -50,19 +52,50 @@ def served() -> Iterator[dict[str, str]]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    settings: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline and not all(name in settings for name in REQUIRED):
-        line = process.stdout.readline()
-        if not line:
-            break
-        name, sep, value = line.strip().partition("=")
-        if sep and name.isupper():
-            settings[name] = shlex.split(value)[0]  # printed shell-quoted
+    settings = _settings_from(process, deadline=time.monotonic() + 120)
     try:
         assert all(name in settings for name in REQUIRED), f"serve printed {settings}; stderr: {process.stderr}"
         yield settings
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def make_serve() -> Iterator[dict[str, str]]:
+    """`make serve` exactly as the README says to start it: its default time scale, latencies and
+    SyncWaitSeconds. The tests that call it with the official SDKs change only base URL and key."""
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "serve"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group: make and the stack under it stop together
+    )
+    settings = _settings_from(process, deadline=time.monotonic() + 180)
+    try:
+        assert all(name in settings for name in REQUIRED), f"make serve printed {settings}"
+        yield settings
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _settings_from(process: subprocess.Popen[str], deadline: float) -> dict[str, str]:
+    """The NAME=value lines serve prints (shell-quoted), until every required one is there."""
+    settings: dict[str, str] = {PRINTED: ""}
+    assert process.stdout is not None
+    while time.monotonic() < deadline and not all(name in settings for name in REQUIRED):
+        line = process.stdout.readline()
+        if not line:
+            break
+        settings[PRINTED] += line
+        name, sep, value = line.strip().partition("=")
+        if sep and name.isupper():
+            settings[name] = shlex.split(value)[0] if value else ""
+    return settings
