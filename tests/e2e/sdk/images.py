@@ -24,7 +24,9 @@ def main(call: str, prompt: str, *files: str) -> None:
         if call == "generate":
             result = client.images.generate(model="gpt-image-1", prompt=prompt, quality="low")
         else:
-            result = client.images.edit(model="gpt-image-1", image=[open(name, "rb") for name in files], prompt=prompt)
+            # open files, as OpenAI's guide passes them (the process ends right after the call)
+            images = [open(name, "rb") for name in files]  # noqa: SIM115
+            result = client.images.edit(model="gpt-image-1", image=images, prompt=prompt)
     except openai.APIStatusError as error:
         print(json.dumps({"error": type(error).__name__, "status": error.status_code, "message": error.message}))
         return
