@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from imagejobs import uploads
+from imagejobs import clock, uploads
 from imagejobs.models import ObjectRef
 from imagejobs.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
@@ -183,8 +183,9 @@ def follow(
                     "status": record.status.value,
                     "source": record.source,
                     "polls": record.polls,
-                    "created_at": record.created_at,
-                    "completed_at": record.completed_at,
+                    # on the wall clock, as the API shows a job (clock.to_wall): one unit in the table
+                    "created_at": clock.to_wall(record.created_at),
+                    "completed_at": clock.to_wall(record.completed_at) if record.completed_at else None,
                     "cost": record.cost.model_dump() if record.cost else None,
                     "orchestration_cost": {"amount": record.orchestration_cost_usd},
                     "error": record.error.model_dump() if record.error else None,
@@ -239,7 +240,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['cost']:>9} {row['basis']:<9} {row['loop']:>10}"
             + (f"  error: {row['error']}" if row["error"] else "")
         )
-    print("\nseconds: job time from accepted to finished, on the simulated clock; loop USD: Step Functions + Lambda")
+    print(
+        "\nseconds: from accepted to finished, on the wall clock (the simulated generation runs on a job clock "
+        "TIME_SCALE times as long); loop USD: Step Functions + Lambda"
+    )
     for row in rows:
         for image in row["images"]:
             print(f"  {image}")

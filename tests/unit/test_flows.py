@@ -114,3 +114,63 @@ def test_a_listing_is_judged_by_the_application() -> None:
     with pytest.raises(ImageJobsError) as unknown:
         flows.list_jobs(deps, "someone-else", "", limit=5, status=None, after=mine[0])  # not their job
     assert (unknown.value.status, unknown.value.param) == (404, "after")
+
+
+def test_a_jobs_durations_come_from_our_own_clock_whatever_the_provider_says() -> None:
+    """Issue #20.7: the provider's completed_at is another clock's (offline it fell 114 s before
+    our record of the submission, and generation_seconds came out negative): a job's completion
+    instant is ours, so its durations are never negative."""
+    from imagejobs.events import job_event_detail
+
+    deps = fake_deps()
+    store: FakeStore = deps.store  # type: ignore[assignment]
+    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    job_id = submitted(deps)
+    record = store.jobs[job_id]
+    early = (record.submitted_at or 0) - 114
+    provider.jobs[record.provider_job_id or ""] = ProviderJob(
+        id=record.provider_job_id or "",
+        status=JobStatus.SUCCEEDED,
+        unsigned_urls=["https://p/0.png"],
+        completed_at=early,
+    )
+    done = flows.finalize(deps, FinalizeInput(job_id=job_id))
+    timings = job_event_detail(done)["timings"]
+    assert done.completed_at is not None and done.completed_at >= (record.submitted_at or 0)
+    assert timings["generation_seconds"] >= 0 and timings["total_seconds"] >= timings["generation_seconds"]
+
+
+def plain(deps: flows.Deps, retry_count: int | None, prompt: str = "a plain cat") -> tuple[str, bool]:
+    """A plain call (it waits 25 s) as an SDK sends it: its retry count, no idempotency key."""
+    caller = flows.Caller(tenant="t1", waits_until=clock.now() + 25, retry_count=retry_count)
+    record, created = flows.accept_generation(deps, caller=caller, request=GenerationRequest(prompt=prompt))
+    return record.id, created
+
+
+def test_a_plain_calls_retry_joins_its_job_and_a_first_attempt_does_not() -> None:
+    """Issue #20.4: the SDK's retry (same tenant and body, retry count >= 1, no idempotency header)
+    joins the job its first attempt made, open or just ended; a first attempt (count 0) is a new
+    job; a client that sends no count joins an open job only."""
+    deps = fake_deps()
+    store: FakeStore = deps.store  # type: ignore[assignment]
+    first, created = plain(deps, 0)
+    assert created and store.jobs[first].caller_waits_until is not None
+    assert plain(deps, 1) == (first, False) and plain(deps, None) == (first, False)
+    assert plain(deps, 1, "another prompt")[0] != first  # another body: another job
+    assert plain(deps, 0)[0] != first  # the same call again on purpose
+    second = plain(deps, 0, "ends")[0]
+    store.settle(second, JobStatus.SUCCEEDED, {"completed_at": clock.now()})
+    assert plain(deps, 1, "ends") == (second, False)  # just ended: its retry gets its answer
+    assert plain(deps, None, "ends")[0] != second  # no count: an ended job is not joined
+    async_job, _ = flows.accept_generation(deps, caller=CALLER, request=GenerationRequest(prompt="a plain cat"))
+    assert store.jobs[async_job.id].caller_waits_until is None  # nobody waits on an async job
+
+
+def test_a_retry_that_joins_extends_the_wait_the_poll_loop_keeps_up_with() -> None:
+    deps = fake_deps()
+    store: FakeStore = deps.store  # type: ignore[assignment]
+    job_id, _ = plain(deps, 0)
+    before = store.jobs[job_id].caller_waits_until or 0
+    caller = flows.Caller(tenant="t1", waits_until=before + 26, retry_count=1)
+    flows.accept_generation(deps, caller=caller, request=GenerationRequest(prompt="a plain cat"))
+    assert store.jobs[job_id].caller_waits_until == before + 26

@@ -129,3 +129,35 @@ def test_a_day_long_job_stays_inside_the_execution_history_limit() -> None:
     assert now >= T0 + deadline  # it ran to the deadline: the poll bound did not cut it short
     assert polls * polling.HISTORY_EVENTS_PER_POLL + 10 < 25_000
     assert polls < polling.max_polls(deadline) <= 2_000
+
+
+def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None:
+    """Issue #20.3: a plain call's job gets its first look 1 s after submission (not at the
+    window's start, 10 s for low quality), holds looking every second while the caller waits,
+    and goes back to the schedule once the caller has stopped waiting."""
+    from imagejobs.jobs import JobRecord
+    from imagejobs.models import JobStatus, ProviderJob
+
+    record = JobRecord(
+        id="img_p", tenant="t", model="m", request={"quality": "low"}, request_hash="-",
+        created_at=0, updated_at=0, deadline_at=900, caller_waits_until=25,
+    )  # fmt: skip
+    assert polling.first_poll_payload(record)["next_poll_seconds"] == polling.WAITING_FIRST_LOOK_SECONDS
+    async_record = record.model_copy(update={"caller_waits_until": None})
+    assert polling.first_poll_payload(async_record)["next_poll_seconds"] == polling.first_wait_seconds(
+        polling.window("low")
+    )
+    win = polling.window("low")
+    waiting = polling.caller_waiting(record, 1.0)
+    assert waiting == 24 and polling.check_every(waiting) == 1
+    assert polling.hold_seconds(1.0, win, 899, waiting) == polling.HOLD_SECONDS  # before the window: holds
+    running = ProviderJob(id="p", status=JobStatus.IN_PROGRESS)
+
+    def decided(now: float, waiting: float) -> int | None:
+        return polling.decide(
+            running, job_id="img_p", win=win, submitted_at=0.0, deadline_at=900.0, now=now, polls=1,
+            deadline_seconds=900, waiting=waiting,
+        ).next_poll_seconds  # fmt: skip
+
+    assert decided(3.0, waiting=22) == 0  # hold again at once
+    assert decided(30.0, waiting=0) == polling.next_interval(30.0, win)  # the schedule again

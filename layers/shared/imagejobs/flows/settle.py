@@ -129,7 +129,10 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
             )
     failpoints.hit("finalize.after_store")
     cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage, size=record.size)
-    completed_at = provider_job.completed_at or clock.now()
+    # On our own clock, like submitted_at, so the job's durations come from one clock: a provider's
+    # timestamps are another clock's (and its word), and a duration across two clocks came out
+    # at -114 s offline (the provider's instant fell before our record of its submission).
+    completed_at = clock.now()
     fields: dict[str, Any] = {
         "outputs": [output.model_dump() for output in outputs],
         "usage": provider_job.usage.model_dump() if provider_job.usage else None,
