@@ -5,7 +5,9 @@
    plus boto3 as the python3.13 runtime provides it, and no site-packages of the dev venv.
 2. Wall time for 20 concurrent generation jobs through the offline stack (HTTP in, images in S3)
    with zero provider latency.
-3. Peak memory of finalize for 10 outputs of ~4.7 MB each (bench/finalize_memory.py).
+3. What a plain call (an OpenAI SDK's images.generate: no async=true) waits beyond the provider's
+   own generation time, in real time (time scale 1), for providers that take 1, 5 and 15 s.
+4. Peak memory of finalize for 10 outputs of ~4.7 MB each (bench/finalize_memory.py).
 """
 
 from __future__ import annotations
@@ -105,10 +107,42 @@ def concurrent_jobs(count: int = 20) -> None:
     print("(includes the first wait the poll loop takes, 10 job s for low quality at time scale 0.01 = 0.1 s)")
 
 
+def plain_call_added_latency(latencies: tuple[int, ...] = (1, 5, 15), calls: int = 3) -> None:
+    """A plain call's answer time less the provider's generation time ([sim:latency=N]: the
+    simulator finishes N s after it took the job), on the wall clock: what the stack adds (intake,
+    queue, submit, the poll loop noticing, storing the images, the waiting call reading them)."""
+    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.stack import LocalStack, StackOptions
+
+    print(f"\n## a plain call's added latency at time scale 1 ({calls} calls at once per provider latency)")
+    with LocalStack(StackOptions(time_scale=1.0, latency=Latency(kind="zero"))) as stack:
+        client = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=60)
+
+        def one_call(latency: int, index: int) -> float:
+            begun = time.monotonic()
+            answer = client.post(
+                "/v1/images/generations", json={"prompt": f"[sim:latency={latency}] bench {index}", "quality": "low"}
+            )
+            if answer.status_code != 200:
+                raise RuntimeError(f"a plain call answered {answer.status_code}: {answer.text}")
+            return time.monotonic() - begun - latency
+
+        one_call(1, -1)  # warm: every function's cold start once
+        for latency in latencies:
+            with ThreadPoolExecutor(max_workers=calls) as pool:
+                added = sorted(pool.map(lambda index, wait=latency: one_call(wait, index), range(calls)))
+            print(
+                f"provider {latency:>2} s: added median {statistics.median(added):.2f} s, "
+                f"min {added[0]:.2f} s, max {added[-1]:.2f} s"
+            )
+    print("(goal: a median of 1 s or less; the first look comes 1 s after submission, then one every second)")
+
+
 def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     import_times()
     concurrent_jobs()
+    plain_call_added_latency()
     finalize_memory.main()
 
 

@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 from boto3.dynamodb.conditions import Attr
 
+from imagejobs import pricing
+
 GROUPS = ("tenant", "model", "quality", "source")
 SINCE = re.compile(r"^(\d+)([mhdw])$")
 UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -58,7 +60,18 @@ def job_items(table: Any, since_epoch: float) -> list[dict[str, Any]]:
 def group_of(item: dict[str, Any], by: str) -> str:
     if by == "quality":
         return str((item.get("request") or {}).get("quality", "auto"))
+    if by == "model":
+        return canonical_model(str(item.get("model") or "-"))
     return str(item.get(by) or "-")
+
+
+def canonical_model(model: str) -> str:
+    """One row per model however the client spelled it (gpt-image-1 is openai/gpt-image-1): the
+    catalog's name, or the name as recorded for a model the catalog no longer has."""
+    try:
+        return pricing.catalog_name(model)
+    except pricing.UnknownModel:
+        return model
 
 
 def tally(items: list[dict[str, Any]], by: str) -> dict[str, Row]:

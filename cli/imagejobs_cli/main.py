@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -30,7 +31,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imagejobs import budget
+from imagejobs import budget, pricing
+from imagejobs.models import SIZE_PATTERN
 from imagejobs.tenants import InvalidTenant, Tenants, check_tenant
 from imagejobs_cli import api, costs
 
@@ -182,10 +184,34 @@ def _money(value: Decimal | None) -> str:
     return "none" if value is None else f"${value:.2f}"
 
 
+def _size(value: str) -> str:
+    """auto or WIDTHxHEIGHT; whether the model takes it is the catalog's rule, checked by the API."""
+    if not re.fullmatch(SIZE_PATTERN, value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not auto or WIDTHxHEIGHT (e.g. 1024x1024)")
+    return value
+
+
+def _sizes_help() -> str:
+    """What each catalog model takes (its `rules.size`), from the catalog the stack ships."""
+    parts = []
+    for name, entry in pricing.price_table()["models"].items():
+        rules = (entry.get("rules") or {}).get("size") or {}
+        if not rules.get("sizes"):
+            continue
+        custom = rules.get("custom")
+        extra = f", or sides multiples of {custom['multiple_of']} up to {custom['max_edge']}" if custom else ""
+        parts.append(f"{name}: {'|'.join(rules.get('sizes', []))}{extra}")
+    return "; ".join(parts)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="imagejobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    # The API's settings before the command too (imagejobs --api-key K generate ...): a command's
+    # own, when given, wins (SUPPRESS: an option left out does not overwrite the root's).
+    root.add_argument("--base-url", default=os.environ.get("IMAGEJOBS_BASE_URL"), help="the API's base URL")
+    root.add_argument("--api-key", default=os.environ.get("IMAGEJOBS_API_KEY"), help="your API key")
     commands = root.add_subparsers(dest="command", required=True)
 
     def admin(parent: Any, name: str, help_: str) -> argparse.ArgumentParser:
@@ -196,12 +222,12 @@ def parser() -> argparse.ArgumentParser:
 
     def client(parent: Any, name: str, help_: str) -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = parent.add_parser(name, help=help_)
-        sub.add_argument("--base-url", default=os.environ.get("IMAGEJOBS_BASE_URL"), help="the API's base URL")
-        sub.add_argument("--api-key", default=os.environ.get("IMAGEJOBS_API_KEY"), help="your API key")
+        sub.add_argument("--base-url", default=argparse.SUPPRESS, help="the API's base URL")
+        sub.add_argument("--api-key", default=argparse.SUPPRESS, help="your API key")
         return sub
 
     def image_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--size", choices=["1024x1024", "1536x1024", "1024x1536", "auto"])
+        sub.add_argument("--size", type=_size, help=f"auto or WIDTHxHEIGHT; {_sizes_help()}")
         sub.add_argument("--quality", choices=["low", "medium", "high", "auto"])
         sub.add_argument("--n", type=int, help="images, 1-10")
         sub.add_argument("--format", dest="output_format", choices=["png", "jpeg", "webp"])

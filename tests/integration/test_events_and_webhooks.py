@@ -127,6 +127,8 @@ def test_webhook_is_signed_and_verifiable(stack: LocalStack, api: httpx.Client, 
     job = payload["data"]
     assert job["id"] == job_id and job["status"] == "succeeded" and job["unsigned_urls"]
     assert headers["webhook-id"] == f"{job_id}_succeeded" and "." not in headers["webhook-id"]
+    agent = next(value for name, value in headers.items() if name.lower() == "user-agent")
+    assert agent.startswith("imagejobs-webhooks/")  # the sender, by name, in the receiver's logs
     record = stack.store.get(job_id)
     assert record is not None and record.webhook_state == "delivered" and len(record.webhook_attempts) == 1
 

@@ -487,3 +487,31 @@ def test_browsers_may_call_the_api_and_fetch_the_images(stack: LocalStack, api: 
     refused = httpx.get(stack.base_url + "/v1/jobs", headers=origin)  # API Gateway's own 401
     assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"
     # The results bucket's CORS rule is read by a real browser: tests/e2e/test_browser.py.
+
+
+def test_streaming_is_refused_in_words_pointing_to_async_jobs(api: httpx.Client) -> None:
+    """Issue #20.9: OpenAI streams partial images; a Python Lambda cannot stream its answer, so a
+    stream request gets a 400 that says what to do instead, and no job."""
+    for body in ({"prompt": "a", "stream": True}, {"prompt": "a", "partial_images": 2}):
+        error = assert_openai_error(api.post("/v1/images/generations", json=body), 400)
+        assert error["code"] == "streaming_not_supported" and "async=true" in error["message"]
+
+
+def test_a_preflight_allows_the_headers_the_js_sdk_sends(stack: LocalStack, api: httpx.Client) -> None:
+    """Issue #20.6: OpenAI's JS SDK sends x-stainless-* and OpenAI-Organization/-Project on every call
+    (openai-node client.ts buildHeaders); the preflight allows what it asks for, and the answers
+    expose the headers that SDK reads to decide a retry."""
+    asked = "authorization,content-type,x-stainless-arch,x-stainless-retry-count,openai-organization"
+    preflight = httpx.options(
+        stack.base_url + "/v1/images/generations",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked,
+        },
+    )
+    assert preflight.status_code in (200, 204)
+    assert preflight.headers["access-control-allow-headers"] == asked
+    answer = api.get("/v1/models", headers={"Origin": "https://app.example"})
+    exposed = {name.strip().lower() for name in answer.headers.get("access-control-expose-headers", "").split(",")}
+    assert {"x-should-retry", "retry-after-ms", "retry-after"} <= exposed

@@ -44,3 +44,29 @@ def test_a_flush_that_fails_says_what_remains() -> None:
         cfn.add_client_error("describe_stack_resource", "ValidationError", "Stack does not exist")
         said = main._flush_authorizer_cache("gone", cloudformation, object())
     assert "could not be flushed" in said and "AuthorizerCacheSeconds" in said
+
+
+def test_the_api_settings_may_come_before_the_command_and_a_commands_own_win() -> None:
+    """Issue #20.8: `imagejobs --api-key K generate ...` as well as `imagejobs generate ... --api-key K`."""
+    before = main.parser().parse_args(["--api-key", "k1", "--base-url", "http://a", "generate", "a cat"])
+    assert (before.api_key, before.base_url) == ("k1", "http://a")
+    after = main.parser().parse_args(["--api-key", "k1", "generate", "a cat", "--api-key", "k2"])
+    assert after.api_key == "k2"
+
+
+def test_size_takes_any_width_by_height_and_its_help_names_each_models_sizes() -> None:
+    """Issue #20.8: --size is not gpt-image-1's three sizes only (gpt-image-2 takes custom ones);
+    whether the model takes it is the API's check, from the catalog."""
+    import pytest
+
+    assert main.parser().parse_args(["generate", "a cat", "--size", "2048x1152"]).size == "2048x1152"
+    with pytest.raises(SystemExit):
+        main.parser().parse_args(["generate", "a cat", "--size", "big"])
+    assert "openai/gpt-image-2" in main._sizes_help() and "1536x1024" in main._sizes_help()
+
+
+def test_costs_by_model_are_one_row_per_model_however_it_was_spelled() -> None:
+    from imagejobs_cli import costs
+
+    items = [{"model": "gpt-image-1"}, {"model": "openai/gpt-image-1"}, {"model": "someone/else"}]
+    assert [costs.group_of(item, "model") for item in items] == ["openai/gpt-image-1"] * 2 + ["someone/else"]

@@ -56,6 +56,12 @@ def from_validation_error(exc: ValidationError) -> ApiError:
         return ApiError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
     if kind == "extra_forbidden":
         return ApiError(400, f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter")
+    if kind == "string_pattern_mismatch" and param == "size":
+        # in words, not the pattern: which sizes each model takes is its catalog entry's rule
+        message = (
+            "it must be auto or WIDTHxHEIGHT, e.g. 1024x1024, 1536x1024 or 1024x1536 "
+            "(each model's sizes: GET /v1/models)"
+        )
     if param:
         message = f"Invalid value for '{param}': {message}."
     return ApiError(400, message, param=param, code="invalid_value")

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from imagejobs import pricing
 from imagejobs.jobs import JobRecord
 from imagejobs.logs import SERVICE, make_logger
 from imagejobs.models import JobStatus
@@ -31,7 +32,8 @@ class EmfMetrics:
 
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
         metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-        metrics.add_dimension(name="model", value=record.model)
+        # the catalog's name: one dashboard line per model, however the client spelled it
+        metrics.add_dimension(name="model", value=_catalog_name(record.model))
         metrics.add_dimension(name="quality", value=record.quality)
         metrics.add_metadata(key="job_id", value=record.id)
         metrics.add_metadata(key="tenant", value=record.tenant)
@@ -62,3 +64,10 @@ class EmfMetrics:
             directive["Dimensions"].append(["service"])
         print(json.dumps(document, separators=(",", ":")), flush=True)
         metrics.clear_metrics()
+
+
+def _catalog_name(model: str) -> str:
+    try:
+        return pricing.catalog_name(model)
+    except pricing.UnknownModel:
+        return model

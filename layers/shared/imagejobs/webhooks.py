@@ -48,6 +48,9 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+USER_AGENT = "imagejobs-webhooks/1 (+https://www.standardwebhooks.com/)"
+
+
 def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     digest = hmac.new(key, f"{webhook_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
@@ -194,7 +197,8 @@ def deliver(
     import httpx  # here: only the notify function delivers (the others only check URLs)
 
     body = json.dumps(payload, separators=(",", ":"))
-    headers = signed_headers(secret, webhook_id, body)
+    # A User-Agent that names the sender, so a receiver can tell it in its logs (httpx's own says httpx).
+    headers = signed_headers(secret, webhook_id, body) | {"User-Agent": USER_AGENT}
     timeout = httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
     http = client or httpx.Client(timeout=timeout, follow_redirects=False)
     target = url

@@ -265,12 +265,16 @@ ERROR_TEXT = {
     415: "the body is not in the route's content type (JSON for generations, multipart for edits)",
     502: "called without async=true, the job failed at the provider (`code` says why; Location names the job)",
     503: "the job could not be queued; retry (see Retry-After)",
+    504: (
+        "called without async=true, the job is still running when the wait ends (`job_still_running`; "
+        "x-should-retry: true, retry-after-ms; the same call again waits on the same job; Location names it)"
+    ),
 }
 
 
 INTAKE_ANSWERS = _answers(
     202,
-    "the job, queued (async=true; or, without it, not done within SyncWaitSeconds)",
+    "the job, queued (async=true)",
     400,
     402,
     409,
@@ -278,6 +282,7 @@ INTAKE_ANSWERS = _answers(
     415,
     502,
     503,
+    504,
 )
 INTAKE_ANSWERS[200] = {
     "description": "without async=true: the images, in OpenAI's image response",
@@ -285,8 +290,27 @@ INTAKE_ANSWERS[200] = {
 }
 
 
+# OpenAI streams partial images (stream, partial_images) for GPT image models. Not here: API
+# Gateway REST APIs stream only from a function that streams its response, and Lambda's Python
+# managed runtimes cannot (Lambda developer guide, "Response streaming": Node.js managed runtimes
+# and custom runtimes only). A job's progress is its status: async=true and a poll or a webhook.
+STREAMING = ("stream", "partial_images")
+
+
 def _parsed[PARSED: GenerationRequest](model: type[PARSED], params: dict[str, Any]) -> PARSED:
     """A request model from the caller's parameters; its rules' refusals in OpenAI's shape."""
+    asked = next(
+        (name for name in STREAMING if name in params and params[name] not in (None, False, "false", 0, "0")), None
+    )
+    if asked:
+        raise ApiError(
+            400,
+            f"Streaming ('{asked}') is not supported here: send the request with async=true and poll "
+            "polling_url, or give a webhook_url to be told when the image is ready.",
+            param=asked,
+            code="streaming_not_supported",
+        )
+    params = {name: value for name, value in params.items() if name not in STREAMING}
     try:
         return model.model_validate(params)
     except ValidationError as exc:
