@@ -186,12 +186,16 @@ def test_time_budgets_fit_their_timeouts() -> None:
     assert submit_queue.seconds_per_message(settings) <= timeout("SubmitFunction")
     hold_and_one_call = polling.HOLD_SECONDS + provider_timeout + flows.TIME_RESERVE_SECONDS
     assert hold_and_one_call <= timeout("StatusFunction")
-    assert timeout("ApiFunction") <= 29
+    # The API function runs as long as API Gateway waits for it (ApiTimeoutSeconds), which is 29 s
+    # unless raised by a quota request: every route's budget must fit the smallest it can be.
+    api_timeout = template["Parameters"]["ApiTimeoutSeconds"]
+    assert resources["ApiFunction"]["Properties"]["Timeout"] == {"Ref": "ApiTimeoutSeconds"}
+    assert api_timeout["Default"] == api_timeout["MinValue"] == 29
     # cancel = StopExecution (2 attempts of 1 s connect + 3 s read, ~1 s backoff) + the provider's cancel
     stop = sfn_config()
     stop_worst = stop.retries["total_max_attempts"] * (stop.connect_timeout + stop.read_timeout) + 1
     cancel_worst = (CANCEL_TIMEOUT.connect or 0) + (CANCEL_TIMEOUT.read or 0)
-    assert stop_worst + cancel_worst + flows.TIME_RESERVE_SECONDS <= timeout("ApiFunction")
+    assert stop_worst + cancel_worst + flows.TIME_RESERVE_SECONDS <= api_timeout["MinValue"]
     for queue, function in (("SubmitQueue", "SubmitFunction"), ("NotifyQueue", "NotifyFunction")):
         assert _number(template, resources[queue]["Properties"]["VisibilityTimeout"]) >= timeout(function)
 

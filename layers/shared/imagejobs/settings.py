@@ -35,7 +35,7 @@ class Settings(BaseModel):
     # that it is still running), within the API's integration timeout (ApiTimeoutSeconds: 29 s by
     # default; Regional REST APIs may raise it by a quota request, up to 300 s).
     sync_wait_seconds: float = Field(default=25.0, ge=0, le=295, alias="SYNC_WAIT_SECONDS")
-    api_timeout_seconds: float = Field(default=29.0, ge=5, le=300, alias="API_TIMEOUT_SECONDS")
+    api_timeout_seconds: float = Field(default=29.0, ge=29, le=300, alias="API_TIMEOUT_SECONDS")
     result_retention_days: int = Field(default=30, ge=1, alias="RESULT_RETENTION_DAYS")  # the bucket's lifecycle
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
