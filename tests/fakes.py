@@ -203,7 +203,9 @@ class FakeProvider:
 
     @contextmanager
     def download(self, url: str) -> Iterator[Iterator[bytes]]:
-        yield iter([b"\x89PNG fake image bytes"])
+        yield iter([self.image])
+
+    image = b""  # set below: a real 1024x1024 PNG, as finalize sniffs every output
 
 
 class FakeResults:
@@ -282,3 +284,16 @@ def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> flows.Deps:
     }
     made.update(ports)
     return flows.Deps(settings=settings, **made)
+
+
+def _png(width: int = 1024, height: int = 1024) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 140, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+FakeProvider.image = _png()

@@ -178,6 +178,9 @@ def test_a_plain_sdk_call_gets_openais_image_response(api: httpx.Client) -> None
     assert (result["size"], result["quality"], result["output_format"]) == ("1024x1536", "low", "png")
     (job,) = [job for job in api.get("/v1/jobs", params={"limit": 5}).json()["data"] if job["usage"] == result["usage"]]
     assert result["created"] == job["completed_at"]
+    # What was made, as OpenAI answers, not the "auto" asked for (#20.8)
+    made = api.post("/v1/images/generations", json={"prompt": "size and background left to the model"}).json()
+    assert made["size"] == "1024x1024" and made["background"] in ("opaque", "transparent")
 
 
 def test_a_plain_call_whose_wait_runs_out_is_retried_into_the_same_job(stack: LocalStack, api: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -101,3 +102,30 @@ def test_an_edits_decode_work_is_bounded_from_the_headers() -> None:
     budget = DecodeBudget()
     check_header_pixels([out.getvalue()], budget)  # one fits: counting took nothing
     assert budget.left == MAX_EDIT_PIXELS
+
+
+def test_an_output_is_sniffed_and_bounded_as_it_streams() -> None:
+    """Issue #21 (10), #20.8: what a provider sends as an image is checked before it is stored (a
+    png, jpeg or webp, from its header), counted as it passes (a 1 GiB "image" stops at the cap),
+    and tells what was made (size, alpha) for the answer."""
+    from imagejobs.images import CheckedOutput, OutputRefused
+
+    made = io.BytesIO()
+    Image.new("RGBA", (1536, 1024), (0, 0, 0, 0)).save(made, "PNG")
+    data = made.getvalue()
+    output = CheckedOutput(iter([data[:100], data[100:]]))
+    assert (output.format, output.width, output.height, output.alpha) == ("png", 1536, 1024, True)
+    assert b"".join(output) == data and output.bytes == len(data)
+    with pytest.raises(OutputRefused):
+        CheckedOutput(iter([b"<svg onload=alert(1)>" * 10]))
+
+    def endless() -> Iterator[bytes]:
+        yield data
+        while True:
+            yield b"\0" * 65536
+
+    flood = CheckedOutput(endless(), max_bytes=4 * 1024 * 1024)
+    with pytest.raises(OutputRefused):
+        for _ in flood:
+            pass
+    assert flood.bytes <= 4 * 1024 * 1024 + 65536  # stopped at the cap, not read to the end

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imagejobs.errors import ImageJobsError
@@ -139,6 +140,72 @@ def check_image(
         raise InvalidImage(f"{name} is truncated or corrupt.", reason="corrupt_image", param=param) from exc
     short, content_type = FORMATS[fmt]
     return CheckedImage(data=data, format=short, content_type=content_type, width=width, height=height)
+
+
+# -- what a provider sends back ---------------------------------------------------------------
+# One output's bytes at most: the largest image any model here makes is 3840x2160 (8.3 MP), which
+# as a PNG of pure noise (the worst case) is about 25 MB; a provider that sends more is not
+# sending an image of the size asked for.
+MAX_OUTPUT_BYTES = 48 * 1024 * 1024
+SNIFF_BYTES = 64 * 1024  # enough of the head of a png, jpeg or webp for Pillow to read its header
+
+
+class OutputRefused(ImageJobsError):
+    """What the provider sent as an image is not one we store: not png, jpeg or webp, too many
+    pixels, or too many bytes. The provider made (and billed) something: the job ends failed and
+    charged for what it reported."""
+
+    reason = "output_refused"
+
+
+class CheckedOutput:
+    """A provider's output while it streams into the results bucket: its head is sniffed before
+    anything is stored (format, size and alpha from the header, so a job reports what was made),
+    and its bytes are counted against `max_bytes` as they pass, so memory and time stay bounded
+    whatever the provider sends."""
+
+    def __init__(self, chunks: Iterator[bytes], *, max_bytes: int = MAX_OUTPUT_BYTES) -> None:
+        self._chunks = chunks
+        self._max_bytes = max_bytes
+        head = bytearray()
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
+                break
+        self._head = bytes(head)
+        self.bytes = 0
+        self._count(len(head))
+        self.format, self.content_type, self.width, self.height, self.alpha = _sniffed(self._head)
+
+    def _count(self, size: int) -> None:
+        self.bytes += size
+        if self.bytes > self._max_bytes:
+            raise OutputRefused(f"an output passed {self._max_bytes // 1_048_576} MB; no image asked for is that large")
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        for chunk in self._chunks:
+            self._count(len(chunk))
+            yield chunk
+
+
+def _sniffed(head: bytes) -> tuple[str, str, int, int, bool]:
+    """(format, content type, width, height, has alpha) from an output's head, or OutputRefused."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(head))
+            fmt, (width, height), mode = picture.format or "", picture.size, picture.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise OutputRefused("an output is not an image (png, jpeg or webp)") from exc
+    if fmt not in FORMATS:
+        raise OutputRefused(f"an output is {fmt or 'not an image'}, not png, jpeg or webp")
+    if width * height > MAX_PIXELS:
+        raise OutputRefused(f"an output is {width}x{height} pixels, more than any size asked for")
+    short, content_type = FORMATS[fmt]
+    return short, content_type, width, height, mode in ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def check_edit_budget(sizes: list[int], *, mask_size: int = 0) -> None:

@@ -227,6 +227,10 @@ class Output(Model):
     key: str
     content_type: str
     bytes: int
+    # What was made, read from the image's header as it was stored (imagejobs.images.CheckedOutput).
+    width: int | None = None
+    height: int | None = None
+    alpha: bool | None = None
 
 
 class PollInput(Model):

@@ -13,11 +13,12 @@ from imagejobs import budget, clock, failpoints, polling, pricing, uploads
 from imagejobs.errors import (
     ImageJobsError,
     JobNotFound,
+    ProviderUnavailable,
 )
 from imagejobs.flows.ports import Deps, need
+from imagejobs.images import CheckedOutput
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
-    CONTENT_TYPES,
     FinalizeInput,
     JobStatus,
     Output,
@@ -56,7 +57,7 @@ def finalize(deps: Deps, event: FinalizeInput) -> JobRecord:
         return _store_outputs(deps, event.job_id)
     if event.error is not None:
         code, message = _caught_error(event.error)
-        billed = code in ("download_failed", "download_refused")  # the provider made the images
+        billed = code in ("download_failed", "download_refused", "output_refused")  # the provider made them
         return end_job(deps, event.job_id, JobStatus.FAILED, code, message, billed=billed)
     status = event.final_status or JobStatus.FAILED
     return end_job(deps, event.job_id, status, event.reason or status.value, event.message or "")
@@ -106,6 +107,10 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
     provider = need(deps.provider, "provider")
     results = need(deps.results, "results")
     provider_job = provider.get(need(record.provider_job_id, "provider job id"))
+    if not provider_job.status.final:
+        # It said succeeded at the poll and now says it is not done: a status never goes back, so
+        # this answer is not believed; the step is retried (ProviderUnavailable, with backoff).
+        raise ProviderUnavailable(f"the provider reported {provider_job.status.value} after succeeded")
     if provider_job.status is not JobStatus.SUCCEEDED or not provider_job.unsigned_urls:
         return end_job(
             deps,
@@ -114,19 +119,17 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
             "provider_inconsistent",
             f"provider reported {provider_job.status.value} with {len(provider_job.unsigned_urls)} outputs",
         )
-    output_format = str(record.request.get("output_format", "png"))
-    content_type = CONTENT_TYPES[output_format]
+    # At most the images asked for are fetched, stored and billed, whatever the provider lists.
+    urls = provider_job.unsigned_urls[: int(record.request.get("n") or 1)]
+    metadata = output_metadata(record, provider_job.id)
     outputs: list[Output] = []
-    for index, url in enumerate(provider_job.unsigned_urls):
+    for index, url in enumerate(urls):
         with provider.download(url) as chunks:
-            outputs.append(
-                results.put_stream(
-                    output_key(record, index, output_format),
-                    chunks,
-                    content_type,
-                    output_metadata(record, provider_job.id),
-                )
-            )
+            image = CheckedOutput(chunks)  # sniffed and bounded as it streams: OutputRefused otherwise
+            key = output_key(record, index, image.format)
+            stored = results.put_stream(key, iter(image), image.content_type, metadata)
+            made = {"width": image.width, "height": image.height, "alpha": image.alpha}
+            outputs.append(stored.model_copy(update=made))
     failpoints.hit("finalize.after_store")
     cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage, size=record.size)
     # On our own clock, like submitted_at, so the job's durations come from one clock: a provider's

@@ -15,6 +15,7 @@ from imagejobs.errors import (
 from imagejobs.flows.ports import Deps, need
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
+    CONTENT_TYPES,
     ImageOut,
     ImagesResponse,
     JobStatus,
@@ -135,13 +136,22 @@ def images_response(deps: Deps, record: JobRecord, *, inline_bytes: int) -> dict
 
 
 def _result(record: JobRecord, data: list[ImageOut]) -> ImagesResponse:
+    """OpenAI's image response. Like OpenAI's, it says what was made, not what was asked ("auto"):
+    size, background and format as the first image's header says (read as it was stored)."""
+    made = record.outputs[0] if record.outputs else None
+    size = f"{made.width}x{made.height}" if made and made.width and made.height else record.size
+    background = str(record.request.get("background", "auto"))
+    if background == "auto" and made is not None and made.alpha is not None:
+        background = "transparent" if made.alpha else "opaque"
+    formats = {content_type: name for name, content_type in CONTENT_TYPES.items()}
+    output_format = formats.get(made.content_type, "") if made else ""
     return ImagesResponse(
         created=int(clock.to_wall(record.completed_at or record.updated_at)),
         data=data,
-        background=str(record.request.get("background", "auto")),
-        output_format=str(record.request.get("output_format", "png")),
+        background=background,
+        output_format=output_format or str(record.request.get("output_format", "png")),
         quality=record.quality,
-        size=record.size,
+        size=size,
         usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
     )
 
