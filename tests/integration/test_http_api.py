@@ -518,3 +518,16 @@ def test_a_preflight_allows_the_headers_the_js_sdk_sends(stack: LocalStack, api:
     answer = api.get("/v1/models", headers={"Origin": "https://app.example"})
     exposed = {name.strip().lower() for name in answer.headers.get("access-control-expose-headers", "").split(",")}
     assert {"x-should-retry", "retry-after-ms", "retry-after"} <= exposed
+
+
+def test_response_format_is_taken_as_dall_e_apps_send_it(api: httpx.Client) -> None:
+    """Issue #20.8: GPT image models always answer base64 (OpenAI's API reference); an app written
+    for dall-e sends response_format: b64_json is what it gets anyway, url gets presigned URLs."""
+    as_base64 = api.post(
+        "/v1/images/generations", json={"prompt": "b64", "quality": "low", "response_format": "b64_json"}
+    )
+    assert as_base64.status_code == 200 and as_base64.json()["data"][0]["b64_json"]
+    as_url = api.post("/v1/images/generations", json={"prompt": "url", "quality": "low", "response_format": "url"})
+    (image,) = as_url.json()["data"]
+    assert "b64_json" not in image and "/results/img_" in image["url"] and "Signature=" in image["url"]
+    assert_openai_error(api.post(GENERATIONS, json={"prompt": "a", "response_format": "png"}), 400, "response_format")

@@ -45,7 +45,8 @@ Background = Literal["transparent", "opaque", "auto"]
 OutputFormat = Literal["png", "jpeg", "webp"]
 Moderation = Literal["auto", "low"]
 
-OUR_FIELDS = {"webhook_url"}  # request fields that are ours, never sent to the provider
+# Request fields that are ours, never sent to the provider (response_format: how we answer).
+OUR_FIELDS = {"webhook_url", "response_format"}
 
 UploadFile = tuple[str, bytes, str]  # an edit input for the provider: file name, content, content type
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -86,6 +87,10 @@ class GenerationRequest(Model):
     moderation: Moderation = "auto"
     user: str | None = Field(default=None, max_length=256)
     webhook_url: str | None = Field(default=None, max_length=2048)  # ours: told when the job ends
+    # How a plain call's answer carries the images. OpenAI's API reference: GPT image models always
+    # return base64 (b64_json) and do not take response_format (dall-e's); an app written for dall-e
+    # sends it, so "b64_json" is taken as the default it is, and "url" gets presigned result URLs.
+    response_format: Literal["b64_json", "url"] | None = None
 
     @field_validator("prompt")
     @classmethod

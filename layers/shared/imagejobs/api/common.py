@@ -184,7 +184,8 @@ def _accepted(
     if answer_by is not None:
         record = flows.wait_until_final(wired(), record.id, answer_by)
         if record.status is JobStatus.SUCCEEDED:
-            body = flows.images_response(wired(), record, inline_bytes=SYNC_INLINE_BYTES)
+            inline = 0 if record.request.get("response_format") == "url" else SYNC_INLINE_BYTES
+            body = flows.images_response(wired(), record, inline_bytes=inline)
             return Response(status_code=200, content_type="application/json", body=body, headers=deprecation)
         if record.status.final:
             raise _job_error(record)
