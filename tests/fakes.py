@@ -74,7 +74,11 @@ class FakeStore:
     def record_submission(
         self, job_id: str, provider_job_id: str, at: float, poll_window: dict[str, float] | None = None
     ) -> None:
-        self._update(job_id, provider_job_id=provider_job_id, submitted_at=at, status=JobStatus.IN_PROGRESS)
+        """DynamoDB's condition: only an open job, and only one provider id (JobStore.record_submission)."""
+        record = self.jobs[job_id]
+        if record.status.final or record.provider_job_id not in (None, provider_job_id):
+            raise StaleTransition("final, or another provider id")
+        self._update(job_id, provider_job_id=provider_job_id, submitted_at=at, poll_window=poll_window)
 
     def record_execution(self, job_id: str, execution_arn: str, at: float) -> None:
         self._update(job_id, execution_arn=execution_arn)

@@ -65,6 +65,8 @@ class JobRecord(Model):
     cost: Cost | None = None
     orchestration_cost_usd: str | None = None
     reserved_usd: str | None = None  # held against the tenant's budget until the job settles
+    # What the provider's report priced the job at beyond its reservation, never charged (an alarm).
+    cost_excess_usd: str | None = None
     budget_day: str | None = None  # the UTC day (and so month) the reservation counts against
     error: JobError | None = None
     correlation_id: str | None = None

@@ -55,6 +55,9 @@ class EmfMetrics:
                 metrics.add_metric(name=ERROR_METRICS[record.error.code], unit=MetricUnit.Count, value=1)
         if record.cost is not None:
             metrics.add_metric(name="JobCostUSD", unit=MetricUnit.NoUnit, value=float(record.cost.amount))
+        if record.cost_excess_usd:  # the provider priced it past its reservation: charged the reservation
+            metrics.add_metric(name="CostOverReservation", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="CostExcessUSD", unit=MetricUnit.NoUnit, value=float(record.cost_excess_usd))
         metrics.add_metric(name="StatusPolls", unit=MetricUnit.Count, value=record.polls)
         metrics.add_metric(name="OrchestrationCostUSD", unit=MetricUnit.NoUnit, value=float(orchestration_cost_usd))
         document = metrics.serialize_metric_set()

@@ -204,6 +204,16 @@ def job_cost(model: str, quality: str, images: int, usage: Usage | None, *, size
     return Cost(amount=_money(amount), currency=prices["currency"], basis="per_image")
 
 
+def within_reservation(cost: Cost, reserved: Decimal) -> tuple[Cost, Decimal]:
+    """A job is never charged more than it reserved (the most it could cost, reserve_amount): a
+    provider's usage that prices it higher is its word against our bound. Returns the cost to
+    charge and the excess left out (0 when it fits), which the job records and a metric counts."""
+    amount = Decimal(cost.amount)
+    if amount <= reserved:
+        return cost, Decimal(0)
+    return cost.model_copy(update={"amount": _money(reserved)}), Decimal(_money(amount - reserved))
+
+
 def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -> Decimal:
     """What a job may cost at most, reserved against its tenant's budget before it is sent.
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import math
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,28 +27,67 @@ from imagejobs.models import EditRequest, GenerationRequest, JobStatus, Provider
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 CANCEL_TIMEOUT = httpx.Timeout(8.0, connect=3.0)  # cancel runs inside an HTTP request (API Gateway: 29 s)
+CANCEL_TOTAL_SECONDS = 8.0
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
+# A provider's JSON answer at most (a job object; with inline b64_json images, several MB each):
+# a 200 MB poll answer is not read whole into a 256 MB function.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+UNFRAMED = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+# A provider's timestamps are its word: one outside these bounds (inf, NaN, the year 33658) is no
+# timestamp at all. Nothing of ours is timed by them (a job's instants are our own clock's).
+EARLIEST_TIMESTAMP, LATEST_TIMESTAMP = 1_000_000_000.0, 10_000_000_000.0  # 2001 .. 2286
 
 
 def parse_timestamp(value: Any) -> float | None:
-    """Unix seconds (int, float or numeric string) or an ISO-8601 string."""
-    if value is None or value == "":
+    """Unix seconds (int, float or numeric string) or an ISO-8601 string; None for anything else,
+    or for an instant that is not finite or not between 2001 and 2286."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
-    if isinstance(value, bool):
-        return None
+    seconds: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str) and len(value) <= 64:
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
+            try:
+                seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except (ValueError, OverflowError):
+                return None
+    if seconds is None or not math.isfinite(seconds) or not EARLIEST_TIMESTAMP <= seconds <= LATEST_TIMESTAMP:
+        return None
+    return seconds
+
+
+# Token counts a provider reports are believed only as non-negative integers below this (a
+# thousand times the most any job here can use: 10 images of gpt-image-2's largest size).
+MAX_TOKENS = 100_000_000
+DETAIL_COUNTS = ("text_tokens", "image_tokens", "cached_tokens")
+
+
+def checked_usage(raw: Any) -> Usage | None:
+    """The provider's usage block if every count in it is a plain non-negative integer within
+    MAX_TOKENS (not a string, a float, a bool, 1e40 or -2000000); None otherwise, and the job is
+    then priced per image (basis `per_image`): money never moves on a number that failed its check."""
+    if not isinstance(raw, dict):
+        return None
+
+    def count(value: Any) -> bool:
+        return type(value) is int and 0 <= value <= MAX_TOKENS
+
+    counts = {name: raw.get(name, 0) for name in ("input_tokens", "output_tokens", "total_tokens")}
+    details = raw.get("input_tokens_details", {})
+    if not all(count(value) for value in counts.values()) or not isinstance(details, dict):
+        return None
+    details = {name: value for name, value in details.items() if name in DETAIL_COUNTS}
+    if not all(count(value) for value in details.values()):
+        return None
+    if sum(details.get(name, 0) for name in ("text_tokens", "image_tokens")) > counts["input_tokens"]:
+        return None  # its parts are more than its whole
+    return Usage(**counts, input_tokens_details=details)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -56,6 +98,20 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(header))
     except ValueError:
         return None
+
+
+# Whatever a provider's message holds is shown to tenants (the job's error, its event and webhook):
+# a credential in it never is. Some providers echo the key they were sent on "invalid key".
+BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
+SECRET_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-]{8,}")
+
+
+def redacted(text: str, *secrets: str) -> str:
+    """A provider's text without the operator's key, any bearer token or anything key-shaped."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return SECRET_LIKE.sub(r"\1-[redacted]", BEARER.sub("Bearer [redacted]", text))
 
 
 def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
@@ -116,6 +172,8 @@ def parse_job(body: Any) -> ProviderJob:
         status, reported = JobStatus.IN_PROGRESS, str(body["status"])[:64]
     error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
     usage = body.get("usage")
+    if not isinstance(body["id"], str | int) or isinstance(body["id"], bool) or not 0 < len(str(body["id"])) <= 256:
+        raise ProviderUnavailable("provider answered with a job id that is not one")
     return ProviderJob(
         id=str(body["id"]),
         status=status,
@@ -123,9 +181,9 @@ def parse_job(body: Any) -> ProviderJob:
         created_at=parse_timestamp(body.get("created_at")),
         completed_at=parse_timestamp(body.get("completed_at")),
         unsigned_urls=result_urls(body),
-        usage=Usage.model_validate(usage) if isinstance(usage, dict) else None,
-        error_code=error.get("code"),
-        error_message=error.get("message"),
+        usage=checked_usage(usage),
+        error_code=str(error["code"])[:64] if isinstance(error.get("code"), str) else None,
+        error_message=str(error["message"])[:500] if error.get("message") is not None else None,
     )
 
 
@@ -171,20 +229,43 @@ class ProviderClient:
         api_key: str,
         client: httpx.Client | None = None,
         download_hosts: list[str] | None = None,
+        total_seconds: float = 30.0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
+        self._total_seconds = total_seconds
         self._client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
         self._downloads = DownloadHosts(self._base_url, download_hosts or [])
+
+    def _redact(self, text: str) -> str:
+        return redacted(text, self._api_key)
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._api_key}"}
         headers.update(extra or {})
         return headers
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, total_seconds: float | None = None, **kwargs: Any) -> httpx.Response:
+        """One call, read whole but bounded: at most MAX_ANSWER_BYTES, within `total_seconds` in
+        all (httpx's timeouts count each read alone, so a provider dripping a byte every few
+        seconds would hold a call forever). Its answer comes back as a complete response."""
+        deadline = time.monotonic() + (total_seconds or self._total_seconds)
         try:
-            return self._client.request(method, url, **kwargs)
+            with self._client.stream(method, url, **kwargs) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise ProviderUnavailable(
+                            f"provider answered more than {MAX_ANSWER_BYTES // 1_048_576} MB", outcome_unknown=True
+                        )
+                    if time.monotonic() > deadline:
+                        raise ProviderUnavailable("provider took too long to answer", outcome_unknown=True)
+                # decoded already: the rebuilt response carries no transfer or content coding
+                headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in UNFRAMED]
+                return httpx.Response(
+                    response.status_code, headers=headers, content=bytes(body), request=response.request
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left: the provider cannot have acted on it.
             raise ProviderUnavailable(f"provider unreachable: {type(exc).__name__}") from exc
@@ -194,7 +275,12 @@ class ProviderClient:
             raise ProviderUnavailable(f"provider unreachable: {type(exc).__name__}", outcome_unknown=True) from exc
 
     def _json(self, response: httpx.Response) -> Any:
-        raise_for_provider_error(response)
+        try:
+            raise_for_provider_error(response)
+        except (RateLimited, ProviderOutOfCredits, JobRejected) as exc:
+            exc.message = self._redact(exc.message)
+            exc.args = (exc.message,)
+            raise
         try:
             return response.json()
         except ValueError as exc:  # a 2xx we cannot read: it may have been accepted
@@ -206,8 +292,14 @@ class ProviderClient:
         if response.status_code in (404, 410):
             _, message = _error_fields(response)
             unavailable = f"the provider does not serve this model ({response.status_code})"
-            raise JobRejected(message or unavailable, code="model_unavailable")
-        return parse_job(self._json(response))
+            raise JobRejected(self._redact(message) or unavailable, code="model_unavailable")
+        return self._parsed(self._json(response))
+
+    def _parsed(self, body: Any) -> ProviderJob:
+        job = parse_job(body)
+        if job.error_message:
+            job = job.model_copy(update={"error_message": self._redact(job.error_message)})
+        return job
 
     def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
         response = self._send(
@@ -250,7 +342,7 @@ class ProviderClient:
 
     def get(self, provider_job_id: str) -> ProviderJob:
         response = self._send("GET", self._job_url(provider_job_id), headers=self._headers())
-        return parse_job(self._json(response))
+        return self._parsed(self._json(response))
 
     def cancel(self, provider_job_id: str) -> ProviderJob | None:
         """Ask the provider to stop a job. None when it offers no cancel (404/405 on the route).
@@ -260,10 +352,11 @@ class ProviderClient:
             self._job_url(provider_job_id, "cancel"),
             headers=self._headers(),
             timeout=CANCEL_TIMEOUT,
+            total_seconds=CANCEL_TOTAL_SECONDS,
         )
         if response.status_code in (404, 405, 501):
             return None
-        return parse_job(self._json(response))
+        return self._parsed(self._json(response))
 
     @contextmanager
     def download(self, url: str) -> Iterator[Iterator[bytes]]:

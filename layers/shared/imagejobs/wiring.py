@@ -60,6 +60,7 @@ class LazyProvider:
             provider_api_key(self._settings),
             self._http,
             download_hosts=self._settings.download_hosts,
+            total_seconds=self._settings.provider_timeout_seconds,
         )
 
     def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:

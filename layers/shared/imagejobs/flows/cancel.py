@@ -10,7 +10,7 @@ from imagejobs.errors import (
     JobNotFound,
 )
 from imagejobs.flows.ports import Deps, need
-from imagejobs.flows.settle import _settle
+from imagejobs.flows.settle import _settle, charge_fields
 from imagejobs.jobs import JobRecord
 from imagejobs.models import (
     JobStatus,
@@ -43,6 +43,20 @@ class JobFinishedUpstream(ImageJobsError):
         self.record = record
 
 
+class CancelUnknown(ImageJobsError):
+    """The provider answered neither the cancel nor a look at the job: whether it has finished
+    (and billed) it is unknown, so the job is left as it is; its loop goes on. Try again."""
+
+    reason = "provider_unavailable"
+    status, error_type, param, retry_after = 503, "server_error", None, 5.0
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__(
+            f"Job '{record.id}' could not be cancelled: the provider did not answer, and it may have finished "
+            "the job already. Nothing was changed; try again in a few seconds."
+        )
+
+
 def cancel(deps: Deps, job_id: str) -> JobRecord:
     """Ask the provider to stop, then stop the poll loop and end the job `cancelled`; the cost is
     what the provider says it billed (its usage for the cancelled job), nothing when it says nothing.
@@ -59,10 +73,17 @@ def cancel(deps: Deps, job_id: str) -> JobRecord:
     if record.provider_job_id:
         provider = need(deps.provider, "provider")
         try:
-            provider_job = provider.cancel(record.provider_job_id) or provider.get(record.provider_job_id)
+            provider_job = provider.cancel(record.provider_job_id)
         except ImageJobsError:
-            provider_job = None  # unreachable: we stop following it either way; the reason stays ours
-        if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
+            provider_job = None  # the cancel failed (a timeout, a 5xx): what the job is, is asked next
+        if provider_job is None:
+            try:
+                provider_job = provider.get(record.provider_job_id)
+            except ImageJobsError:
+                # Neither answered: it may be finished and billed there. Cancelling here would
+                # bill images nobody keeps, so nothing changes and the caller tries again.
+                raise CancelUnknown(record) from None
+        if provider_job.status is JobStatus.SUCCEEDED:
             raise JobFinishedUpstream(record)
     if record.execution_arn:
         need(deps.loops, "loops").stop(record.execution_arn, "cancelled by the caller")
@@ -74,8 +95,7 @@ def cancel(deps: Deps, job_id: str) -> JobRecord:
         "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
     }
     if usage is not None and usage.total_tokens > 0:
-        fields["usage"] = usage.model_dump()
-        fields["cost"] = pricing.job_cost(record.model, record.quality, 0, usage, size=record.size).model_dump()
+        fields |= charge_fields(record, 0, usage)
     settled = _settle(deps, record, JobStatus.CANCELLED, fields)
     if settled.status is not JobStatus.CANCELLED:
         raise JobAlreadyFinal(settled)  # it finished while we were cancelling

@@ -22,6 +22,7 @@ from imagejobs.models import (
     FinalizeInput,
     JobStatus,
     Output,
+    Usage,
 )
 
 
@@ -75,7 +76,11 @@ def _caught_error(error: dict[str, Any]) -> tuple[str, str]:
         except ValueError:
             message = cause
     known = {cls.__name__: cls.reason for cls in _error_classes()}
-    return known.get(name, "internal_error"), f"{name}: {message}" if message else name
+    if name not in known:
+        # Not one of ours (a ValidationError, a KeyError, a runtime's timeout): its text is an
+        # internal dump, never a public message; it stays in the function's log.
+        return "internal_error", f"the job could not be completed because of an internal error ({name[:64]})"
+    return known[name], f"{name}: {message}" if message else name
 
 
 def _error_classes() -> list[type[ImageJobsError]]:
@@ -131,20 +136,40 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
             made = {"width": image.width, "height": image.height, "alpha": image.alpha}
             outputs.append(stored.model_copy(update=made))
     failpoints.hit("finalize.after_store")
-    cost = pricing.job_cost(record.model, record.quality, len(outputs), provider_job.usage, size=record.size)
+    charged = charge_fields(record, len(outputs), provider_job.usage)
     # On our own clock, like submitted_at, so the job's durations come from one clock: a provider's
     # timestamps are another clock's (and its word), and a duration across two clocks came out
     # at -114 s offline (the provider's instant fell before our record of its submission).
     completed_at = clock.now()
     fields: dict[str, Any] = {
         "outputs": [output.model_dump() for output in outputs],
-        "usage": provider_job.usage.model_dump() if provider_job.usage else None,
-        "cost": cost.model_dump(),
+        **charged,
         "completed_at": completed_at,
         "updated_at": clock.now(),
         "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
     }
     return _settle(deps, record, JobStatus.SUCCEEDED, fields)
+
+
+def charge_fields(record: JobRecord, images: int, usage: Usage | None) -> dict[str, Any]:
+    """What a job is charged, as fields of its settling write: its cost from the provider's
+    (checked) usage or the per-image table, never more than its reservation (the excess beyond
+    it is recorded, never charged, and counted by the CostOverReservation metric and alarm)."""
+    cost = pricing.job_cost(record.model, record.quality, images, usage, size=record.size)
+    cost, excess = pricing.within_reservation(cost, reservation_of(record))
+    return {
+        "usage": usage.model_dump() if usage else None,
+        "cost": cost.model_dump(),
+        "cost_excess_usd": str(excess) if excess else None,
+    }
+
+
+def reservation_of(record: JobRecord) -> Decimal:
+    """The most a job may be charged: what it reserved against its tenant's budget, or (a job of a
+    stack without budgets) what it would have reserved."""
+    if record.reserved_usd is not None:
+        return Decimal(record.reserved_usd)
+    return pricing.reserve_amount(record.model, record.request, len(record.inputs) + (1 if record.mask else 0))
 
 
 def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str, *, billed: bool = False) -> JobRecord:
@@ -166,12 +191,8 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
         except ImageJobsError:
             provider_job = None
         if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
-            images = len(provider_job.unsigned_urls)
-            fields["cost"] = pricing.job_cost(
-                record.model, record.quality, images, provider_job.usage, size=record.size
-            ).model_dump()
-            if provider_job.usage:
-                fields["usage"] = provider_job.usage.model_dump()
+            images = min(len(provider_job.unsigned_urls), int(record.request.get("n") or 1))
+            fields |= charge_fields(record, images, provider_job.usage)
     if deps.results is not None and record.provider_job_id:
         deps.results.delete_prefix(outputs_prefix(record))
     return _settle(deps, record, status, fields)

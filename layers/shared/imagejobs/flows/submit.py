@@ -3,8 +3,11 @@ loop started."""
 
 from __future__ import annotations
 
+import contextlib
+
 from imagejobs import clock, failpoints, polling
 from imagejobs.errors import (
+    ImageJobsError,
     JobNotFound,
     JobRejected,
     ProviderUnavailable,
@@ -79,7 +82,14 @@ def submit(deps: Deps, job_id: str) -> str:
         failpoints.hit("submit.after_provider")
         win = polling.window(record.quality, deps.store.latency_counts(polling.latency_kind(record)))
         chosen = {"start": win.start, "end": win.end, "samples": win.samples}
-        deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
+        try:
+            deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
+        except StaleTransition:
+            # Cancelled (or ended) while the POST was in flight: the provider's new job would run
+            # and be billed with nobody following it, so it is cancelled there too (best effort).
+            with contextlib.suppress(ImageJobsError):
+                provider.cancel(provider_job.id)
+            return "ended_in_flight"
         record = record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
     arn = need(deps.loops, "loops").start(record.id, polling.first_poll_payload(record))
     failpoints.hit("submit.after_start_execution")
