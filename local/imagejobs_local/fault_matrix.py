@@ -33,6 +33,9 @@ class Fault:
     served: int | None = None  # how many faults the provider must have served (None: don't count)
     billed: bool = False  # whether the provider billed (then exactly one cost metric, else none)
     idempotency: str = "header"  # the ProviderIdempotency setting the row runs under
+    basis: str | None = None  # the cost basis the job must end with (None: either)
+    at_reservation: bool = False  # charged exactly its reservation, the excess recorded
+    images: int | None = None  # how many images a succeeded job must have stored (None: any)
 
 
 FAULTS: list[Fault] = [
@@ -61,6 +64,18 @@ FAULTS: list[Fault] = [
     Fault("output URLs on another host", "[sim:download_elsewhere]", "failed", "download_refused", billed=True),
     Fault("redirect to another host", "[sim:download_redirect_elsewhere]", "failed", "download_refused", billed=True),
     Fault("job never finishes", "[sim:never]", "expired", "deadline_exceeded"),
+    # A misbehaving provider (issue #21): its word moves no money past what was checked.
+    Fault("usage with negative counts", "[sim:evil_usage_negative]", "succeeded", None, billed=True, basis="per_image"),
+    Fault("usage past the reservation", "[sim:evil_usage_dear]", "succeeded", None, billed=True, at_reservation=True),
+    Fault("usage of a trillion tokens", "[sim:evil_usage_huge]", "succeeded", None, billed=True, basis="per_image"),
+    Fault("usage counts as strings", "[sim:evil_usage_strings]", "succeeded", None, billed=True, basis="per_image"),
+    Fault("usage counts of 1e40", "[sim:evil_usage_float]", "succeeded", None, billed=True, basis="per_image"),
+    Fault("200 URLs for 2 images", "[sim:evil_extra_urls]", "succeeded", None, billed=True, images=2),
+    Fault("an SVG with a script as the image", "[sim:evil_not_image]", "failed", "output_refused", billed=True),
+    Fault("a 60 MB image", "[sim:evil_huge_output]", "failed", "output_refused", billed=True),
+    Fault("its error echoes the key", "[sim:fail] [sim:evil_echo_key]", "failed", "generation_failed"),
+    Fault("timestamps of inf and NaN", "[sim:evil_bad_times]", "succeeded", None, billed=True),
+    Fault("succeeded, then in_progress", "[sim:evil_regress]", "succeeded", None, billed=True),
     # With ProviderIdempotency=none (the template's default) an unknown outcome is never re-sent:
     # the job ends failed and nothing is charged; the provider may have billed a read timeout.
     # An error answer is a definite "not taken": that one is sent again under either setting.
@@ -92,6 +107,11 @@ class Outcome:
     charged: Decimal = Decimal(0)  # the job's cost
     spent: Decimal = Decimal(0)  # what its tenant's budget day holds (the row's own tenant: this job only)
     has_images: bool = False  # outputs recorded and stored
+    reserved: Decimal = Decimal(0)  # what the job reserved: the most it may be charged
+    basis: str | None = None
+    excess: Decimal = Decimal(0)  # what the provider's report priced beyond the reservation
+    images: int = 0
+    leaks: bool = False  # the provider's key shows in what a tenant sees of the job
 
     @property
     def as_expected(self) -> bool:
@@ -105,6 +125,11 @@ class Outcome:
             and self.cost_metrics == (1 if fault.billed else 0)
             and self.consistent
             and self.running_executions == 0
+            and Decimal(0) <= self.charged <= self.reserved
+            and (fault.basis is None or self.basis == fault.basis)
+            and (not fault.at_reservation or (self.charged == self.reserved and self.excess > 0))
+            and (fault.images is None or self.images == fault.images)
+            and not self.leaks
         )
 
 
@@ -159,6 +184,11 @@ def _run(stack: LocalStack, fault: Fault, timeout: float, api_key: str) -> Outco
         charged=Decimal(record.cost.amount) if record and record.cost else Decimal(0),
         spent=stack.tenants.spent(record.tenant, record.budget_day) if record and record.budget_day else Decimal(0),
         has_images=bool(record and record.outputs) and stored == recorded,
+        reserved=Decimal(record.reserved_usd or 0) if record else Decimal(0),
+        basis=record.cost.basis if record and record.cost else None,
+        excess=Decimal(record.cost_excess_usd or 0) if record else Decimal(0),
+        images=len(record.outputs) if record else 0,
+        leaks=provider.api_key in client.get(f"/v1/jobs/{job_id}").text,
     )
 
 

@@ -65,6 +65,25 @@ def dimensions(size: str) -> tuple[int, int]:
     return (int(match[1]), int(match[2])) if match else (1024, 1024)
 
 
+# "[sim:evil_<kind>]": a provider that answers what no contract allows, each kind one finding of
+# an outside round of hostile tests. Usage: counts below zero, past any job's reservation (but
+# plausible as integers), above any believable count, as strings, as a huge float; results: 200
+# URLs for one image, an SVG with a script as the image, an "image" of 60 MB; its error message
+# echoing the bearer key it was sent; timestamps of inf and the year 33658; a status that goes
+# back from succeeded to in_progress at the next look.
+EVIL = {
+    "usage_negative",
+    "usage_dear",
+    "usage_huge",
+    "usage_strings",
+    "usage_float",
+    "extra_urls",
+    "not_image",
+    "huge_output",
+    "echo_key",
+    "bad_times",
+    "regress",
+}
 MARKER = re.compile(r"\[sim:([a-z0-9_]+)(?:=([0-9.]+))?\]")
 # Counted faults: "[sim:<where>_<kind>=N]" serves the fault on the first N calls of that kind.
 FAULT_MARKERS = {
@@ -146,6 +165,8 @@ class Behaviour:
     odd_id: bool = False  # a job id that is not img_...: a UUID with a slash-free suffix
     # TheRouter documents no Idempotency-Key: "[sim:no_idempotency]" ignores it (every POST is a new job).
     honours_key: bool = True
+    # A misbehaving provider, "[sim:evil_<kind>]": what a hostile or broken provider answers (EVIL).
+    evil: frozenset[str] = frozenset()
 
     def fault_count(self, name: str) -> int:
         return dict(self.faults).get(name, 0)
@@ -188,6 +209,8 @@ class Behaviour:
                 values["download_via"] = name.removeprefix("download_")
             elif name in FAULT_MARKERS:
                 values.setdefault("faults", {})[name] = int(float(number or 1))
+            elif name.startswith("evil_") and name.removeprefix("evil_") in EVIL:
+                values["evil"] = values.get("evil", frozenset()) | {name.removeprefix("evil_")}
         if "faults" in values:
             values["faults"] = tuple(sorted(values["faults"].items()))
         return cls(**values)
@@ -360,11 +383,18 @@ class SimulatedProvider:
             "expires_at": stamp(job.created_at + 86_400),
             "provider_region": "sim-1",  # a field nobody documents: clients must ignore it
         }
+        evil = shape.evil
+        if status == "succeeded" and "regress" in evil:
+            job.polls += 1
+            if job.polls == 2:  # said succeeded once; now, once, that it is not done
+                body["status"] = status = "in_progress"
         if status == "succeeded":
             ext = job.request.get("output_format", "png")
             body["completed_at"] = _iso(job.finishes_at)  # the other timestamp form, on purpose
+            if "bad_times" in evil:
+                body["completed_at"], body["created_at"], body["expires_at"] = "inf", 1e15, float("nan")
             files = self.other_host_url if shape.download_via == "elsewhere" else self.base_url
-            count = int(job.request.get("n", 1))
+            count = 200 if "extra_urls" in evil else int(job.request.get("n", 1))
             urls = [f"{files}/files/{quote(job.id, safe='')}/{index}.{ext}" for index in range(count)]
             if shape.results == "unsigned_urls":
                 body["unsigned_urls"] = urls
@@ -378,7 +408,9 @@ class SimulatedProvider:
                     for index in range(count)
                 ]
             if job.behaviour.usage:
-                body["usage"] = _usage(job.request, edited=job.source_image is not None)
+                body["usage"] = _evil_usage(_usage(job.request, edited=job.source_image is not None), evil)
+        elif status == "failed" and "echo_key" in evil:
+            body["error"] = {"code": "generation_failed", "message": f"invalid request with Bearer {self.api_key}"}
         elif status == "failed" and job.behaviour.outcome == "moderated":
             body["error"] = {"code": "moderation_blocked", "message": "the output was blocked by the safety system"}
         elif status == "failed":
@@ -437,8 +469,16 @@ class SimulatedProvider:
 
     def image_bytes(self, job_id: str, index: int) -> bytes | None:
         job = self._jobs.get(job_id)
-        if job is None or job.status(clock.now()) != "succeeded" or index >= int(job.request.get("n", 1)):
+        if job is None or job.status(clock.now()) != "succeeded":
             return None
+        if "not_image" in job.behaviour.evil:
+            return b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
+        if "huge_output" in job.behaviour.evil:  # a real PNG's head, then 60 MB of nothing
+            return render(job.request, 0, job.source_image)[:64] + bytes(60 * 1024 * 1024)
+        if index >= int(job.request.get("n", 1)):
+            if "extra_urls" not in job.behaviour.evil:
+                return None
+            index = 0
         key = (job_id, index)
         if key not in self._rendered:
             self._rendered[key] = (
@@ -489,6 +529,22 @@ def noise(request: dict[str, Any], index: int) -> bytes:
     out = io.BytesIO()
     Image.frombytes("RGB", (width, height), random.Random(index).randbytes(width * height * 3)).save(out, "PNG")
     return out.getvalue()
+
+
+def _evil_usage(usage: dict[str, Any], evil: frozenset[str]) -> dict[str, Any]:
+    if "usage_negative" in evil:
+        usage["output_tokens"] = -2_000_000
+    if "usage_dear" in evil:  # $2,400 of output at $48 per million: integers, and past any reservation
+        usage["output_tokens"] = 50_000_000
+    if "usage_huge" in evil:
+        usage["output_tokens"] = 10**12
+    if "usage_strings" in evil:
+        usage = {name: str(value) if isinstance(value, int) else value for name, value in usage.items()}
+    if "usage_float" in evil:
+        usage["output_tokens"] = 1e40
+    if any(kind.startswith("usage_") for kind in evil) and isinstance(usage.get("output_tokens"), int):
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    return usage
 
 
 def _usage(request: dict[str, Any], edited: bool = False) -> dict[str, Any]:

@@ -4,6 +4,8 @@ duplicate submission, no execution left running, nothing lost (local/imagejobs_l
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from imagejobs_local.fault_matrix import FAULTS, Fault, run
@@ -27,3 +29,14 @@ def test_fault(stack: LocalStack, fault: Fault) -> None:
     if outcome.charged > 0:
         assert outcome.has_images or (fault.billed and outcome.status != "succeeded")
     assert outcome.spent == outcome.charged
+    # A provider's word is checked before it moves money (issue #21): never below zero, never past
+    # the job's reservation (the excess recorded), the basis the check chose, at most n images,
+    # and its messages never show the operator's key.
+    assert Decimal(0) <= outcome.charged <= outcome.reserved
+    if fault.basis is not None:
+        assert outcome.basis == fault.basis
+    if fault.at_reservation:
+        assert outcome.charged == outcome.reserved and outcome.excess > 0
+    if fault.images is not None:
+        assert outcome.images == fault.images
+    assert not outcome.leaks
