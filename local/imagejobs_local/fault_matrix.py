@@ -73,6 +73,8 @@ FAULTS: list[Fault] = [
     Fault("200 URLs for 2 images", "[sim:evil_extra_urls]", "succeeded", None, billed=True, images=2),
     Fault("an SVG with a script as the image", "[sim:evil_not_image]", "failed", "output_refused", billed=True),
     Fault("a 60 MB image", "[sim:evil_huge_output]", "failed", "output_refused", billed=True),
+    # one output stored, the next refused: the failure removes the first (finalize's s3:DeleteObject)
+    Fault("the second image is not one", "[sim:evil_partial]", "failed", "output_refused", billed=True),
     Fault("its error echoes the key", "[sim:fail] [sim:evil_echo_key]", "failed", "generation_failed"),
     Fault("timestamps of inf and NaN", "[sim:evil_bad_times]", "succeeded", None, billed=True),
     Fault("succeeded, then in_progress", "[sim:evil_regress]", "succeeded", None, billed=True),

@@ -295,6 +295,17 @@ def _form_post_as_headers(self: Any, bucket: str) -> tuple[dict[str, str], str]:
     return headers, form.get("key", "")
 
 
+def _keys_to_delete(body: Any) -> list[str]:
+    import xmltodict
+
+    try:
+        objects = xmltodict.parse(body or b"", strip_whitespace=False)["Delete"].get("Object", [])
+    except Exception:
+        return [""]  # unreadable: authorized as the bucket's first key would be, and moto refuses it
+    objects = objects if isinstance(objects, list) else [objects]
+    return [str(item.get("Key", "")) for item in objects if isinstance(item, dict)] or [""]
+
+
 def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
     def authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
         from moto import settings
@@ -310,6 +321,20 @@ def _authorize_s3_action(original: Callable[..., None]) -> Callable[..., None]:
                 self.headers, key_name = _form_post_as_headers(self, bucket_name or "")
             else:
                 self.headers = _presigned_as_headers(self)
+        if (
+            enforcing
+            and self.method == "POST"
+            and "delete" in (self.querystring or {})
+            and bucket_name
+            and not key_name
+        ):
+            # AWS authorizes DeleteObjects as s3:DeleteObject on each key it names (S3 API
+            # reference, DeleteObjects: "you must have s3:DeleteObject permission"); moto asks for
+            # it on the bucket ARN, which a role granted DeleteObject on bucket/* never has, so
+            # every batch delete was refused offline. Each key is authorized as AWS does.
+            for key in _keys_to_delete(self.body):
+                original(self, bucket_name=bucket_name, key_name=key)
+            return
         original(self, bucket_name=bucket_name, key_name=key_name)
         if not (enforcing and bucket_name and key_name and self.method in ("GET", "HEAD")):
             return
@@ -341,6 +366,35 @@ def _read_parsed_documents(original: Callable[..., None]) -> Callable[..., None]
     return init
 
 
+# The buckets' policies deny every request without TLS (aws:SecureTransport "false"). moto checks a
+# bucket policy only inside DeleteObjects (each key), and evaluates no Condition: that deny then
+# matched every key, so every cleanup of the stack's objects was silently refused offline (the
+# per-key errors of a quiet DeleteObjects). Every call the stack makes on AWS is TLS (boto3's
+# endpoints are https), so offline the TLS condition reads true; other statements stay as moto
+# reads them.
+def _tls_only_deny(statement: Any) -> bool:
+    condition = statement.get("Condition") if isinstance(statement, dict) else None
+    return (
+        isinstance(condition, dict)
+        and statement.get("Effect") == "Deny"
+        and condition == {"Bool": {"aws:SecureTransport": "false"}}
+    )
+
+
+def _bucket_permission(self: Any, action: str, resource: str) -> Any:
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    document = json.loads(self.policy)
+    statements = document.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    kept = [statement for statement in statements if not _tls_only_deny(statement)]
+    if not kept:
+        return PermissionResult.NEUTRAL
+    return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+
 def install() -> None:
     """Patch moto and botocore once per process (idempotent)."""
     global _installed
@@ -362,6 +416,9 @@ def install() -> None:
     boto_client.boto3 = _Boto3AsStateMachine()  # type: ignore[assignment]
     IAMRequestBase.check_signature = lambda self: None  # type: ignore[method-assign]
     IAMPolicy.__init__ = _read_parsed_documents(IAMPolicy.__init__)  # type: ignore[method-assign]
+    from moto.s3.models import FakeBucket
+
+    FakeBucket.get_permission = _bucket_permission  # type: ignore[method-assign]
     _installed = True
 
 

@@ -41,6 +41,7 @@ SEAMS = [
     Seam("the state machine's role for its SDK calls", "iam", "moto.stepfunctions.parser.asl.utils.boto_client:boto3"),
     Seam("resource ARNs of secrets", "iam", "moto.secretsmanager.models:secretsmanager_backends"),
     Seam("S3's 403 answers", "iam", "moto.s3.exceptions:S3AccessDeniedError"),
+    Seam("bucket policies read with their TLS condition", "iam", "moto.s3.models:FakeBucket.get_permission"),
     Seam(
         "item-level rollback of transactions",
         "atomic_dynamodb",

@@ -83,6 +83,7 @@ EVIL = {
     "echo_key",
     "bad_times",
     "regress",
+    "partial",  # the first image, then an SVG: a job that fails with an output already stored
 }
 MARKER = re.compile(r"\[sim:([a-z0-9_]+)(?:=([0-9.]+))?\]")
 # Counted faults: "[sim:<where>_<kind>=N]" serves the fault on the first N calls of that kind.
@@ -471,7 +472,7 @@ class SimulatedProvider:
         job = self._jobs.get(job_id)
         if job is None or job.status(clock.now()) != "succeeded":
             return None
-        if "not_image" in job.behaviour.evil:
+        if "not_image" in job.behaviour.evil or ("partial" in job.behaviour.evil and index > 0):
             return b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
         if "huge_output" in job.behaviour.evil:  # a real PNG's head, then 60 MB of nothing
             return render(job.request, 0, job.source_image)[:64] + bytes(60 * 1024 * 1024)

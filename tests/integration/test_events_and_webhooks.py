@@ -126,6 +126,13 @@ def test_webhook_is_signed_and_verifiable(stack: LocalStack, api: httpx.Client, 
     assert abs(datetime.fromisoformat(payload["timestamp"]).timestamp() - time.time()) < 120  # the wall clock
     job = payload["data"]
     assert job["id"] == job_id and job["status"] == "succeeded" and job["unsigned_urls"]
+    # The receiver can fetch them: the notify function signs them with its role (its s3:GetObject
+    # grant; a URL signed without it answers 403), fetched as a receiver would, without credentials.
+    import requests
+
+    for url in job["unsigned_urls"]:
+        fetched = requests.get(url, timeout=30)
+        assert fetched.status_code == 200 and fetched.content[:4] == b"\x89PNG", (fetched.status_code, url)
     assert headers["webhook-id"] == f"{job_id}_succeeded" and "." not in headers["webhook-id"]
     agent = next(value for name, value in headers.items() if name.lower() == "user-agent")
     assert agent.startswith("imagejobs-webhooks/")  # the sender, by name, in the receiver's logs

@@ -101,3 +101,13 @@ def test_invalid_request_in_an_event_fails_the_job_saying_why(stack: LocalStack)
     record = wait_created(stack, job_id)
     assert record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "invalid_value" and "size" in record.error.message
+
+
+def test_a_refused_event_keeps_its_correlation_id(stack: LocalStack, captured: EventCapture) -> None:
+    """Issue #21.14: `images: 5` is refused, and its failed job and ImageJobFailed event still carry
+    the caller's correlation_id, so the pipeline can tell which of its requests failed."""
+    job_id = request_event(stack, {"prompt": "x", "images": 5, "correlation_id": "run-5"})
+    record = wait_created(stack, job_id)
+    assert record.status is JobStatus.FAILED and record.correlation_id == "run-5"
+    (event,) = captured.for_job(job_id)
+    assert event["detail"]["correlation_id"] == "run-5"

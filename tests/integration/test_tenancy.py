@@ -229,3 +229,24 @@ def test_a_retry_after_the_cap_was_lowered_returns_the_first_job(
         refused = lowered.post(GENERATIONS, json=body)
     assert refused.status_code == 402
     assert f"${spent:.4f}" in refused.json()["error"]["message"]
+
+
+def test_an_edit_refused_for_its_budget_leaves_nothing_behind(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #21.15: a 402 edit left its input in the results bucket."""
+    api_key = new_key(stack, capsys, "broke-editor")
+    assert admin(stack, capsys, "budget", "set", "--tenant", "broke-editor", "--daily", "0.001")[0] == 0
+    bucket = stack.outputs["ResultsBucketName"]
+
+    def inputs() -> set[str]:
+        listed = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix="inputs/")
+        return {item["Key"] for item in listed.get("Contents", [])}
+
+    before = inputs()
+    with client(stack, api_key) as broke:
+        files = {"image": ("a.png", photo(), "image/png")}
+        for headers in ({}, {"Idempotency-Key": "broke-1"}):
+            refused = broke.post("/v1/images/edits?async=true", data={"prompt": "x"}, files=files, headers=headers)
+            assert refused.status_code == 402, refused.text
+    assert inputs() - before == set()

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from imagejobs import budget, clock, flows
-from imagejobs.errors import ImageJobsError
+from imagejobs.errors import ImageJobsError, ProviderUnavailable
 from imagejobs.models import FinalizeInput, GenerationRequest, JobStatus, ProviderJob, Usage
 from tests.fakes import FakeMetrics, FakeProvider, FakeStore, fake_deps
 
@@ -174,3 +174,61 @@ def test_a_retry_that_joins_extends_the_wait_the_poll_loop_keeps_up_with() -> No
     caller = flows.Caller(tenant="t1", waits_until=before + 26, retry_count=1)
     flows.accept_generation(deps, caller=caller, request=GenerationRequest(prompt="a plain cat"))
     assert store.jobs[job_id].caller_waits_until == before + 26
+
+
+def test_an_expired_job_is_stopped_upstream_and_one_finished_there_is_kept() -> None:
+    """Issue #21: our deadline tells the provider to stop (or it bills a job nobody follows); a job
+    it finished meanwhile is stored and billed as succeeded instead of expired and lost."""
+    deps = fake_deps()
+    store: FakeStore = deps.store  # type: ignore[assignment]
+    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    running = submitted(deps, "still running")
+    flows.end_job(deps, running, JobStatus.EXPIRED, "deadline_exceeded", "late")
+    assert store.jobs[running].status is JobStatus.EXPIRED and provider.cancels == [store.jobs[running].provider_job_id]
+    made = submitted(deps, "made just in time")
+    pid = store.jobs[made].provider_job_id or ""
+    provider.jobs[pid] = ProviderJob(id=pid, status=JobStatus.SUCCEEDED, unsigned_urls=["https://p/0.png"])
+    kept = flows.end_job(deps, made, JobStatus.EXPIRED, "deadline_exceeded", "late")
+    assert kept.status is JobStatus.SUCCEEDED and kept.outputs and Decimal(kept.cost.amount if kept.cost else 0) > 0
+
+
+class UnreachableProvider(FakeProvider):
+    def cancel(self, provider_job_id: str) -> ProviderJob | None:
+        raise ProviderUnavailable("provider timed out")
+
+    def get(self, provider_job_id: str) -> ProviderJob:
+        raise ProviderUnavailable("provider answered 500")
+
+
+def test_a_cancel_the_provider_cannot_answer_changes_nothing() -> None:
+    """Issue #21.5: a cancel that times out and a look that fails leave the job as it was (it may
+    be finished and billed there): 503, try again; never cancelled here with its images lost."""
+    deps = fake_deps(provider=UnreachableProvider())
+    store: FakeStore = deps.store  # type: ignore[assignment]
+    job_id = submitted(deps)
+    with pytest.raises(flows.CancelUnknown) as refused:
+        flows.cancel(deps, job_id)
+    assert refused.value.status == 503 and not store.jobs[job_id].status.final
+
+
+class CancelledMidPost(FakeProvider):
+    """The caller cancels while the provider POST is in flight (the record says it is being sent)."""
+
+    def __init__(self, deps: flows.Deps) -> None:
+        super().__init__()
+        self.deps = deps
+
+    def submit(self, request: object, *, idempotency_key: str) -> ProviderJob:
+        flows.cancel(self.deps, idempotency_key)  # no provider id yet: cancelled here at once
+        return super().submit(request, idempotency_key=idempotency_key)
+
+
+def test_a_job_cancelled_during_its_provider_post_is_cancelled_upstream_after_it() -> None:
+    """Issue #21.6: the provider's new job would run and be billed with nobody following it."""
+    deps = fake_deps()
+    provider = CancelledMidPost(deps)
+    deps.provider = provider
+    store: FakeStore = deps.store  # type: ignore[assignment]
+    job_id = accepted(deps)
+    assert flows.submit(deps, job_id) == "ended_in_flight"
+    assert store.jobs[job_id].status is JobStatus.CANCELLED and provider.cancels == ["p_1"]

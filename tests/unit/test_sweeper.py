@@ -30,9 +30,16 @@ class Loops:
 class Provider:
     """The provider's word on each job: p5 finished while its loop was dead."""
 
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
     def get(self, provider_job_id: str) -> ProviderJob:
         status = JobStatus.SUCCEEDED if provider_job_id == "p5" else JobStatus.IN_PROGRESS
         return ProviderJob(id=provider_job_id, status=status)
+
+    def cancel(self, provider_job_id: str) -> ProviderJob:
+        self.cancelled.append(provider_job_id)
+        return ProviderJob(id=provider_job_id, status=JobStatus.CANCELLED)
 
 
 class Queue:
@@ -73,12 +80,13 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
         store.create(record)
     loops = Loops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
     queue = Queue()
+    provider = Provider()
     deps = flows.Deps(
         settings=SETTINGS,
         store=store,
         loops=loops,
         queue=queue,  # type: ignore[arg-type]
-        provider=Provider(),  # type: ignore[arg-type]
+        provider=provider,  # type: ignore[arg-type]
     )
 
     done = sweeper.sweep(deps, stale_after_seconds=600)
@@ -88,5 +96,6 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
     assert loops.started == ["img_no_loop", "img_dead_loop-resume-1", "img_late_but_made-resume-1"]
     assert not store.jobs["img_late_but_made"].status.final
     assert store.jobs["img_dead_and_late"].status is JobStatus.EXPIRED
+    assert provider.cancelled == ["p3"]  # an expired job is stopped at the provider too (#21)
     assert store.jobs["img_dead_loop"].resumes == 1
     assert store.jobs["img_fresh"].execution_arn is None and store.jobs["img_healthy"].resumes == 0

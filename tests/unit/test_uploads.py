@@ -78,3 +78,44 @@ def test_bad_metadata_is_invalid_instructions(metadata: dict[str, str]) -> None:
 def test_outputs_go_under_edits_without_the_extension() -> None:
     assert uploads.output_prefix("uploads/cat photo.png") == "edits/uploads/cat photo/"
     assert uploads.output_prefix("uploads/v1.2/raw") == "edits/uploads/v1.2/raw/"
+
+
+@pytest.mark.parametrize(
+    ("key", "prefix"),
+    [
+        ("uploads/..png", "edits/uploads/_/"),
+        ("uploads/sub/..png", "edits/uploads/sub/_/"),
+        ("uploads//a.png", "edits/uploads/_/a/"),
+    ],
+)
+def test_output_keys_have_no_segment_a_client_would_remove(key: str, prefix: str) -> None:
+    """Issue #21.12: clients drop "." and ".." segments (RFC 3986 5.2.4) before sending a URL, so
+    a key holding one is not fetchable by its presigned URL: outputs never get one."""
+    assert uploads.output_prefix(key) == prefix
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"prompt": "p", "n": "٣"}, "whole number"),  # Arabic-Indic 3: int() takes it, HTTP does not
+        ({"prompt": "p", "promt": "typo"}, "x-amz-meta-promt"),
+        ({"prompt": "p", "mtime": "1700000000"}, "x-amz-meta-mtime"),
+    ],
+)
+def test_metadata_is_read_as_http_reads_parameters(metadata: dict[str, str], problem: str) -> None:
+    """Issue #21.11, #21.16: digits in ASCII only and unknown instructions refused, as over HTTP."""
+    with pytest.raises(uploads.InvalidInstructions, match=problem):
+        uploads.instructions("uploads/x.png", metadata, None)
+
+
+def test_rules_digits_are_ascii_too() -> None:
+    rules = {"rules": [{"prefix": "uploads/", "prompt": "p", "n": "٣"}]}
+    with pytest.raises(uploads.InvalidInstructions):
+        uploads.instructions("uploads/x.png", {}, rules)
+
+
+def test_non_ascii_metadata_comes_back_as_it_was_set() -> None:
+    """S3 returns user metadata that is not ASCII RFC 2047-encoded: the prompt is the decoded text."""
+    encoded = "=?UTF-8?B?" + __import__("base64").b64encode("un phare à l'aube, 灯台".encode()).decode() + "?="
+    assert uploads.instructions("uploads/x.png", {"prompt": encoded}, None).prompt == "un phare à l'aube, 灯台"
+    assert uploads.instructions("uploads/x.png", {"prompt": "=? not encoded"}, None).prompt == "=? not encoded"

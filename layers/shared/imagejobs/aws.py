@@ -292,7 +292,13 @@ class ResultStore(_LazyClient[S3Client]):
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys: list[Any] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if keys:
-                self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                answer = self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                # A quiet DeleteObjects answers 200 with the keys it could not delete in Errors
+                # (S3 API reference): a cleanup that failed must not pass for one that worked.
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    failed = len(answer["Errors"])
+                    raise RuntimeError(f"{failed} of {len(keys)} not deleted: {first.get('Code')} {first.get('Key')}")
                 deleted += len(keys)
         return deleted
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -13,6 +12,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
+
+from imagejobs.models import whole_number
 
 
 class ApiError(Exception):
@@ -134,15 +135,6 @@ def multipart_form(event: APIGatewayProxyEvent) -> MultipartForm:
 
 
 INTEGER_FIELDS = ("n", "output_compression")
-
-
-WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
-
-
-def whole_number(text: str) -> int | None:
-    """A query or form value as an int, or None when it is not a (reasonable) whole number."""
-    stripped = text.strip()
-    return int(stripped) if WHOLE_NUMBER.fullmatch(stripped) else None
 
 
 def form_parameters(fields: dict[str, str]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,15 @@ Moderation = Literal["auto", "low"]
 
 # Request fields that are ours, never sent to the provider (response_format: how we answer).
 OUR_FIELDS = {"webhook_url", "response_format"}
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits: str.isdigit() takes "²" and int() takes "٣"
+
+
+def whole_number(text: str) -> int | None:
+    """Text as an int, the same on every path (form fields, queries, upload metadata, rules), or
+    None when it is not a (reasonable) whole number in ASCII digits."""
+    stripped = text.strip()
+    return int(stripped) if WHOLE_NUMBER.fullmatch(stripped) else None
+
 
 UploadFile = tuple[str, bytes, str]  # an edit input for the provider: file name, content, content type
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

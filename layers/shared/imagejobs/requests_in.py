@@ -52,6 +52,16 @@ class InvalidDetail(ValueError):
     reason = "invalid_request"
 
 
+MAX_CORRELATION_ID = 256
+
+
+def correlation_of(detail: Any) -> str | None:
+    """The caller's correlation id if it is one (a string, at most 256 characters): kept on the
+    job even when the rest of the request is refused, so a pipeline can tell which one failed."""
+    value = detail.get("correlation_id") if isinstance(detail, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_CORRELATION_ID else None
+
+
 def split_detail(detail: dict[str, Any]) -> tuple[dict[str, Any], list[str], str | None, str | None]:
     """(request parameters, image URIs, mask URI, correlation id). InvalidDetail when `images`
     is not a URI or a list of them, or `mask` / `correlation_id` is not a string."""
@@ -65,8 +75,8 @@ def split_detail(detail: dict[str, Any]) -> tuple[dict[str, Any], list[str], str
         raise InvalidDetail("images must be an s3:// URI or a list of them")
     if mask is not None and not isinstance(mask, str):
         raise InvalidDetail("mask must be an s3:// URI")
-    if correlation is not None and not isinstance(correlation, str):
-        raise InvalidDetail("correlation_id must be a string")
+    if correlation is not None and (not isinstance(correlation, str) or len(correlation) > MAX_CORRELATION_ID):
+        raise InvalidDetail(f"correlation_id must be a string of at most {MAX_CORRELATION_ID} characters")
     return params, images, mask or None, correlation or None
 
 

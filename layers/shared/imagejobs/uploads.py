@@ -7,6 +7,7 @@ which maps key prefixes or glob patterns to a prompt and parameters. Metadata wi
 
 from __future__ import annotations
 
+import email.header
 import fnmatch
 import hashlib
 import json
@@ -17,19 +18,16 @@ from urllib.parse import unquote_plus
 
 from pydantic import ConfigDict, ValidationError
 
-from imagejobs.models import EditRequest, Model, ObjectRef
+from imagejobs.models import EditRequest, Model, ObjectRef, whole_number
 
+# Every request parameter an upload may set as x-amz-meta-<name> (S3 keeps metadata names in
+# lower case; dashes or underscores alike). Any other name is refused, as HTTP refuses an unknown
+# parameter: a typo (x-amz-meta-promt) or a tool's own metadata fails the job saying which.
 METADATA_PARAMS = {
-    "prompt": "prompt",
-    "size": "size",
-    "quality": "quality",
-    "output-format": "output_format",
-    "output_format": "output_format",
-    "background": "background",
-    "n": "n",
-    "input-fidelity": "input_fidelity",
-    "input_fidelity": "input_fidelity",
-    "model": "model",
+    form: field
+    for field in EditRequest.model_fields
+    if field != "response_format"  # how a plain HTTP call is answered: nothing to do with an upload
+    for form in (field, field.replace("_", "-"))
 }
 INTEGER_PARAMS = {"n", "output_compression"}
 
@@ -151,8 +149,25 @@ def rule_for(key: str, rules_document: Any) -> dict[str, Any]:
     return {}
 
 
+def metadata_value(value: str) -> str:
+    """A user metadata value as it was set. S3 returns one that is not ASCII RFC 2047-encoded
+    (=?UTF-8?B?...?=, S3 user guide: object metadata); sent on like that it would be the prompt."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return value
+
+
 def instructions(key: str, metadata: dict[str, str], rules_document: Any) -> EditRequest:
-    own = {METADATA_PARAMS[name.lower()]: value for name, value in metadata.items() if name.lower() in METADATA_PARAMS}
+    unknown = sorted(name for name in metadata if name.lower() not in METADATA_PARAMS)
+    if unknown:
+        raise InvalidInstructions(
+            f"x-amz-meta-{unknown[0]} is not an instruction an upload takes (it takes "
+            f"{', '.join(sorted({name for name in METADATA_PARAMS if '_' not in name}))})"
+        )
+    own = {METADATA_PARAMS[name.lower()]: metadata_value(value) for name, value in metadata.items()}
     if isinstance(rules_document, BrokenRules):
         if not own.get("prompt"):
             raise InvalidRules(f"the upload has no prompt of its own and the rules document {rules_document.problem}")
@@ -164,10 +179,10 @@ def instructions(key: str, metadata: dict[str, str], rules_document: Any) -> Edi
         )
     for name in INTEGER_PARAMS & params.keys():
         if isinstance(params[name], str):
-            try:
-                params[name] = int(params[name])
-            except ValueError:
-                raise InvalidInstructions(f"{name} must be a whole number, not {params[name]!r}") from None
+            number = whole_number(params[name])  # ASCII digits, as HTTP takes them ("٣" is not 3)
+            if number is None:
+                raise InvalidInstructions(f"{name} must be a whole number, not {params[name]!r}")
+            params[name] = number
     try:
         return EditRequest.model_validate(params)
     except ValidationError as exc:
@@ -176,8 +191,16 @@ def instructions(key: str, metadata: dict[str, str], rules_document: Any) -> Edi
         raise InvalidInstructions(f"{where}: {first.get('msg', 'invalid')}") from None
 
 
+# Path segments a client removes or merges before it sends a URL (RFC 3986 5.2.4 and the WHATWG
+# URL standard: ".", "..", and their percent-encoded forms), or that make an empty segment: an
+# output key holding one is not fetchable by its own presigned URL.
+UNSAFE_SEGMENTS = {"", ".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"}
+
+
 def output_prefix(source_key: str) -> str:
-    """edits/<source key without extension>/"""
+    """edits/<source key without extension>/, each segment safe in a URL ("uploads/..png" gives
+    edits/uploads/_/: no ".", ".." or empty segment)."""
     stem, dot, extension = source_key.rpartition(".")
     base = stem if dot and "/" not in extension else source_key
-    return f"edits/{base}/"
+    segments = ["_" * max(1, len(part)) if part.lower() in UNSAFE_SEGMENTS else part for part in base.split("/")]
+    return f"edits/{'/'.join(segments)}/"

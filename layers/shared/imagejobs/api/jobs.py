@@ -12,12 +12,12 @@ from imagejobs.api.common import _answers, _own_job, _tenant, event, logger, wir
 from imagejobs.httpapi import (
     ApiError,
     base_url,
-    whole_number,
 )
 from imagejobs.models import (
     ContentRedirect,
     JobList,
     JobStatus,
+    whole_number,
 )
 
 router = Router()

@@ -11,7 +11,7 @@ httpx or Powertools (tests/unit/test_layers.py).
     views    the job as callers see it
 """
 
-from imagejobs.flows.cancel import JobAlreadyFinal, JobFinishedUpstream, cancel
+from imagejobs.flows.cancel import CancelUnknown, JobAlreadyFinal, JobFinishedUpstream, cancel
 from imagejobs.flows.intake import (
     Caller,
     EnqueueFailed,
@@ -48,6 +48,7 @@ __all__ = [
     "SYNC_CHECK_SECONDS",
     "TIME_RESERVE_SECONDS",
     "Caller",
+    "CancelUnknown",
     "Deps",
     "EnqueueFailed",
     "IdempotencyConflict",

@@ -434,7 +434,8 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
     try:
         params, image_uris, mask_uri, correlation_id = requests_in.split_detail(envelope.detail)
     except requests_in.InvalidDetail as exc:
-        params, image_uris, mask_uri, correlation_id = dict(envelope.detail), [], None, None
+        params, image_uris, mask_uri = dict(envelope.detail), [], None
+        correlation_id = requests_in.correlation_of(envelope.detail)  # kept: the pipeline's handle on it
         problem = (exc.reason, str(exc))
     # Until it is parsed, the request as a failed job can keep it.
     request: dict[str, Any] = requests_in.recordable(params, set(EditRequest.model_fields))

@@ -179,6 +179,15 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
     record, open_ = _unsettled(deps, job_id)
     if not open_:
         return record
+    if status is JobStatus.EXPIRED and record.provider_job_id and deps.provider is not None:
+        # Past our deadline the provider is told to stop, or it would go on and bill a job nobody
+        # follows; one it has finished meanwhile is stored and billed as what it is.
+        try:
+            upstream = deps.provider.cancel(record.provider_job_id)
+        except ImageJobsError:
+            upstream = None  # best effort: the deadline stands
+        if upstream is not None and upstream.status is JobStatus.SUCCEEDED:
+            return _store_outputs(deps, job_id)
     fields: dict[str, Any] = {
         "error": {"code": code, "message": message[:1000]},
         "completed_at": clock.now(),
