@@ -23,13 +23,16 @@ def emitted() -> tuple[set[str], list[list[list[str]]]]:
     """What EmfMetrics writes for a job in every final state (names and dimension sets)."""
     names: set[str] = set()
     dimension_sets = []
-    cases = [(status, None) for status in JobStatus if status.final] + [(JobStatus.FAILED, "submission_unknown")]
-    for status, code in cases:
+    cases = [(status, None, None) for status in JobStatus if status.final] + [
+        (JobStatus.FAILED, "submission_unknown", None),
+        (JobStatus.SUCCEEDED, None, "2.37"),  # priced past its reservation by the provider's usage
+    ]
+    for status, code, excess in cases:
         record = JobRecord(
             id="img_x", tenant="t", model="openai/gpt-image-1", request={"quality": "low"}, request_hash="h",
             created_at=1.0, updated_at=2.0, deadline_at=900.0, submitted_at=1.0, completed_at=40.0, status=status,
             cost=Cost(amount="0.0132", basis="per_image"),
-            error=JobError(code=code, message="x") if code else None,
+            error=JobError(code=code, message="x") if code else None, cost_excess_usd=excess,
         )  # fmt: skip
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -86,6 +89,7 @@ def test_the_alarms_the_issue_asks_for_exist_with_their_parameters(stack: LocalS
         "DailySpendAlarm",
         "TimedOutExecutionsAlarm",
         "SubmissionUnknownAlarm",
+        "CostOverReservationAlarm",  # issue #21: a job's cost never passes its reservation silently
     }
     parameters = deploy.load_template()["Parameters"]
     assert alarms["FailureRateAlarm"]["Threshold"] == parameters["FailureRateAlarmThreshold"]["Default"]
