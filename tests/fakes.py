@@ -36,7 +36,7 @@ class FakeStore:
         self.jobs: dict[str, JobRecord] = {}
         self.spent: dict[tuple[str, str], Decimal] = {}
         self.settles_won = 0
-        self.joins: dict[str, str] = {}
+        self.pointers: dict[str, str] = {}
 
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
         if record.id in self.jobs:
@@ -89,11 +89,11 @@ class FakeStore:
             raise StaleTransition("final, or waited on longer already")
         self._update(job_id, caller_waits_until=until)
 
-    def joined_job(self, join_key: str) -> str | None:
-        return self.joins.get(join_key)
+    def pointed_job(self, name: str) -> str | None:
+        return self.pointers.get(name)
 
-    def remember_join(self, join_key: str, job_id: str, ttl: int) -> None:
-        self.joins[join_key] = job_id
+    def point(self, name: str, job_id: str, ttl: int) -> None:
+        self.pointers[name] = job_id
 
     def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
         record = self.jobs[job_id]

@@ -288,3 +288,28 @@ def test_a_chunked_edit_is_read_as_api_gateway_reads_it(stack: LocalStack, api: 
     assert answer.request.headers.get("Transfer-Encoding") == "chunked"
     assert answer.status_code == 202, answer.text
     assert wait_for_job(api, answer.json()["id"])["status"] == "succeeded"
+
+
+def test_an_upload_ticket_used_again_after_the_check_changes_nothing_sent(stack: LocalStack, api: httpx.Client) -> None:
+    """Issue #21.7: the same presigned POST can write the key again until it expires. An edit is
+    pinned to the upload it checked (its ETag): the SVG written after the check is never sent; the
+    job ends source_changed, charged nothing. (The 429 holds the submit back, as in the finding.)"""
+    import requests
+
+    png = picture()
+    upload = _upload(api, png)
+    assert upload["s3_status"] == 204, upload["s3_answer"]
+    answer = api.post(
+        EDITS,
+        data={"prompt": "[sim:submit_429=1] [sim:retry_after=200] pinned", "quality": "low"},
+        files=_named(upload["id"]),
+    )
+    assert answer.status_code == 202, answer.text
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    again = requests.post(
+        upload["upload_url"], data=upload["upload_fields"], files={"file": ("a.png", svg, "image/png")}
+    )
+    assert again.status_code == 204  # S3 takes it: the ticket is still valid
+    job = wait_for_job(api, answer.json()["id"])
+    assert (job["status"], job["error"]["code"]) == ("failed", "source_changed"), job
+    assert job["cost"] is None and stack.provider.stats.submissions[job["id"]] == 0

@@ -244,3 +244,59 @@ def test_a_broken_rules_document_fails_only_the_uploads_that_need_it(stack: Loca
     counted = [doc for doc in emf_documents(stack, "SubmitFunction") if doc.get("job_id") == needs.id]
     assert counted and counted[0]["UploadRulesInvalid"] == [1.0]
     assert not any(needs.id in message["Body"] or "broken-rules" in message["Body"] for message in dead_letters(stack))
+
+
+def test_an_inbox_object_overwritten_while_its_job_waits_is_never_sent(stack: LocalStack) -> None:
+    """Issue #21.8: the job was checked against the PNG and sent the SVG that replaced it. Its
+    input is pinned to the object of its event (the ETag): the replacement is another upload."""
+    inbox = stack.outputs["InboxBucketName"]
+    job_id = upload(stack, "uploads/pinned.png", photo(), prompt="[sim:submit_429=1] [sim:retry_after=200] pin")
+    deadline = time.monotonic() + 30
+    while stack.store.get(job_id) is None:  # checked and recorded, its submission held back by the 429
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    stack.client("s3").put_object(Bucket=inbox, Key="uploads/pinned.png", Body=svg, Metadata={"prompt": "x"})
+    record = wait_for_upload_job(stack, job_id)
+    assert record.status is JobStatus.FAILED and record.error is not None
+    assert record.error.code == "source_changed", record.error
+    assert stack.provider.stats.submissions[job_id] == 0
+
+
+def test_a_deleted_upload_redelivered_is_still_one_job(stack: LocalStack) -> None:
+    """Issue #21.9: an object deleted while its job waited out a 429 got a second job when its
+    event came again, since the job's id hashes metadata that could no longer be read."""
+    inbox = stack.outputs["InboxBucketName"]
+    job_id = upload(stack, "uploads/deleted.png", photo(), prompt="a deleted one")
+    record = wait_for_upload_job(stack, job_id)
+    stack.client("s3").delete_object(Bucket=inbox, Key="uploads/deleted.png")
+    assert record.origin is not None
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": inbox},
+                    "object": {"key": "uploads/deleted.png", "eTag": record.origin.etag, "size": 100},
+                },
+            }
+        ]
+    }
+
+    def jobs() -> set[str]:
+        scanned = stack.client("dynamodb").scan(
+            TableName=stack.outputs["JobsTableName"],
+            FilterExpression="begins_with(pk, :job)",
+            ExpressionAttributeValues={":job": {"S": "job#"}},
+            ProjectionExpression="pk",
+        )
+        return {item["pk"]["S"] for item in scanned["Items"]}
+
+    before = jobs()
+    stack.client("sqs").send_message(QueueUrl=stack.outputs["SubmitQueueUrl"], MessageBody=json.dumps(event))
+    deadline = time.monotonic() + 3
+    while queue_depth(stack, "SubmitQueueUrl") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert jobs() == before  # the redelivery found the first job; no second one

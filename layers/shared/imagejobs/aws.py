@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import boto3
 from botocore.exceptions import ClientError
 
-from imagejobs.errors import EventNotPublished, ObjectMissing, ObjectUnreadable
+from imagejobs.errors import EventNotPublished, ObjectMissing, ObjectUnreadable, SourceChanged
 from imagejobs.models import ObjectInfo, ObjectRef, Output
 
 if TYPE_CHECKING:
@@ -180,6 +180,8 @@ def _missing_or(exc: ClientError, ref: ObjectRef) -> Exception:
     where = f"s3://{ref.bucket}/{ref.key}" + (f" (version {ref.version_id})" if ref.version_id else "")
     if error.get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
         return ObjectMissing(f"{where} no longer exists")
+    if error.get("Code") in ("412", "PreconditionFailed") or status == 412:
+        return SourceChanged(f"{where} was replaced after it was checked; the checked image is no longer there")
     if error.get("Code") in ("403", "AccessDenied", "Forbidden") or status == 403:
         return ObjectUnreadable(
             f"{where} cannot be read: S3 answered 403 (it does so for a missing key when the reader may "
@@ -198,7 +200,14 @@ class Objects(_LazyClient[S3Client]):
         self._made = client
 
     def _version(self, ref: ObjectRef) -> dict[str, Any]:
-        return {"VersionId": ref.version_id} if ref.version_id else {}
+        """Which object a reference means: its version, and, when it was checked, its ETag. A read
+        with IfMatch gets exactly the bytes that were checked or a 412 (S3 API reference,
+        GetObject/HeadObject If-Match), however often the key was written since: an upload
+        ticket used again, or an inbox key overwritten while its job waited."""
+        pinned: dict[str, Any] = {"VersionId": ref.version_id} if ref.version_id else {}
+        if ref.etag:
+            pinned["IfMatch"] = f'"{ref.etag}"'
+        return pinned
 
     def head(self, ref: ObjectRef) -> ObjectInfo:
         try:
@@ -283,8 +292,10 @@ class ResultStore(_LazyClient[S3Client]):
         return Output(bucket=self.bucket, key=key, content_type=content_type, bytes=reader.bytes_read)
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> ObjectRef:
-        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        return ObjectRef(bucket=self.bucket, key=key, content_type=content_type)
+        """Store bytes; the reference is pinned to what was stored (its ETag: read back by IfMatch)."""
+        answer = self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        etag = str(answer.get("ETag", "")).strip('"') or None
+        return ObjectRef(bucket=self.bucket, key=key, content_type=content_type, etag=etag)
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object under `prefix` (a job's partial outputs); returns how many."""

@@ -102,6 +102,13 @@ class ObjectMissing(ImageJobsError):
     reason = "source_missing"
 
 
+class SourceChanged(ObjectMissing):
+    """An input is no longer the object that was checked (its ETag is another): what was checked
+    is what gets sent, or nothing is. The job ends failed saying so, charged nothing."""
+
+    reason = "source_changed"
+
+
 class ObjectUnreadable(ObjectMissing):
     """S3 answered 403: the object is missing and we may not list its bucket, or we may not read it.
     (S3 gives 403, not 404, for a missing key to a caller without s3:ListBucket on the bucket.)"""

@@ -20,7 +20,9 @@ else:
 
 JOB_PREFIX = "job#"
 RATE_PREFIX = "rate#"
-JOIN_PREFIX = "join#"  # a plain call's fingerprint -> the job its retries join (imagejobs.flows.intake)
+# name -> job id: a plain call's fingerprint (the job its retries join), an uploaded object (its
+# job, found again when a redelivered event can no longer read the object's metadata)
+POINTER_PREFIX = "ptr#"
 LATENCY_PREFIX = "latency#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
 OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
@@ -393,16 +395,16 @@ class JobStore(TableAdapter):
             {":until": until, ":queued": "queued", ":running": "in_progress"},
         )
 
-    # -- plain calls joined by their retries ------------------------------------------------------
-    def joined_job(self, join_key: str) -> str | None:
-        """The job the last plain call with this fingerprint made (None: none, or expired)."""
-        item = self._table.get_item(Key={"pk": JOIN_PREFIX + join_key}, ConsistentRead=True).get("Item")
+    # -- pointers to jobs ----------------------------------------------------------------------------
+    def pointed_job(self, name: str) -> str | None:
+        """The job a name points at (None: none, or expired)."""
+        item = self._table.get_item(Key={"pk": POINTER_PREFIX + name}, ConsistentRead=True).get("Item")
         return str(item["job_id"]) if item else None
 
-    def remember_join(self, join_key: str, job_id: str, ttl: int) -> None:
-        """Point this fingerprint at the job just made (the last one wins); DynamoDB's TTL deletes
-        it (`ttl`, epoch seconds), and readers check the job itself, so a late delete is harmless."""
-        self._table.put_item(Item={"pk": JOIN_PREFIX + join_key, "job_id": job_id, "ttl": ttl})
+    def point(self, name: str, job_id: str, ttl: int) -> None:
+        """Point a name at a job (the last one wins); DynamoDB's TTL deletes it (`ttl`, epoch
+        seconds), and readers check the job itself, so a late delete is harmless."""
+        self._table.put_item(Item={"pk": POINTER_PREFIX + name, "job_id": job_id, "ttl": ttl})
 
     # -- provider rate cap -----------------------------------------------------------------------
     def take_turn(self, name: str, interval_seconds: float, now: float) -> float:

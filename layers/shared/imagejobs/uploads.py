@@ -100,6 +100,13 @@ def upload_job_id(ref: ObjectRef, metadata: Mapping[str, str]) -> str:
     return "img_" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def object_name(ref: ObjectRef) -> str:
+    """The uploaded object alone (bucket, key, version or ETag), without its instructions: what a
+    redelivered event still names when the object can no longer be read (deleted, replaced)."""
+    text = f"upload\x00{ref.bucket}\x00{ref.key}\x00{ref.version_id or ref.etag or ''}"
+    return "upload#" + hashlib.sha256(text.encode()).hexdigest()
+
+
 class NoInstructions(ValueError):
     reason = "no_instructions"
 

@@ -163,7 +163,7 @@ JOIN_AFTER_END_SECONDS = 120
 
 
 def join_key(tenant: str, fingerprint: str) -> str:
-    return hashlib.sha256(f"plain\x00{tenant}\x00{fingerprint}".encode()).hexdigest()
+    return "join#" + hashlib.sha256(f"plain\x00{tenant}\x00{fingerprint}".encode()).hexdigest()
 
 
 def _joined(deps: Deps, caller: Caller, fingerprint: str, idempotency_key: str | None) -> JobRecord | None:
@@ -174,7 +174,7 @@ def _joined(deps: Deps, caller: Caller, fingerprint: str, idempotency_key: str |
     are two jobs); once it has ended, only by a retry (count >= 1), for JOIN_AFTER_END_SECONDS."""
     if caller.waits_until is None or idempotency_key or caller.retry_count == 0:
         return None
-    job_id = deps.store.joined_job(join_key(caller.tenant, fingerprint))
+    job_id = deps.store.pointed_job(join_key(caller.tenant, fingerprint))
     record = deps.store.get(job_id) if job_id else None
     if record is None or record.tenant != caller.tenant or record.request_hash != fingerprint:
         return None
@@ -191,7 +191,7 @@ def _joined(deps: Deps, caller: Caller, fingerprint: str, idempotency_key: str |
 def _remember_join(deps: Deps, caller: Caller, fingerprint: str, job_id: str) -> None:
     """Let this plain call's retries find the job it made (see _joined)."""
     ttl = int(clock.wall_now()) + deps.settings.job_deadline_seconds + 2 * JOIN_AFTER_END_SECONDS
-    deps.store.remember_join(join_key(caller.tenant, fingerprint), job_id, ttl)
+    deps.store.point(join_key(caller.tenant, fingerprint), job_id, ttl)
 
 
 def accept_generation(
@@ -232,7 +232,10 @@ def _uploaded(
     def ref_of(upload_id: str, param: str) -> tuple[ObjectRef, int]:
         ref = ObjectRef(bucket=results.bucket, key=staged.key_for(tenant, upload_id))
         try:
-            return ref, objects.head(ref).size
+            info = objects.head(ref)
+            # Pinned from here on (its ETag): the ticket's presigned POST can write the key again
+            # until it expires, and what is checked below, and sent at submit, is this object.
+            return ref.model_copy(update={"etag": info.etag}), info.size
         except ObjectMissing:
             raise InvalidImage(
                 f"No upload '{upload_id}' (or it was never completed, or it has expired).",
@@ -511,10 +514,18 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
         info: ObjectInfo | None = objects.head(upload)
     except ImageJobsError as exc:  # gone or unreadable: still a job that says so
         info, problem = None, (exc.reason, exc.message)
+        # ...unless an earlier delivery of the same event made its job: its id hashed instructions
+        # this delivery can no longer read, so the object points at it.
+        first = deps.store.pointed_job(uploads.object_name(upload))
+        if first is not None and (earlier := deps.store.get(first)) is not None:
+            return earlier
     job_id = uploads.upload_job_id(upload, info.metadata if info else {})
     existing = deps.store.get(job_id)
     if existing is not None:
         return existing
+    if info is not None:
+        ttl = int(clock.wall_now()) + settings.job_record_ttl_days * 86_400
+        deps.store.point(uploads.object_name(upload), job_id, ttl)
     try:
         if info is not None:
             upload = upload.model_copy(

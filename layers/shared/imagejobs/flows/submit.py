@@ -10,6 +10,7 @@ from imagejobs.errors import (
     ImageJobsError,
     JobNotFound,
     JobRejected,
+    ObjectMissing,
     ProviderUnavailable,
     RateLimited,
     StaleTransition,
@@ -75,6 +76,9 @@ def submit(deps: Deps, job_id: str) -> str:
         except JobRejected as rejected:
             end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
             return "rejected"
+        except ObjectMissing as gone:  # an input deleted or replaced since it was checked: never sent
+            end_job(deps, job_id, JobStatus.FAILED, gone.reason, gone.message)
+            return gone.reason
         except (RateLimited, ProviderUnavailable) as exc:
             if not getattr(exc, "outcome_unknown", False):
                 deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
