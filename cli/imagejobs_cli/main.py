@@ -181,7 +181,7 @@ def budget_show(args: argparse.Namespace) -> int:
 
 
 def _money(value: Decimal | None) -> str:
-    return "none" if value is None else f"${value:.2f}"
+    return "none" if value is None else budget.usd(value)  # as set, not rounded to cents
 
 
 def _size(value: str) -> str:

@@ -48,3 +48,12 @@ def test_periods_are_utc_day_and_month() -> None:
 )
 def test_bearer_token(header: str | None, key: str) -> None:
     assert bearer_token(header) == key
+
+
+def test_caps_are_shown_as_they_were_set() -> None:
+    """Issue #21: a cap of $0.001 was shown as $0.00."""
+    from decimal import Decimal
+
+    from imagejobs.budget import usd
+
+    assert [usd(Decimal(text)) for text in ("0.001", "1", "0.10", "12.5")] == ["$0.001", "$1.00", "$0.10", "$12.50"]

@@ -129,3 +129,13 @@ def test_an_output_is_sniffed_and_bounded_as_it_streams() -> None:
         for _ in flood:
             pass
     assert flood.bytes <= 4 * 1024 * 1024 + 65536  # stopped at the cap, not read to the end
+
+
+def test_an_animated_image_is_refused_saying_so() -> None:
+    """Issue #21: animated images were accepted as stills."""
+    frames = [Image.new("RGB", (64, 64), color) for color in ((255, 0, 0), (0, 255, 0))]
+    out = io.BytesIO()
+    frames[0].save(out, "PNG", save_all=True, append_images=frames[1:])
+    with pytest.raises(InvalidImage) as refused:
+        check_image(out.getvalue())
+    assert refused.value.reason == "animated_image"

@@ -184,3 +184,13 @@ def test_the_documented_size_rule_names_the_models_that_take_custom_sizes() -> N
         if entry.get("rules", {}).get("size", {}).get("custom")
     }
     assert {pricing.catalog_name(str(name)) for name in CUSTOM_SIZE_MODELS} == custom
+
+
+def test_a_reservation_bounds_any_prompt_from_its_bytes() -> None:
+    """Issue #21: the reservation undercounted prompt tokens for emoji and CJK text (0.5 a
+    character); a token is at least one byte of UTF-8, so bytes bound tokens for any text."""
+    ascii_prompt, emoji = "a" * 1000, "🦊" * 1000  # 4 bytes each
+    model = "openai/gpt-image-1"
+    text_price = pricing.reserve_amount(model, {"prompt": emoji}) - pricing.reserve_amount(model, {"prompt": ""})
+    assert text_price >= Decimal(4000) * Decimal("6.00") / 1_000_000  # 4,000 tokens at most, reserved
+    assert pricing.reserve_amount(model, {"prompt": emoji}) > pricing.reserve_amount(model, {"prompt": ascii_prompt})

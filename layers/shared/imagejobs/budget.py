@@ -62,7 +62,7 @@ class BudgetExceeded(ImageJobsError):
     def __init__(self, tenant: str, period_name: str, cap: Decimal, spent: Decimal, amount: Decimal) -> None:
         when = "today (UTC)" if period_name == "daily" else "this month (UTC)"
         super().__init__(
-            f"Budget exceeded: tenant '{tenant}' has a {period_name} cap of ${cap:.2f} and has spent or reserved "
+            f"Budget exceeded: tenant '{tenant}' has a {period_name} cap of {usd(cap)} and has spent or reserved "
             f"${spent:.4f} {when}; this job needs up to ${amount:.4f}. Try a cheaper request (quality, size, n), "
             "wait for the next period, or ask for a higher cap."
         )
@@ -78,3 +78,11 @@ def check_fits(reservation: Reservation, spent: dict[str, Decimal]) -> None:
     for name, period, cap in reservation.limits():
         if cap is not None and spent.get(period, Decimal(0)) + reservation.amount > cap:
             raise BudgetExceeded(reservation.tenant, name, cap, spent.get(period, Decimal(0)), reservation.amount)
+
+
+def usd(amount: Decimal) -> str:
+    """A cap as it was set: cents at least ($1.00), and every digit it has beyond them, never
+    rounded ($0.001 is not $0.00)."""
+    exponent = amount.as_tuple().exponent
+    shown = amount if isinstance(exponent, int) and exponent <= -2 else amount.quantize(Decimal("0.01"))
+    return f"${shown:f}"

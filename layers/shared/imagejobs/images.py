@@ -121,6 +121,14 @@ def check_image(
                     reason="too_many_pixels",
                     param=param,
                 )
+            if getattr(picture, "is_animated", False):
+                # Pillow reads png (APNG), webp and gif frames; the provider would get the first
+                # frame or refuse it, and the caller could not tell which: refused here, saying so.
+                raise InvalidImage(
+                    f"{name} is animated ({getattr(picture, 'n_frames', 2)} frames); send a still image.",
+                    reason="animated_image",
+                    param=param,
+                )
             if budget is not None:
                 budget.take(width, height, param=param)
             picture.load()  # decode it all: truncated or corrupt data fails here

@@ -227,7 +227,10 @@ def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -
     per_image = Decimal(prices["per_image"][quality])
     factor = size_factor(model, str(request.get("size") or "auto"), auto_at_most=True)
     per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
-    prompt_tokens = Decimal(len(str(request.get("prompt") or ""))) * Decimal(bounds["text_input_tokens_per_char"])
+    # An upper bound for any text: a BPE token (OpenAI's tokenizers) is at least one byte of UTF-8,
+    # so a prompt has at most as many tokens as bytes (an emoji is 4, a CJK character 3).
+    prompt_bytes = len(str(request.get("prompt") or "").encode("utf-8"))
+    prompt_tokens = Decimal(prompt_bytes) * Decimal(bounds["text_input_tokens_per_byte"])
     image_tokens = Decimal(input_images * int(bounds["image_input_tokens_per_image"]))
     amount = (
         per_image * factor * int(request.get("n") or 1)

@@ -400,10 +400,18 @@ def _inline_chunks(url: str) -> Iterator[bytes]:
         yield data[start : start + DOWNLOAD_CHUNK]
 
 
+# One output's download in all (httpx's timeouts count each read alone: a host dripping a byte
+# every few seconds would hold finalize to its own timeout); a few MB take about a second.
+DOWNLOAD_SECONDS = 60.0
+
+
 def _checked_chunks(response: httpx.Response, expected: int | None) -> Iterator[bytes]:
     received = 0
+    deadline = time.monotonic() + DOWNLOAD_SECONDS
     for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
         received += len(chunk)
+        if time.monotonic() > deadline:
+            raise DownloadFailed(f"output download took more than {DOWNLOAD_SECONDS:.0f} s")
         yield chunk
     if expected is not None and received != expected:
         raise DownloadFailed(f"output download cut short: {received} of {expected} bytes")
