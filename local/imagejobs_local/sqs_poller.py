@@ -19,15 +19,22 @@ from typing import Any
 import boto3
 
 from imagejobs import clock
+from imagejobs_local import iam
 
 
 class QueuePoller:
     def __init__(self, mapping: dict[str, Any], region: str, workers: int = 4) -> None:
         self._mapping = mapping
-        self._sqs = boto3.client("sqs", region_name=region)
+        # Lambda's poller reads, deletes and looks up the queue with the function's execution role
+        # (Lambda developer guide, "Using Lambda with Amazon SQS": the role needs
+        # sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes), so this one does too:
+        # a role missing one of them stops the queue here as it would on AWS.
+        function_name = mapping["FunctionArn"].rsplit(":", 1)[-1]
+        with iam.acting_as(function_name):
+            self._sqs = boto3.client("sqs", region_name=region)
         self._lambda = boto3.client("lambda", region_name=region)
         queue_name = mapping["EventSourceArn"].rsplit(":", 1)[1]
-        self._queue_url = self._sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        self._queue_url = boto3.client("sqs", region_name=region).get_queue_url(QueueName=queue_name)["QueueUrl"]
         attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["All"])["Attributes"]
         self._visibility = int(attributes.get("VisibilityTimeout", 30))
         self._stop = threading.Event()

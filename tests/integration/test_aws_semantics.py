@@ -232,3 +232,47 @@ def test_alarm_topic_uses_a_key_cloudwatch_may_use() -> None:
     statements = resources["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
     cloudwatch = [s for s in statements if s.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"]
     assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+
+
+def test_every_queue_a_service_sends_to_lets_that_service_send() -> None:
+    """Issue #21.18: moto evaluates no queue policies, so a missing statement fails nothing offline;
+    on AWS, S3 and EventBridge deliver to a queue only when its policy lets their service principal
+    send (S3 user guide, "Configuring event notifications", and EventBridge user guide, "Amazon SQS
+    permissions"), EventBridge's statement naming the rule (aws:SourceArn)."""
+    template = load_template()
+    resources = template["Resources"]
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::SQS::QueuePolicy":
+            for queue in resource["Properties"]["Queues"]:
+                statements.setdefault(queue["Ref"], []).extend(resource["Properties"]["PolicyDocument"]["Statement"])
+
+    def allows(queue: str, service: str, source_rule: str | None = None) -> bool:
+        for statement in statements.get(queue, []):
+            if (statement["Effect"], statement["Action"], statement["Principal"]) != (
+                "Allow",
+                "sqs:SendMessage",
+                {"Service": service},
+            ):
+                continue
+            if statement["Resource"] != {"Fn::GetAtt": [queue, "Arn"]}:
+                continue
+            source = (statement.get("Condition") or {}).get("ArnEquals", {}).get("aws:SourceArn")
+            if source_rule is None or source == {"Fn::GetAtt": [source_rule, "Arn"]}:
+                return True
+        return False
+
+    checked = 0
+    for name, resource in resources.items():
+        notifications = (resource["Properties"].get("NotificationConfiguration") or {}).get("QueueConfigurations", [])
+        for notification in notifications:
+            queue = notification["Queue"]["Fn::GetAtt"][0]
+            assert allows(queue, "s3.amazonaws.com"), f"{name} notifies {queue}, whose policy does not let S3 send"
+            checked += 1
+        if resource["Type"] == "AWS::Events::Rule":
+            for target in resource["Properties"].get("Targets", []):
+                queue = target["Arn"]["Fn::GetAtt"][0] if isinstance(target["Arn"], dict) else None
+                if queue and resources[queue]["Type"] == "AWS::SQS::Queue":
+                    assert allows(queue, "events.amazonaws.com", name), f"{name} targets {queue} without a statement"
+                    checked += 1
+    assert checked >= 2  # the inbox's notification and the ImageJobRequested rule
