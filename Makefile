@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-poll loadtest faults clean
+.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-poll loadtest loadtest-small faults clean
 
 $(VENV)/.stamp: requirements.txt layers/shared/requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) (the Lambda runtime's) not found: install it (e.g. pyenv install $(RUNTIME_PYTHON)) or run make PYTHON=/path/to/python$(RUNTIME_PYTHON)"; exit 1; }
@@ -65,7 +65,7 @@ admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
 ## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
-test: lint types template build-check unit browser pytest
+test: lint types template build-check unit browser pytest loadtest-small
 
 ## The unit tier alone, in a process of its own (fakes of our ports, no network): seconds
 unit: $(VENV)/.stamp
@@ -101,7 +101,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 
 types: $(VENV)/.stamp
-	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local cli/imagejobs_cli tests/unit tests/fakes.py
+	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local cli/imagejobs_cli bench tests/unit tests/fakes.py
 	for handler in functions/*/app.py; do $(VENV)/bin/mypy $$handler || exit 1; done
 
 template: $(VENV)/.stamp node_modules/.stamp
@@ -124,6 +124,10 @@ bench-poll: $(VENV)/.stamp
 ## N jobs at once through the offline stack with faults and a provider cap (prints numbers)
 loadtest: $(VENV)/.stamp
 	$(PY) -m bench.loadtest
+
+## The same with 30 jobs, in make test: it fails on a lost, stuck or twice-submitted job
+loadtest-small: $(VENV)/.stamp
+	$(PY) -m bench.loadtest --jobs 30 --timeout 240
 
 ## The fault matrix through the offline stack, as the README's reliability table
 faults: $(VENV)/.stamp

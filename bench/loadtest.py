@@ -1,5 +1,6 @@
 """`make loadtest`: N jobs at once through the offline stack (HTTP, inbox uploads and events), with
-a share of transient provider faults and a provider submission cap. Prints numbers; asserts nothing."""
+a share of transient provider faults and a provider submission cap. Prints numbers; exits 1 if a
+job was lost, stuck or submitted twice (make test runs it with 30 jobs, so it cannot rot again)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +26,7 @@ from imagejobs_local.stack import LocalStack, StackOptions
 TIME_SCALE = 0.02
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("N", "300")))
     parser.add_argument("--fault-rate", type=float, default=0.05)
@@ -66,11 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                 put = stack.client("s3").put_object(
                     Bucket=inbox, Key=key, Body=photo.getvalue(), Metadata={"prompt": prompt}
                 )
-                return (
-                    uploads.upload_job_id(ObjectRef(bucket=inbox, key=key, etag=put["ETag"].strip('"'))),
-                    kind,
-                    started,
-                )
+                ref = ObjectRef(bucket=inbox, key=key, etag=put["ETag"].strip('"'))
+                return uploads.upload_job_id(ref, {"prompt": prompt}), kind, started
             put = stack.client("events").put_events(
                 Entries=[
                     {
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     by_design = sum(1 for r in records.values() if r and r.error and r.error.code == "generation_failed")
     other_failures = sorted(
         {
-            f"{r.status.value}:{r.error.code}"
+            f"{r.status.value}:{r.error.code if r.error else '-'}"
             for r in records.values()
             if r
             and r.status.final
@@ -139,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         f"peak submissions in any job-time minute {window_peak} (cap {args.cap}: "
         f"{'never exceeded' if window_peak <= args.cap else 'EXCEEDED'})"
     )
+    return 1 if lost or stuck or duplicates else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
