@@ -34,16 +34,24 @@ def test_the_playground_makes_an_image_from_another_origin(served: dict[str, str
     assert CHROMIUM is not None, "Chromium is required under CI (make browser installs it)"
     url = served["IMAGEJOBS_PLAYGROUND_URL"] + "&run=1&prompt=a%20paper%20boat&quality=low"
     assert not served["IMAGEJOBS_BASE_URL"].startswith(url.split("/playground")[0])  # another origin
-    dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path}", "--virtual-time-budget=120000", "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    state = re.search(r'<body data-state="([a-z]+)"', dom)
+    dom = finished_page(url, tmp_path)
     status = re.search(r'<div id="status">(.*?)</div>', dom, re.S)
-    assert state and state[1] == "done", (state and state[1], status and status[1])
     assert "succeeded" in status[1]  # type: ignore[index]
     image = re.search(r'<img id="image"[^>]*data-bytes="(\d+)"', dom)
     assert image and int(image[1]) > 1000  # the bytes of the image, read by the page itself
     assert re.search(r'<div id="cost">cost [0-9.]+ USD', dom)
+
+
+def finished_page(url: str, profile: Path) -> str:
+    """The page's DOM once its script is done (body data-state="done"), as headless Chromium left it."""
+    assert CHROMIUM is not None
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=120000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    ).stdout
+    state = re.search(r'<body data-state="([a-z]+)"', dom)
+    status = re.search(r'<div id="status">(.*?)</div>', dom, re.S)
+    assert state and state[1] == "done", (state and state[1], status and status[1])
+    return dom

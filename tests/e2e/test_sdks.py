@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.conftest import PRINTED, ROOT
-from tests.e2e.test_browser import CHROMIUM, FLAGS
+from tests.e2e.test_browser import CHROMIUM, finished_page
 
 SDK = ROOT / "tests" / "e2e" / "sdk"
 SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
@@ -89,15 +89,7 @@ def test_the_js_sdk_in_a_browser_makes_an_image(make_serve: dict[str, str], tmp_
     preflight asks for x-stainless-* headers, which the API allows by echoing them."""
     assert CHROMIUM is not None and shutil.which(CHROMIUM)
     url = make_serve["IMAGEJOBS_PLAYGROUND_URL"].replace("/playground#", "/sdk#") + "&prompt=a%20paper%20crane"
-    dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path}", "--virtual-time-budget=120000", "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=150,
-    ).stdout
-    state = re.search(r'<body data-state="([a-z]+)"', dom)
-    status = re.search(r'<div id="status">(.*?)</div>', dom, re.S)
-    assert state and state[1] == "done", (state and state[1], status and status[1])
+    dom = finished_page(url, tmp_path)
     image = re.search(r'<img id="image"[^>]*data-width="(\d+)"', dom)
     assert image and int(image[1]) == 1024  # decoded by the browser itself
 
