@@ -79,3 +79,35 @@ def test_the_sweeper_leaves_healthy_jobs_alone(stack: LocalStack, api: httpx.Cli
     sweep(stack)
     finished = wait_for_record(stack, job_id)
     assert finished.status is JobStatus.SUCCEEDED and finished.resumes == 0
+
+
+def test_a_job_the_sweeper_expires_keeps_no_partial_outputs(stack: LocalStack) -> None:
+    """Issue #21.17: the sweeper's s3:DeleteObject was proven by nothing. A job whose loop died past
+    its deadline, with one output already stored, ends expired and its bucket prefix is empty."""
+    long_ago = clock.now() - 3_600
+    job_id = "img_" + "0" * 18 + "partly"
+    status, provider_job, _ = stack.provider.create_job({"prompt": "[sim:never] stuck"}, idempotency_key=job_id)
+    assert status == 202
+    record = JobRecord(
+        id=job_id,
+        tenant="local",
+        model="openai/gpt-image-1",
+        request={"prompt": "[sim:never] stuck", "quality": "low"},
+        request_hash="-",
+        created_at=long_ago,
+        updated_at=long_ago,
+        deadline_at=long_ago + 600,
+        submitted_at=long_ago,
+        provider_job_id=provider_job["id"],
+        execution_arn=stack.state_machine_arn.replace(":stateMachine:", ":execution:") + ":gone",
+    )
+    assert stack.store.create(record)
+    bucket = stack.outputs["ResultsBucketName"]
+    stack.client("s3").put_object(Bucket=bucket, Key=f"results/{job_id}/0.png", Body=b"a partial output")
+
+    done = sweep(stack)
+
+    assert done.get("expired", 0) >= 1
+    assert stack.store.get(job_id).status is JobStatus.EXPIRED  # type: ignore[union-attr]
+    left = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"results/{job_id}/")
+    assert left.get("KeyCount", 0) == 0
