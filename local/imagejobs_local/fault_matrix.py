@@ -114,6 +114,7 @@ class Outcome:
     excess: Decimal = Decimal(0)  # what the provider's report priced beyond the reservation
     images: int = 0
     leaks: bool = False  # the provider's key shows in what a tenant sees of the job
+    open_uploads: int = 0  # multipart uploads left unfinished under the job's prefix (each is billed storage)
 
     @property
     def as_expected(self) -> bool:
@@ -132,6 +133,7 @@ class Outcome:
             and (not fault.at_reservation or (self.charged == self.reserved and self.excess > 0))
             and (fault.images is None or self.images == fault.images)
             and not self.leaks
+            and self.open_uploads == 0
         )
 
 
@@ -169,6 +171,12 @@ def _run(stack: LocalStack, fault: Fault, timeout: float, api_key: str) -> Outco
         )
         stored = {item["Key"] for item in listed.get("Contents", [])}
     recorded = {output.key for output in record.outputs} if record else set()
+    open_uploads = 0
+    if record is not None:
+        multipart = stack.client("s3").list_multipart_uploads(
+            Bucket=stack.outputs["ResultsBucketName"], Prefix=outputs_prefix(record)
+        )
+        open_uploads = len(multipart.get("Uploads", []))
     metrics = stack.job_metrics(job_id)
     provider = stack.provider
     return Outcome(
@@ -191,6 +199,7 @@ def _run(stack: LocalStack, fault: Fault, timeout: float, api_key: str) -> Outco
         excess=Decimal(record.cost_excess_usd or 0) if record else Decimal(0),
         images=len(record.outputs) if record else 0,
         leaks=provider.api_key in client.get(f"/v1/jobs/{job_id}").text,
+        open_uploads=open_uploads,
     )
 
 

@@ -40,3 +40,6 @@ def test_fault(stack: LocalStack, fault: Fault) -> None:
     if fault.images is not None:
         assert outcome.images == fault.images
     assert not outcome.leaks
+    # An output refused mid-way through a multipart upload (the 60 MB one) is aborted, not left
+    # half-stored (finalize's s3:AbortMultipartUpload).
+    assert outcome.open_uploads == 0
