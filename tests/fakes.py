@@ -149,12 +149,13 @@ class FakeQueue:
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.parked: list[tuple[str, str]] = []
+        self.delays: list[int] = []  # each retry_after's seconds
 
     def send(self, job_id: str, delay_seconds: int = 0) -> None:
         self.sent.append(job_id)
 
     def retry_after(self, receipt_handle: str, seconds: int) -> None:
-        return None
+        self.delays.append(seconds)
 
     def dead_letter(self, body: str, reason: str) -> None:
         self.parked.append((body, reason))

@@ -108,3 +108,34 @@ def test_a_delivery_that_finds_another_still_sending_comes_back_later() -> None:
     with pytest.raises(SubmissionInFlight):
         flows.submit(deps, "img_1")
     assert store.jobs["img_1"].status is JobStatus.QUEUED and provider.posts == 1
+
+
+def test_a_transient_failure_comes_back_with_backoff_not_after_the_queues_visibility() -> None:
+    """Issue #22.6: the queue's visibility is 6x the function's timeout (15 min), as AWS advises;
+    a provider 5xx at submit is tried again after 15 s, 30 s, 60 s, ... (jitter up to 25%)."""
+    import json
+
+    from imagejobs import submit_queue
+    from imagejobs.models import GenerationRequest
+    from tests.fakes import FakeProvider, FakeQueue, fake_deps
+
+    class Down(FakeProvider):
+        def submit(self, request: object, *, idempotency_key: str) -> ProviderJob:
+            raise ProviderUnavailable("provider answered 503")
+
+    deps = fake_deps(provider=Down())
+    queue: FakeQueue = deps.queue  # type: ignore[assignment]
+    record, _ = flows.accept_generation(
+        deps, caller=flows.Caller(tenant="t"), request=GenerationRequest(prompt="a cat", quality="low")
+    )
+    for receive in (1, 2, 3):
+        with pytest.raises(ProviderUnavailable):
+            submit_queue.process(
+                deps,
+                json.dumps({"job_id": record.id}),
+                receipt_handle="r",
+                receive_count=receive,
+                log=lambda *a, **k: None,
+            )
+    first, second, third = queue.delays
+    assert 15 <= first <= 19 and 30 <= second <= 38 and 60 <= third <= 75

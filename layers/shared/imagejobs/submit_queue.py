@@ -19,6 +19,7 @@ from imagejobs.errors import ImageJobsError, JobNotFound, RateLimited
 from imagejobs.models import JobStatus
 from imagejobs.settings import Settings
 
+RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 15.0, 300.0  # a transient failure's next try: 15 s, 30 s, 60 s, ...
 DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
 
 
@@ -141,6 +142,13 @@ def _submit(deps: flows.Deps, job_id: str, receipt_handle: str, receive_count: i
             wait = (exc.retry_after or DEFAULT_RATE_LIMIT_BACKOFF_SECONDS) * random.uniform(1.0, 1.25)
             queue.retry_after(receipt_handle, clock.real_seconds(wait))
             log("rate limited; message comes back later", job_id=job_id, seconds=round(wait, 1))
+        else:
+            # The queue's visibility timeout is 6x the function's, as AWS advises for a queue that
+            # feeds Lambda (15 min): a transient failure of ours comes back sooner, with backoff.
+            backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))
+            wait = backoff * random.uniform(1.0, 1.25)
+            queue.retry_after(receipt_handle, clock.real_seconds(wait))
+            log("transient failure; message comes back later", job_id=job_id, seconds=round(wait, 1))
         raise
 
 
