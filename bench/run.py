@@ -135,7 +135,7 @@ def plain_call_added_latency(latencies: tuple[int, ...] = (1, 5, 15), calls: int
                 f"provider {latency:>2} s: added median {statistics.median(added):.2f} s, "
                 f"min {added[0]:.2f} s, max {added[-1]:.2f} s"
             )
-    print("(goal: a median of 1 s or less; the first look comes 1 s after submission, then one every second)")
+    print("(goal: a median of 1 s or less; the first look comes 1 s after submission, then one every 0.5 s)")
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ class JobRecord(Model):
     held_seconds: float = 0.0  # time status calls spent following the provider
     poll_window: dict[str, float] | None = None  # polling.Window chosen at submit (start, end, samples)
     # Until when (job clock) a caller is waiting on the answer (a plain call, no async=true): the
-    # poll loop looks every second till then instead of following the learned schedule.
+    # poll loop looks every half second till then instead of following the learned schedule.
     caller_waits_until: float | None = None
     resumes: int = 0  # poll loops the sweeper started again after the first one died
     outputs: list[Output] = Field(default_factory=list)

@@ -39,7 +39,7 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
     submitted_at = record.submitted_at or record.created_at
     started = clock.now()
     # Inside the window where this kind of job usually finishes, or while a caller waits on the
-    # answer, the call holds: it follows the provider every few seconds (every second for a
+    # answer, the call holds: it follows the provider every few seconds (every half second for a
     # waiting caller), so a finish is noticed at once, for one invocation.
     waiting = polling.caller_waiting(record, started)
     step = polling.check_every(waiting)
