@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-poll loadtest loadtest-small faults clean
+.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-poll loadtest loadtest-small costs-small faults clean
 
 $(VENV)/.stamp: requirements.txt layers/shared/requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) (the Lambda runtime's) not found: install it (e.g. pyenv install $(RUNTIME_PYTHON)) or run make PYTHON=/path/to/python$(RUNTIME_PYTHON)"; exit 1; }
@@ -65,7 +65,7 @@ admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
 ## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
-test: lint types template build-check unit browser pytest loadtest-small
+test: lint types template build-check unit browser pytest loadtest-small costs-small
 
 ## The unit tier alone, in a process of its own (fakes of our ports, no network): seconds
 unit: $(VENV)/.stamp
@@ -128,6 +128,10 @@ loadtest: $(VENV)/.stamp
 ## The same with 30 jobs, in make test: it fails on a lost, stuck or twice-submitted job
 loadtest-small: $(VENV)/.stamp
 	$(PY) -m bench.loadtest --jobs 30 --timeout 240
+
+## One job's AWS cost, every billed request counted (bench/costs.py); small, in make test
+costs-small: $(VENV)/.stamp
+	$(PY) -m bench.costs --jobs 3
 
 ## The fault matrix through the offline stack, as the README's reliability table
 faults: $(VENV)/.stamp

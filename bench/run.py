@@ -8,6 +8,7 @@
 3. What a plain call (an OpenAI SDK's images.generate: no async=true) waits beyond the provider's
    own generation time, in real time (time scale 1), for providers that take 1, 5 and 15 s.
 4. Peak memory of finalize for 10 outputs of ~4.7 MB each (bench/finalize_memory.py).
+5. One job's AWS cost, every billed request counted, against every catalog image (bench/costs.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import finalize_memory
+from bench import costs, finalize_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 7
@@ -144,6 +145,7 @@ def main() -> None:
     concurrent_jobs()
     plain_call_added_latency()
     finalize_memory.main()
+    costs.main([])
 
 
 if __name__ == "__main__":

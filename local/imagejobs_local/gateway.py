@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 
+from imagejobs_local import meter
 from imagejobs_local.deploy import Authorizer, Route
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
@@ -272,6 +273,7 @@ class LocalGateway:
                     self.rfile.readline(16)  # the CRLF after each chunk
 
             def _dispatch(self) -> None:
+                meter.api_request()  # REST APIs bill every request they receive, answered by a Lambda or not
                 chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
                 length = int(self.headers.get("Content-Length") or 0)
                 received = self._read_chunked() if chunked else None

@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from imagejobs import clock
-from imagejobs_local import iam
+from imagejobs_local import iam, meter
 
 _capture = threading.local()
 
@@ -212,6 +212,7 @@ def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]
     buffer = io.StringIO()
     _capture.buffer = buffer
     errored = False
+    context: LambdaContext | None = None
     try:
         if code.module is None:
             code.module = _load_instance(function, code)
@@ -249,6 +250,10 @@ def _run(function: Any, code: FunctionCode, event: Any) -> tuple[str, bool, str]
     finally:
         _capture.buffer = None
     logs = buffer.getvalue()
+    used = meter.current()
+    if used is not None and context is not None:  # what Lambda bills: the duration by the ms, at MemorySize
+        seconds = context._timeout - context.get_remaining_time_in_millis() / 1000
+        used.add_invocation(function.function_name, context.memory_limit_in_mb, seconds, len(logs.encode()))
     if logs:
         function.logs_backend.ensure_log_group(function.logs_group_name)
         function.save_logs(logs)
