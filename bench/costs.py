@@ -60,7 +60,9 @@ def _plain_call(client: httpx.Client, index: int, quality: str, time_scale: floa
 def priced(meter: Any, transitions: int, memory_by_function: dict[str, int]) -> dict[str, Decimal]:
     """USD by line item for everything the meter counted."""
     aws = pricing.price_table()["aws"]
-    from imagejobs_local.meter import usd
+
+    def usd(amount: float, price: str) -> Decimal:
+        return Decimal(repr(float(amount))) * Decimal(price)
 
     requests = meter.requests
     lines: dict[str, Decimal] = {}

@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 _local = threading.local()
@@ -200,43 +199,56 @@ def _key_of(client: Any, table: str, item: dict[str, Any]) -> dict[str, Any]:
     return {name: item[name] for name in keys if name in item}
 
 
+_SINGLE_WRITES = {"PutItem": "Put", "UpdateItem": "Update", "DeleteItem": "Delete"}
+
+
+def _planned_writes(
+    client: Any, operation: str, params: dict[str, Any]
+) -> list[tuple[str, dict[str, Any], dict[str, Any], Any, int]] | None:
+    """(kind, spec, key, item before, factor) for each item a write call touches; None for reads.
+    A transaction's writes count twice (read-write-operations.html)."""
+    if operation in _SINGLE_WRITES:
+        entries, factor = [{_SINGLE_WRITES[operation]: params}], 1
+    elif operation == "TransactWriteItems":
+        entries, factor = params.get("TransactItems", []), 2
+    else:
+        return None
+    planned = []
+    for entry in entries:
+        (kind, spec), *_ = entry.items()
+        key = spec.get("Key") or _key_of(client, spec["TableName"], spec.get("Item", {}))
+        planned.append((kind, spec, key, _stored(client, spec["TableName"], key), factor))
+    return planned
+
+
+def _write_units_of(
+    client: Any, planned: list[tuple[str, dict[str, Any], dict[str, Any], Any, int]], settled: bool
+) -> int:
+    """Units for the planned writes: refused (the items as they were) or settled (as they are now).
+    A condition check is a transactional read of its item: 2 units."""
+    units = 0
+    for kind, spec, key, before, factor in planned:
+        if kind == "ConditionCheck":
+            units += 2
+            continue
+        after = before
+        if settled:
+            after = spec.get("Item") if kind == "Put" else None
+            if kind == "Update":
+                after = _stored(client, spec["TableName"], key)
+        units += _write(client, spec["TableName"], before, after, factor)
+    return units
+
+
 def _dynamodb(client: Any, operation: str, params: dict[str, Any], call: Any, meter: Meter) -> Any:
     """One DynamoDB call, its read and write units counted from the items' sizes."""
     reads, writes = 0.0, 0
     try:
-        table = params.get("TableName", "")
-        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-            key = params.get("Key") or _key_of(client, table, params.get("Item", {}))
-            before = _stored(client, table, key)
-            writes = _write(client, table, before, before, 1)  # refused writes still consume units
+        writes_planned = _planned_writes(client, operation, params)
+        if writes_planned is not None:
+            writes = _write_units_of(client, writes_planned, settled=False)  # refused writes consume units too
             answer = call()
-            after = params.get("Item") if operation == "PutItem" else None
-            if operation == "UpdateItem":
-                after = _stored(client, table, key)
-            writes = _write(client, table, before, after, 1)
-            return answer
-        if operation == "TransactWriteItems":
-            planned = []
-            for entry in params.get("TransactItems", []):
-                (kind, spec), *_ = entry.items()
-                key = spec.get("Key") or _key_of(client, spec["TableName"], spec.get("Item", {}))
-                planned.append((kind, spec, key, _stored(client, spec["TableName"], key)))
-            # a transactional write of each item (2 units per KB), refused or not; a condition
-            # check is a transactional read (read-write-operations.html)
-            writes = sum(
-                2 if kind == "ConditionCheck" else _write(client, spec["TableName"], before, before, 2)
-                for kind, spec, _, before in planned
-            )
-            answer = call()
-            writes = 0
-            for kind, spec, key, before in planned:
-                if kind == "ConditionCheck":
-                    writes += 2
-                    continue
-                after = spec.get("Item") if kind == "Put" else None
-                if kind == "Update":
-                    after = _stored(client, spec["TableName"], key)
-                writes += _write(client, spec["TableName"], before, after, 2)
+            writes = _write_units_of(client, writes_planned, settled=True)
             return answer
         answer = call()
         consistent = bool(params.get("ConsistentRead"))
@@ -312,7 +324,3 @@ def transitions(client: Any, execution_arn: str) -> int:
                     scheduled_in_state += 1
                     retried += scheduled_in_state > 1
     return entered + retried
-
-
-def usd(amount: float | int | Decimal, price: str) -> Decimal:
-    return Decimal(repr(float(amount))) * Decimal(price)
