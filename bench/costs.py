@@ -161,6 +161,21 @@ def report(way: str, result: dict[str, Any]) -> Decimal:
         if amount:
             print(f"| {line} | {amount / jobs:.8f} | {100 * amount / jobs / total:.1f}% |")
     print(f"| **total** | **{total:.8f}** | |")
+    # The client's own status GETs (TheRouter's example client asks every second): API Gateway
+    # and the API function for each, priced apart, since how often to ask is the client's choice.
+    aws = pricing.price_table()["aws"]
+    gets = max(0, counted.api_requests - jobs)
+    api_calls = counted.invocations.get("ApiFunction", 0)
+    api_gb = next((amount for line, amount in lines.items() if line.startswith("Lambda GB-s ApiFunction")), Decimal(0))
+    per_get = Decimal(aws["api_gateway_rest_per_request"]) + Decimal(aws["lambda_per_request"])
+    per_get += api_gb / api_calls if api_calls else Decimal(0)
+    if gets:
+        print(
+            f"- of which the client's {gets / jobs:.1f} status GETs per job (one a second): "
+            f"{gets * per_get / jobs:.8f} ({per_get:.8f} each)"
+        )
+        total -= gets * per_get / jobs
+        print(f"- the stack's own, without them: {total:.8f} per job")
     shares = [(100 * total / price, model, quality) for (model, quality), price in catalog_prices().items()]
     print(
         "share of the image's price: "
@@ -169,6 +184,19 @@ def report(way: str, result: dict[str, Any]) -> Decimal:
     worst = max(shares)
     verdict = "met" if worst[0] <= 5 else "NOT MET"
     print(f"- target <= 5% of the cheapest catalog image ({worst[1]} {worst[2]}): {verdict} ({worst[0]:.1f}%)")
+    gb_seconds = sum(amount for line, amount in lines.items() if line.startswith("Lambda GB-s"))
+    arm64_discount = 1 - Decimal(aws["lambda_arm64_per_gb_second"]) / Decimal(aws["lambda_per_gb_second"])
+    arm64 = total - gb_seconds / jobs * arm64_discount
+    cheapest = min(catalog_prices().values())
+    print(f"- on arm64 (Architecture=arm64, GB-s 20% cheaper): {arm64:.8f} per job, {100 * arm64 / cheapest:.1f}%")
+    # What the job's own orchestration estimate (pricing.orchestration_cost) takes for the other services:
+    # all but transitions and Lambda, and API Gateway for the submission alone (a client's GETs are its own).
+    services = sum(
+        (amount for line, amount in lines.items() if not line.startswith(("Step Functions", "Lambda", "API Gateway"))),
+        Decimal(0),
+    ) / jobs + Decimal(aws["api_gateway_rest_per_request"])
+    table = aws["per_job_services"]
+    print(f"- other services per job, counted: {services:.8f} (prices.json per_job_services: {table})")
     return total
 
 

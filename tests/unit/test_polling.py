@@ -60,7 +60,9 @@ def test_quantiles_of_the_histogram_interpolate_inside_buckets() -> None:
 def test_calls_hold_inside_the_window_only_and_never_past_it_or_the_deadline() -> None:
     win = polling.Window(start=30, end=120)
     assert polling.hold_seconds(10, win, remaining=800) == 0  # before the window: one look
-    assert polling.hold_seconds(30, win, remaining=800) == polling.HOLD_SECONDS
+    assert polling.hold_seconds(30, win, remaining=800) == 90  # the whole window, in one call
+    wide = polling.Window(start=30, end=30 + 2 * polling.HOLD_SECONDS)
+    assert polling.hold_seconds(30, wide, remaining=800) == polling.HOLD_SECONDS  # never longer
     assert polling.hold_seconds(110, win, remaining=800) == 10  # up to the window's end
     assert polling.hold_seconds(60, win, remaining=7) == 5  # up to the deadline, less one look
     assert polling.hold_seconds(130, win, remaining=800) == 0  # past the window: one look
@@ -150,7 +152,7 @@ def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None
     win = polling.window("low")
     waiting = polling.caller_waiting(record, 1.0)
     assert waiting == 24 and polling.check_every(waiting) == polling.WAITING_CHECK_EVERY_SECONDS < 1
-    assert polling.hold_seconds(1.0, win, 899, waiting) == polling.HOLD_SECONDS  # before the window: holds
+    assert polling.hold_seconds(1.0, win, 899, waiting) == waiting  # before the window: holds while the caller waits
     running = ProviderJob(id="p", status=JobStatus.IN_PROGRESS)
 
     def decided(now: float, waiting: float) -> int | None:

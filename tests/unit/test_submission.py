@@ -110,10 +110,15 @@ def test_a_delivery_that_finds_another_still_sending_comes_back_later() -> None:
     assert store.jobs["img_1"].status is JobStatus.QUEUED and provider.posts == 1
 
 
-def test_a_transient_failure_comes_back_with_backoff_not_after_the_queues_visibility() -> None:
+def test_a_transient_failure_comes_back_with_backoff_not_after_the_queues_visibility(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Issue #22.6: the queue's visibility is 6x the function's timeout (15 min), as AWS advises;
     a provider 5xx at submit is tried again after 15 s, 30 s, 60 s, ... (jitter up to 25%)."""
     import json
+
+    # real seconds, whatever stack a session ran before (a session-wide stack keeps its time scale)
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")
 
     from imagejobs import submit_queue
     from imagejobs.models import GenerationRequest

@@ -239,22 +239,27 @@ def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -
     return Decimal(_money(amount))
 
 
-def orchestration_cost(polls: int, held_seconds: float = 0.0) -> Decimal:
-    """Estimated Step Functions transitions plus Lambda requests and GB-seconds for one job.
+FIXED_CALLS = 4  # intake, submit, finalize, notify: one each per job
 
-    Calls: intake, submit and finalize at the functions' memory, plus one status call per poll
+
+def orchestration_cost(polls: int, held_seconds: float = 0.0) -> Decimal:
+    """Estimated Step Functions transitions, Lambda requests and GB-seconds, and the other services'
+    share (per_job_services, as bench/costs.py counts it) for one job.
+
+    Calls: intake, submit, finalize and notify at the functions' memory, plus one status call per poll
     at the status function's memory for its base time and the seconds it held (followed the
     provider inside the call)."""
     aws = price_table()["aws"]
     transitions = int(aws["transitions_fixed"]) + int(aws["transitions_per_poll"]) * polls
     per_call = Decimal(aws["lambda_seconds_per_invocation"])
-    gb_seconds = Decimal(aws["lambda_memory_gb"]) * per_call * 3 + Decimal(aws["status_memory_gb"]) * (
+    gb_seconds = Decimal(aws["lambda_memory_gb"]) * per_call * FIXED_CALLS + Decimal(aws["status_memory_gb"]) * (
         per_call * polls + Decimal(repr(round(held_seconds, 3)))
     )
     amount = (
         transitions * Decimal(aws["step_functions_per_transition"])
-        + (3 + polls) * Decimal(aws["lambda_per_request"])
+        + (FIXED_CALLS + polls) * Decimal(aws["lambda_per_request"])
         + gb_seconds * Decimal(aws["lambda_per_gb_second"])
+        + Decimal(aws["per_job_services"])
     )
     return amount.quantize(Decimal("0.00000001"), rounding=ROUND_HALF_UP)
 
