@@ -72,3 +72,25 @@ def test_with_time_enough_every_message_is_processed() -> None:
     handler = queue_handler(make_logger("test"), process, reserve_seconds=65, release=lambda _: None)
     assert handler(sqs_event(10), Context(seconds=150)) == {"batchItemFailures": []}  # type: ignore[arg-type]  # a LambdaContext's duck
     assert len(processed) == 10
+
+
+def test_a_message_that_fails_comes_back_alone_and_every_failure_is_named() -> None:
+    processed: list[str] = []
+
+    def process(body: str, **delivery: Any) -> str:
+        if "img_1" in body:
+            raise RuntimeError("the store is down")
+        processed.append(f"{body} #{delivery['receive_count']}")
+        return "submitted"
+
+    handler = queue_handler(make_logger("test"), process)
+    answer = handler(sqs_event(3), Context(seconds=150))  # type: ignore[arg-type]  # a LambdaContext's duck
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert processed == ['{"job_id": "img_0"} #1', '{"job_id": "img_2"} #1']
+
+    def broken(body: str, **_: Any) -> str:
+        raise RuntimeError("everything is down")
+
+    # All failed: named all the same (Lambda puts back exactly the messages named), not raised.
+    answer = queue_handler(make_logger("test"), broken)(sqs_event(2), Context(seconds=150))  # type: ignore[arg-type]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
