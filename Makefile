@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)/local:$(CURDIR)/cli
 PORT ?= 0
 TIME_SCALE ?= 0.1
 
-.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-poll loadtest loadtest-small costs-small faults clean
+.PHONY: admin demo serve test build build-check unit browser lint types template pytest bench bench-small bench-poll loadtest loadtest-small costs-small faults clean
 
 $(VENV)/.stamp: requirements.txt layers/shared/requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(RUNTIME_PYTHON) (the Lambda runtime's) not found: install it (e.g. pyenv install $(RUNTIME_PYTHON)) or run make PYTHON=/path/to/python$(RUNTIME_PYTHON)"; exit 1; }
@@ -65,7 +65,7 @@ admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
 ## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
-test: lint types template build-check unit browser pytest loadtest-small costs-small
+test: lint types template build-check unit browser pytest loadtest-small costs-small bench-small
 
 ## The unit tier alone, in a process of its own (fakes of our ports, no network): seconds
 unit: $(VENV)/.stamp
@@ -116,6 +116,11 @@ pytest: $(VENV)/.stamp $(SDK_VENV)/.stamp node_modules/.stamp
 
 bench: build
 	$(PY) -m bench.run
+
+## Every part of make bench at a small size (in make test, after build-check's build): none of it rots
+bench-small: $(VENV)/.stamp
+	test -f $(BUILD_DIR)/template.yaml || $(MAKE) --no-print-directory build
+	$(PY) -m bench.run --small
 
 ## Poll strategies side by side on latency traces (virtual clock): fixed 5/10/60 s vs ours
 bench-poll: $(VENV)/.stamp

@@ -16,7 +16,7 @@ from imagejobs.errors import ImageJobsError
 from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
 
-deps = build_deps(Settings.from_env(), provider=True)
+deps = build_deps(Settings.from_env(), provider=True, warm=("store",))  # every route reads a job or a key
 common.wire(deps)
 # CORS (CorsAllowOrigins): Powertools answers preflights (OPTIONS, which reach us without a key)
 # and puts Access-Control-Allow-Origin on every answer, echoing an allowed Origin; the headers a

@@ -16,6 +16,9 @@ from imagejobs.tenants import Tenants, bearer_token, key_id
 
 logger = make_logger("authorizer")
 tenants = Tenants(os.environ["JOBS_TABLE"])
+# Every call reads a key: the table resource is made at init, on unthrottled vCPUs, not in the
+# first call at this function's share of one (imagejobs.wiring.warm_now says why).
+tenants.warm()
 
 
 def _whole_api(method_arn: str) -> str:

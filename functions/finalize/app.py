@@ -13,7 +13,7 @@ from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
 
 logger = make_logger("finalize")
-deps = build_deps(Settings.from_env(), provider=True)
+deps = build_deps(Settings.from_env(), provider=True, warm=("store", "notices", "results"))  # every end, most stores
 
 
 @logger.inject_lambda_context(clear_state=True)

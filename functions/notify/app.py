@@ -9,12 +9,13 @@ from imagejobs import notify
 from imagejobs.observability import make_logger
 from imagejobs.queue_handler import queue_handler
 from imagejobs.settings import Settings
-from imagejobs.wiring import build_deps, event_bus
+from imagejobs.wiring import build_deps, event_bus, warm_now
 
 logger = make_logger("notify")
 settings = Settings.from_env()
-deps = build_deps(settings)
+deps = build_deps(settings, warm=("store",))
 bus = event_bus(settings)
+warm_now(bus)  # every final job's event
 
 
 def notify_message(body: str, **delivery: Any) -> str:

@@ -13,7 +13,7 @@ from imagejobs.wiring import build_deps
 
 logger = make_logger("submit")
 settings = Settings.from_env()
-deps = build_deps(settings, provider=True)
+deps = build_deps(settings, provider=True, warm=("store", "provider", "loops"))  # every submission
 handler = queue_handler(
     logger,
     partial(submit_queue.process, deps),

@@ -13,7 +13,7 @@ from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
 
 logger = make_logger("sweeper")
-deps = build_deps(Settings.from_env(), provider=True)
+deps = build_deps(Settings.from_env(), provider=True, warm=("store", "loops"))  # every sweep
 STALE_AFTER_SECONDS = float(os.environ.get("SWEEP_STALE_SECONDS", "600"))
 
 

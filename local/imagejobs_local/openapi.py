@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "schemas" / "openapi.json"
 PLACEHOLDER_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
+    # The module makes its table resource at init (as on Lambda, whose environment has credentials):
+    # placeholders, so botocore's credential chain never asks the instance metadata service.
+    "AWS_ACCESS_KEY_ID": "placeholder",
+    "AWS_SECRET_ACCESS_KEY": "placeholder",
     "JOBS_TABLE": "jobs",
     "RESULTS_BUCKET": "results",
     "SUBMIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/submit",

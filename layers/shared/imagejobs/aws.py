@@ -34,6 +34,10 @@ class _LazyClient[C]:
     def _config(self) -> Any:
         return None
 
+    def warm(self) -> None:
+        """Make the client now (wiring.warm: at init, for the clients every invocation uses)."""
+        self._client  # noqa: B018  (the property makes it)
+
     @property
     def _client(self) -> C:
         if self._made is None:

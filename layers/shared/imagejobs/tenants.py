@@ -101,6 +101,10 @@ class TableAdapter:
         self._table_name = table_name
         self._made_table = table
 
+    def warm(self) -> None:
+        """Make the table resource now (wiring.warm: at init, when every invocation reads it)."""
+        self._table  # noqa: B018  (the property makes it)
+
     @property
     def _table(self) -> Table:
         if self._made_table is None:
