@@ -163,3 +163,41 @@ def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None
 
     assert decided(3.0, waiting=22) == 0  # hold again at once
     assert decided(30.0, waiting=0) == polling.next_interval(30.0, win)  # the schedule again
+
+
+def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call may hold up to HOLD_SECONDS (240 s); cancelled meanwhile, the job stops costing
+    the function and provider GETs within RECHECK_RECORD_SECONDS, not when the hold runs out."""
+    from imagejobs import clock, flows
+    from imagejobs.jobs import JobRecord
+    from imagejobs.models import PollInput
+    from tests.fakes import FakeProvider, fake_deps
+
+    virtual = [T0]
+    monkeypatch.setattr(clock, "now", lambda: virtual[0])
+    monkeypatch.setattr(clock, "sleep", lambda seconds: virtual.__setitem__(0, virtual[0] + seconds))
+    provider = FakeProvider()
+    provider.jobs["p1"] = ProviderJob(id="p1", status=JobStatus.IN_PROGRESS)
+    deps = fake_deps(provider=provider)
+    record = JobRecord(
+        id="img_h", tenant="t", model="openai/gpt-image-1", request={"prompt": "a cat", "quality": "medium"},
+        request_hash="-", created_at=T0 - 30, updated_at=T0 - 30, deadline_at=T0 + 900, submitted_at=T0 - 30,
+        status=JobStatus.IN_PROGRESS, provider_job_id="p1",
+    )  # fmt: skip
+    deps.store.jobs[record.id] = record  # type: ignore[attr-defined]  # the fake's table
+    assert polling.hold_seconds(30, polling.poll_window(record), 870) > 100  # it would hold for minutes
+
+    looks: list[float] = []
+    real_get = provider.get
+
+    def get(provider_job_id: str) -> ProviderJob:
+        looks.append(virtual[0] - T0)
+        if len(looks) == 3:  # the caller cancels 4 s into the hold
+            deps.store.jobs[record.id] = record.model_copy(update={"status": JobStatus.CANCELLED})  # type: ignore[attr-defined]
+        return real_get(provider_job_id)
+
+    monkeypatch.setattr(provider, "get", get)
+    result = flows.poll(deps, PollInput(job_id=record.id))
+    assert result.action == "end" and result.reason == "already_final"
+    # let go at the first look at the record after the cancel (4 s in), not 120 s in at the end of the hold
+    assert looks[-1] <= 4 + polling.RECHECK_RECORD_SECONDS < 60

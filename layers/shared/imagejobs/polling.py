@@ -49,6 +49,9 @@ WINDOW_QUANTILES = (0.05, 0.98)
 # One status call follows the provider at most this long: long enough that one call covers most
 # windows (make bench-poll: 1.0-1.2 calls per job), short of the status function's timeout.
 HOLD_SECONDS = 240
+# A holding call reads the job record this often (a read unit, $0.000000125): a job cancelled
+# meanwhile is let go within this many seconds, not at the end of the hold.
+RECHECK_RECORD_SECONDS = 10
 CHECK_EVERY_SECONDS = 2  # ...looking every this many seconds
 GROWTH = 0.15  # past the window: next interval as a fraction of the time already waited
 MIN_INTERVAL_SECONDS = 2

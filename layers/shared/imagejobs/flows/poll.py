@@ -47,13 +47,22 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
     if time_left is not None:
         # Room for the last provider call (its timeout) and the record's update after the hold.
         hold = max(0.0, min(hold, time_left() - deps.settings.provider_timeout_seconds - TIME_RESERVE_SECONDS))
-    checks = 0
+    checks, looked_at = 0, started
     while True:
         provider_job = provider.get(record.provider_job_id)
         checks += 1
         now = clock.now()
         if provider_job.status.final or now + step > started + hold:
             break
+        if now - looked_at >= polling.RECHECK_RECORD_SECONDS:
+            # Cancelled (or ended by the sweeper) while this call holds: stop following it now,
+            # not when the hold runs out (up to HOLD_SECONDS of a function and provider GETs).
+            looked_at = now
+            current = deps.store.get(record.id)
+            if current is None or current.status.final:
+                return PollResult(
+                    job_id=record.id, action="end", provider_status=provider_job.status.value, reason="already_final"
+                )
         clock.sleep(step)
     try:
         record = deps.store.record_poll(record.id, provider_job.status, now, checks=checks, held=now - started)
