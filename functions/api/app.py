@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imagejobs.api import common, document, images, jobs, models
-from imagejobs.api.common import ROUTES, ApiError, logger
+from imagejobs.api.common import ApiError, logger
 from imagejobs.errors import ImageJobsError
 from imagejobs.settings import Settings
 from imagejobs.wiring import build_deps
@@ -55,16 +55,21 @@ def openapi_document() -> str:
     return document.openapi_document(app)
 
 
+# Every route is registered by now: the one route table, read from the resolver itself.
+ROUTES = common.route_table(app)
+
+
 @app.not_found
 def not_found(_: Exception) -> Response:
     path, method = app.current_event.path, app.current_event.http_method
-    for pattern, methods in ROUTES.items():
-        if re.fullmatch(pattern, path):
+    for route in ROUTES:
+        if route.rule.match(path):
+            allowed = ", ".join(sorted(route.methods))
             return ApiError(
                 405,
-                f"Method {method} is not allowed on {path}; use {', '.join(sorted(methods))}.",
+                f"Method {method} is not allowed on {path}; use {allowed}.",
                 code="method_not_allowed",
-                headers={"Allow": ", ".join(sorted(methods))},
+                headers={"Allow": allowed},
             ).response()
     return ApiError(404, f"Unknown route {method} {path}.", code="not_found").response()
 

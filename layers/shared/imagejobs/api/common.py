@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Router
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
 
@@ -49,17 +50,30 @@ def wired() -> flows.Deps:
     return flows.need(_wired, "the API's ports (imagejobs.api.wire)")
 
 
-ROUTES: dict[str, set[str]] = {
-    r"/v1/images/generations": {"POST"},
-    r"/v1/images/edits": {"POST"},
-    r"/v1/uploads": {"POST"},
-    r"/v1/models(/[^/]+){0,2}": {"GET"},
-    r"/v1/jobs": {"GET"},
-    r"/v1/jobs/[^/]+": {"GET", "DELETE"},
-    r"/v1/jobs/[^/]+/content": {"GET"},
-    r"/v1/jobs/[^/]+/cancel": {"POST"},
-    r"/openapi.json": {"GET"},
-}
+@dataclass(frozen=True)
+class Route:
+    """One path of the HTTP API and the methods it takes (Powertools' path syntax, /v1/jobs/<job_id>)."""
+
+    path: str
+    rule: re.Pattern[str]  # Powertools' own matcher for the path
+    methods: frozenset[str]
+
+    @property
+    def template_path(self) -> str:
+        """As API Gateway and the template write it: /v1/jobs/{job_id}."""
+        return re.sub(r"<(\w+)>", r"{\1}", self.path)
+
+
+def route_table(resolver: APIGatewayRestResolver) -> list[Route]:
+    """The routes as the resolver holds them once the routers are included: the one route list
+    (the 405 answer's Allow header and the template's test read it; the OpenAPI document is
+    Powertools' own from the same routes). Powertools keeps them in `_static_routes` and
+    `_dynamic_routes` (aws_lambda_powertools 3.37, event_handler/api_gateway.py); a test fails if
+    that moves."""
+    by_path: dict[str, tuple[re.Pattern[str], set[str]]] = {}
+    for route in [*resolver._static_routes, *resolver._dynamic_routes]:  # private lists: see above
+        by_path.setdefault(route.path, (route.rule, set()))[1].add(route.method.upper())
+    return [Route(path, rule, frozenset(methods)) for path, (rule, methods) in sorted(by_path.items())]
 
 
 def _tenant() -> str:
