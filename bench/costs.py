@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from imagejobs import pricing
+from imagejobs.domain import pricing
 
 FINAL = ("succeeded", "failed", "cancelled", "expired")
 # S3's request tiers (S3 pricing page): PUT, COPY, POST, LIST; GET, HEAD and the rest; DELETE free.

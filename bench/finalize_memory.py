@@ -75,13 +75,14 @@ def main() -> None:
 
 
 def measure(provider_url: str) -> None:
-    from imagejobs import clock, flows
-    from imagejobs.aws import ResultStore
-    from imagejobs.jobs import JobRecord
-    from imagejobs.models import FinalizeInput, GenerationRequest
-    from imagejobs.provider import ProviderClient
-    from imagejobs.settings import Settings
-    from imagejobs.store import JobStore
+    from imagejobs import flows
+    from imagejobs.adapters.aws import ResultStore
+    from imagejobs.adapters.provider import ProviderClient
+    from imagejobs.adapters.store import JobStore
+    from imagejobs.domain import clock
+    from imagejobs.domain.jobs import JobRecord
+    from imagejobs.domain.models import FinalizeInput, GenerationRequest
+    from imagejobs.domain.settings import Settings
 
     boto3.client("s3").create_bucket(Bucket="bench-results")
     boto3.client("dynamodb").create_table(

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from PIL import Image
 
-from imagejobs import uploads
-from imagejobs.models import ObjectRef
-from imagejobs.requests_in import event_job_id
+from imagejobs.domain import uploads
+from imagejobs.domain.models import ObjectRef
+from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 

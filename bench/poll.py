@@ -2,7 +2,7 @@
 
 Each trace is a list of generation latencies (seconds from submission to the provider finishing).
 The fixed strategies call the status step every N seconds. "ours" replays the real schedule
-(imagejobs.polling: first wait, holding calls, intervals) with the window learned the way the
+(imagejobs.domain.polling: first wait, holding calls, intervals) with the window learned the way the
 stack learns it: a histogram per kind of job (polling.bucket_of, as finalize records it) filled
 by earlier jobs of the same trace, then polling.window() as submit reads it. "ours, no history"
 is the same with the priors only. Nothing sleeps: time is arithmetic.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from imagejobs import polling, pricing
+from imagejobs.domain import polling, pricing
 
 JOBS = 2000
 HISTORY = 500  # earlier jobs of the same kind the window is learned from

@@ -9,12 +9,13 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from imagejobs import budget, flows
-from imagejobs.budget import Caps
-from imagejobs.errors import StaleTransition
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus, ObjectInfo, ObjectRef, Output, ProviderJob, WebhookState
-from imagejobs.settings import Settings
+from imagejobs import flows
+from imagejobs.domain import budget
+from imagejobs.domain.budget import Caps
+from imagejobs.domain.errors import StaleTransition
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus, ObjectInfo, ObjectRef, Output, ProviderJob, WebhookState
+from imagejobs.domain.settings import Settings
 
 SETTINGS = Settings.from_env(
     {
@@ -273,6 +274,24 @@ class FakeMetrics:
         self.settled.append(record.id)
 
 
+class FakeWebhookUrls:
+    """The real URL check (imagejobs.adapters.webhooks.check_url) with names resolved from a table
+    instead of DNS: any name is public unless listed; an IP literal is itself."""
+
+    def __init__(self, addresses: dict[str, list[str]] | None = None) -> None:
+        self.addresses = addresses or {}
+        self.checked: list[str] = []
+
+    def _resolve(self, host: str, port: int) -> list[str]:
+        return self.addresses.get(host, [host] if host[:1].isdigit() or ":" in host else ["93.184.216.34"])
+
+    def check_url(self, url: str, *, allow_loopback: bool) -> None:
+        from imagejobs.adapters import webhooks
+
+        self.checked.append(url)
+        webhooks.check_url(url, allow_loopback=allow_loopback, resolver=self._resolve)
+
+
 def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> flows.Deps:
     """Every port faked (any of them replaceable by keyword)."""
     results = ports.pop("results", FakeResults())
@@ -286,6 +305,7 @@ def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> flows.Deps:
         "notices": FakeQueue(),
         "metrics": FakeMetrics(),
         "budgets": FakeBudgets(),
+        "webhooks": FakeWebhookUrls(),
     }
     made.update(ports)
     return flows.Deps(settings=settings, **made)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from imagejobs.jobs import JobRecord
+from imagejobs.domain.jobs import JobRecord
 from imagejobs_local.stack import LocalStack
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from boto3.dynamodb.conditions import Attr
 
-from imagejobs import pricing
+from imagejobs.domain import pricing
 
 GROUPS = ("tenant", "model", "quality", "source")
 SINCE = re.compile(r"^(\d+)([mhdw])$")

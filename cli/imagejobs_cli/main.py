@@ -31,9 +31,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imagejobs import budget, pricing
-from imagejobs.models import SIZE_PATTERN
-from imagejobs.tenants import InvalidTenant, Tenants, check_tenant
+from imagejobs.adapters.tenants import InvalidTenant, Tenants, check_tenant
+from imagejobs.domain import budget, pricing
+from imagejobs.domain.models import SIZE_PATTERN
 from imagejobs_cli import api, costs
 
 
@@ -138,8 +138,8 @@ def _flush_authorizer_cache(stack: str, cloudformation: Any = None, apigateway: 
 
 
 def webhook_secret(args: argparse.Namespace) -> int:
-    from imagejobs import webhooks
-    from imagejobs.store import JobStore
+    from imagejobs.adapters.store import JobStore
+    from imagejobs.domain import webhooks
 
     check_tenant(args.tenant)
     store = JobStore(_table_name(args))

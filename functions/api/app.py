@@ -1,5 +1,5 @@
 """HTTP API: TheRouter's async image contract (submit, poll, fetch) in front of the job stack.
-Wiring only: the routes are imagejobs.api's routers; here they meet the resolver, CORS, the one
+Wiring only: the routes are imagejobs.edge.api's routers; here they meet the resolver, CORS, the one
 map from refusals to OpenAI-shaped errors, and the request id."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imagejobs.api import common, document, images, jobs, models
-from imagejobs.api.common import ApiError, logger
-from imagejobs.errors import ImageJobsError
-from imagejobs.settings import Settings
-from imagejobs.wiring import build_deps
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.settings import Settings
+from imagejobs.edge.api import common, document, images, jobs, models
+from imagejobs.edge.api.common import ApiError, logger
+from imagejobs.edge.wiring import build_deps
 
 deps = build_deps(Settings.from_env(), provider=True, warm=("store",))  # every route reads a job or a key
 common.wire(deps)

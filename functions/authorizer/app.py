@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from imagejobs.logs import make_logger
-from imagejobs.tenants import Tenants, bearer_token, key_id
+from imagejobs.adapters.logs import make_logger
+from imagejobs.adapters.tenants import Tenants, bearer_token, key_id
 
 logger = make_logger("authorizer")
 tenants = Tenants(os.environ["JOBS_TABLE"])
 # Every call reads a key: the table resource is made at init, on unthrottled vCPUs, not in the
-# first call at this function's share of one (imagejobs.wiring.warm_now says why).
+# first call at this function's share of one (imagejobs.edge.wiring.warm_now says why).
 tenants.warm()
 
 

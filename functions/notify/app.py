@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs import notify
-from imagejobs.observability import make_logger
-from imagejobs.queue_handler import queue_handler
-from imagejobs.settings import Settings
-from imagejobs.wiring import build_deps, event_bus, warm_now
+from imagejobs.adapters.observability import make_logger
+from imagejobs.domain.settings import Settings
+from imagejobs.edge import notify
+from imagejobs.edge.queue_handler import queue_handler
+from imagejobs.edge.wiring import build_deps, event_bus, warm_now
 
 logger = make_logger("notify")
 settings = Settings.from_env()

@@ -7,10 +7,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imagejobs import flows
-from imagejobs.models import PollInput
-from imagejobs.observability import make_logger
-from imagejobs.settings import Settings
-from imagejobs.wiring import build_deps
+from imagejobs.adapters.observability import make_logger
+from imagejobs.domain.models import PollInput
+from imagejobs.domain.settings import Settings
+from imagejobs.edge.wiring import build_deps
 
 logger = make_logger("status")
 deps = build_deps(Settings.from_env(), provider=True, warm=("store", "provider"))  # every poll uses both

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from imagejobs import submit_queue
-from imagejobs.observability import make_logger
-from imagejobs.queue_handler import queue_handler
-from imagejobs.settings import Settings
-from imagejobs.wiring import build_deps
+from imagejobs.adapters.observability import make_logger
+from imagejobs.domain.settings import Settings
+from imagejobs.edge.queue_handler import queue_handler
+from imagejobs.edge.wiring import build_deps
+from imagejobs.flows import submit_queue
 
 logger = make_logger("submit")
 settings = Settings.from_env()

@@ -1,4 +1,4 @@
-"""Sweeper: on a schedule, finds jobs nothing is moving any more and moves them (see imagejobs.sweeper)."""
+"""Sweeper: on a schedule, finds jobs nothing is moving any more and moves them (see imagejobs.flows.sweeper)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imagejobs import sweeper
-from imagejobs.observability import make_logger
-from imagejobs.settings import Settings
-from imagejobs.wiring import build_deps
+from imagejobs.adapters.observability import make_logger
+from imagejobs.domain.settings import Settings
+from imagejobs.edge.wiring import build_deps
+from imagejobs.flows import sweeper
 
 logger = make_logger("sweeper")
 deps = build_deps(Settings.from_env(), provider=True, warm=("store", "loops"))  # every sweep

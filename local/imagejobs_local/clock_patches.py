@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from imagejobs import clock
+from imagejobs.domain import clock
 
 _installed = False
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from imagejobs import clock, uploads
-from imagejobs.models import ObjectRef
-from imagejobs.requests_in import event_job_id
+from imagejobs.domain import clock, uploads
+from imagejobs.domain.models import ObjectRef
+from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions, provider_from_env
 

@@ -17,9 +17,9 @@ from decimal import Decimal
 
 import httpx
 
-from imagejobs import clock
+from imagejobs.domain import clock
+from imagejobs.domain.models import JobStatus
 from imagejobs.flows import outputs_prefix
-from imagejobs.models import JobStatus
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from imagejobs import clock
+from imagejobs.domain import clock
 from imagejobs_local import iam, meter
 
 _capture = threading.local()

@@ -1,7 +1,7 @@
 """A simulated upstream provider: a real HTTP server speaking TheRouter's async image contract.
 
 It renders real images with Pillow in the requested size, format and background, reports an
-OpenAI-style usage block, and follows its own clock (imagejobs.clock, scaled in tests) so a
+OpenAI-style usage block, and follows its own clock (imagejobs.domain.clock, scaled in tests) so a
 "90 s" generation can take a fraction of a second. Behaviour is chosen per job by markers in the
 prompt, e.g. "[sim:fail]"; `Behaviour` is where fault knobs live.
 """
@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from imagejobs import clock
+from imagejobs.domain import clock
 
 # Output tokens per image at 1024x1024 (OpenAI's published figures for gpt-image-1).
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from imagejobs import clock
+from imagejobs.domain import clock
 from imagejobs_local import iam
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import boto3
 
-from imagejobs import clock, webhooks
-from imagejobs.store import JobStore
-from imagejobs.tenants import Tenants
+from imagejobs.adapters.store import JobStore
+from imagejobs.adapters.tenants import Tenants
+from imagejobs.domain import clock, webhooks
 from imagejobs_local import atomic_dynamodb, clock_patches, deploy, iam, lambdas, moto_seam
 from imagejobs_local.gateway import LocalGateway
 from imagejobs_local.provider_sim import Latency, SimulatedProvider

@@ -16,9 +16,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from imagejobs.aws import Objects, ResultStore
-from imagejobs.errors import ObjectMissing, ObjectUnreadable
-from imagejobs.models import ObjectRef
+from imagejobs.adapters.aws import Objects, ResultStore
+from imagejobs.domain.errors import ObjectMissing, ObjectUnreadable
+from imagejobs.domain.models import ObjectRef
 from imagejobs_local import iam
 from imagejobs_local.deploy import load_template
 from imagejobs_local.stack import REGION, LocalStack
@@ -160,10 +160,12 @@ def test_time_budgets_fit_their_timeouts() -> None:
     visibility is at least the function timeout (Lambda refuses the mapping otherwise:
     https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html); API Gateway ends a
     request at 29 s (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)."""
-    from imagejobs import flows, polling, submit_queue
-    from imagejobs.aws import sfn_config
-    from imagejobs.provider import CANCEL_TIMEOUT
-    from imagejobs.settings import Settings
+    from imagejobs import flows
+    from imagejobs.adapters.aws import sfn_config
+    from imagejobs.adapters.provider import CANCEL_TIMEOUT
+    from imagejobs.domain import polling
+    from imagejobs.domain.settings import Settings
+    from imagejobs.flows import submit_queue
 
     template = load_template()
     resources = template["Resources"]

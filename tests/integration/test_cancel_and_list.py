@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import httpx
 
-from imagejobs import clock
-from imagejobs.models import JobStatus
+from imagejobs.domain import clock
+from imagejobs.domain.models import JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.helpers import wait_for_job, wait_for_record
 

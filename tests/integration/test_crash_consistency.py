@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from imagejobs import failpoints
-from imagejobs.models import JobStatus
+from imagejobs.domain import failpoints
+from imagejobs.domain.models import JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.helpers import execution_count, wait_for_record
 

@@ -10,9 +10,9 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from imagejobs.jobs import JobRecord
-from imagejobs.models import Cost, JobError, JobStatus
-from imagejobs.observability import NAMESPACE, EmfMetrics
+from imagejobs.adapters.observability import NAMESPACE, EmfMetrics
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import Cost, JobError, JobStatus
 from imagejobs_local import deploy
 from imagejobs_local.stack import LocalStack
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagejobs import clock
+from imagejobs.domain import clock
 from imagejobs_local.stack import LocalStack
 from tests.helpers import wait_for_job
 

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from imagejobs.jobs import JobRecord
+from imagejobs.domain.jobs import JobRecord
 from imagejobs_local.stack import LocalStack
 from tests.helpers import EventCapture, wait_for_job, wait_for_record
 

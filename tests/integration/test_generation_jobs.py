@@ -10,7 +10,7 @@ from decimal import Decimal
 import httpx
 from PIL import Image
 
-from imagejobs.models import JobStatus
+from imagejobs.domain.models import JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.conftest import TEST_DEADLINE_SECONDS
 from tests.helpers import emf_documents, execution_count, load_event, settled, wait_for_record

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from PIL import Image
 
-from imagejobs import uploads
-from imagejobs.models import JobStatus, ObjectRef
-from imagejobs.requests_in import event_job_id
+from imagejobs.domain import uploads
+from imagejobs.domain.models import JobStatus, ObjectRef
+from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.stack import LocalStack
 from tests.helpers import peek_queue, wait_for_record
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from imagejobs import clock
+from imagejobs.domain import clock
 from imagejobs_local.stack import LocalStack
 from tests.conftest import TEST_SYNC_WAIT_SECONDS
 from tests.helpers import load_event, wait_for_job

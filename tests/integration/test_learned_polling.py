@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from imagejobs import polling
+from imagejobs.domain import polling
 from imagejobs_local.stack import LocalStack
 from tests.helpers import wait_for_job
 

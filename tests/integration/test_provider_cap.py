@@ -5,7 +5,7 @@ then a crowd of concurrent submitters."""
 
 from __future__ import annotations
 
-from imagejobs import clock
+from imagejobs.domain import clock
 from imagejobs_local.stack import LocalStack
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagejobs.models import JobStatus
+from imagejobs.domain.models import JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.helpers import wait_for_record
 

@@ -1,4 +1,4 @@
-"""One route table: the resolver's own routes (imagejobs.api.common.route_table) are what the 405
+"""One route table: the resolver's own routes (imagejobs.edge.api.common.route_table) are what the 405
 answer, the OpenAPI document and the template's API events agree on."""
 
 from __future__ import annotations

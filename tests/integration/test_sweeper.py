@@ -7,9 +7,9 @@ import time
 
 import httpx
 
-from imagejobs import clock
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus
+from imagejobs.domain import clock
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.helpers import load_event, wait_for_record
 

@@ -13,8 +13,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from imagejobs import budget, clock, pricing
-from imagejobs.models import JobStatus
+from imagejobs.domain import budget, clock, pricing
+from imagejobs.domain.models import JobStatus
 from imagejobs_cli.main import main as cli
 from imagejobs_local.stack import LocalStack
 from tests.conftest import AUTHORIZER_CACHE_SECONDS

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imagejobs import uploads
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus, ObjectRef
+from imagejobs.domain import uploads
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus, ObjectRef
 from imagejobs_local.stack import LocalStack
 from tests.helpers import emf_documents, load_event, peek_queue, settled, wait_for_record
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from imagejobs import budget, pricing
-from imagejobs.budget import Caps
-from imagejobs.tenants import bearer_token
+from imagejobs.adapters.tenants import bearer_token
+from imagejobs.domain import budget, pricing
+from imagejobs.domain.budget import Caps
 
 MODEL = "openai/gpt-image-1"
 
@@ -54,6 +54,6 @@ def test_caps_are_shown_as_they_were_set() -> None:
     """Issue #21: a cap of $0.001 was shown as $0.00."""
     from decimal import Decimal
 
-    from imagejobs.budget import usd
+    from imagejobs.domain.budget import usd
 
     assert [usd(Decimal(text)) for text in ("0.001", "1", "0.10", "12.5")] == ["$0.001", "$1.00", "$0.10", "$12.50"]

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from imagejobs import budget, clock, flows
-from imagejobs.errors import ImageJobsError, ProviderUnavailable
-from imagejobs.models import FinalizeInput, GenerationRequest, JobStatus, ProviderJob, Usage
+from imagejobs import flows
+from imagejobs.domain import budget, clock
+from imagejobs.domain.errors import ImageJobsError, ProviderUnavailable
+from imagejobs.domain.models import FinalizeInput, GenerationRequest, JobStatus, ProviderJob, Usage
 from tests.fakes import FakeMetrics, FakeProvider, FakeStore, fake_deps
 
 CALLER = flows.Caller(tenant="t1", base_url="https://api.example")
@@ -120,7 +121,7 @@ def test_a_jobs_durations_come_from_our_own_clock_whatever_the_provider_says() -
     """Issue #20.7: the provider's completed_at is another clock's (offline it fell 114 s before
     our record of the submission, and generation_seconds came out negative): a job's completion
     instant is ours, so its durations are never negative."""
-    from imagejobs.events import job_event_detail
+    from imagejobs.domain.events import job_event_detail
 
     deps = fake_deps()
     store: FakeStore = deps.store  # type: ignore[assignment]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from imagejobs.images import MAX_PIXELS, InvalidImage, check_edit_budget, check_edit_inputs, check_image
+from imagejobs.domain.images import MAX_PIXELS, InvalidImage, check_edit_budget, check_edit_inputs, check_image
 
 
 def encoded(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -92,7 +92,7 @@ def test_an_edits_decode_work_is_bounded_from_the_headers() -> None:
 
     from PIL import Image
 
-    from imagejobs.images import MAX_EDIT_PIXELS, DecodeBudget, check_header_pixels
+    from imagejobs.domain.images import MAX_EDIT_PIXELS, DecodeBudget, check_header_pixels
 
     out = io.BytesIO()
     Image.new("RGB", (6300, 6300), (9, 9, 9)).save(out, "WEBP", quality=1)
@@ -108,7 +108,7 @@ def test_an_output_is_sniffed_and_bounded_as_it_streams() -> None:
     """Issue #21 (10), #20.8: what a provider sends as an image is checked before it is stored (a
     png, jpeg or webp, from its header), counted as it passes (a 1 GiB "image" stops at the cap),
     and tells what was made (size, alpha) for the answer."""
-    from imagejobs.images import CheckedOutput, OutputRefused
+    from imagejobs.domain.images import CheckedOutput, OutputRefused
 
     made = io.BytesIO()
     Image.new("RGBA", (1536, 1024), (0, 0, 0, 0)).save(made, "PNG")

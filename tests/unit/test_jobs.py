@@ -2,8 +2,8 @@
 
 import pytest
 
-from imagejobs.jobs import can_transition, predecessors
-from imagejobs.models import FINAL_STATUSES, JobStatus
+from imagejobs.domain.jobs import can_transition, predecessors
+from imagejobs.domain.models import FINAL_STATUSES, JobStatus
 
 
 @pytest.mark.parametrize("final", sorted(FINAL_STATUSES))

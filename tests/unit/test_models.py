@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from imagejobs.models import MAX_PROMPT_CHARS, GenerationRequest
+from imagejobs.domain.models import MAX_PROMPT_CHARS, GenerationRequest
 
 
 def test_defaults_fill_a_minimal_request() -> None:
@@ -77,7 +77,7 @@ def test_every_payload_the_state_machine_sends_finalize_is_one_it_takes() -> Non
     import json
     from pathlib import Path
 
-    from imagejobs.models import FinalizeInput
+    from imagejobs.domain.models import FinalizeInput
 
     machine = json.loads((Path(__file__).resolve().parents[2] / "statemachine/jobs.asl.json").read_text())
     sample = {"job_id": "img_1", "error": {"Error": "DownloadFailed", "Cause": "{}"}, "final_status": "failed"}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from imagejobs import polling
-from imagejobs.models import JobStatus, PollResult, ProviderJob
+from imagejobs.domain import polling
+from imagejobs.domain.models import JobStatus, PollResult, ProviderJob
 
 T0 = 1_800_000_000.0
 MEDIUM = polling.window("medium")
@@ -137,8 +137,8 @@ def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None
     """Issue #20.3: a plain call's job gets its first look 1 s after submission (not at the
     window's start, 10 s for low quality), holds looking every half second while the caller waits,
     and goes back to the schedule once the caller has stopped waiting."""
-    from imagejobs.jobs import JobRecord
-    from imagejobs.models import JobStatus, ProviderJob
+    from imagejobs.domain.jobs import JobRecord
+    from imagejobs.domain.models import JobStatus, ProviderJob
 
     record = JobRecord(
         id="img_p", tenant="t", model="m", request={"quality": "low"}, request_hash="-",
@@ -168,9 +168,10 @@ def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None
 def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     """A call may hold up to HOLD_SECONDS (240 s); cancelled meanwhile, the job stops costing
     the function and provider GETs within RECHECK_RECORD_SECONDS, not when the hold runs out."""
-    from imagejobs import clock, flows
-    from imagejobs.jobs import JobRecord
-    from imagejobs.models import PollInput
+    from imagejobs import flows
+    from imagejobs.domain import clock
+    from imagejobs.domain.jobs import JobRecord
+    from imagejobs.domain.models import PollInput
     from tests.fakes import FakeProvider, fake_deps
 
     virtual = [T0]

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from imagejobs import pricing
-from imagejobs.models import Usage
+from imagejobs.domain import pricing
+from imagejobs.domain.models import Usage
 
 
 @pytest.mark.parametrize(("quality", "price"), [("low", "0.0132"), ("medium", "0.0504"), ("high", "0.2004")])
@@ -176,7 +176,7 @@ def test_aliases_map_any_spelling_once() -> None:
 
 def test_the_documented_size_rule_names_the_models_that_take_custom_sizes() -> None:
     """The OpenAPI document's size rule (models.CUSTOM_SIZE_MODELS) agrees with the catalog."""
-    from imagejobs.models import CUSTOM_SIZE_MODELS
+    from imagejobs.domain.models import CUSTOM_SIZE_MODELS
 
     custom = {
         name

@@ -5,7 +5,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from imagejobs.errors import (
+from imagejobs.adapters.provider import DownloadHosts, ProviderClient, parse_timestamp
+from imagejobs.domain.errors import (
     DownloadFailed,
     DownloadRefused,
     JobRejected,
@@ -14,8 +15,7 @@ from imagejobs.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagejobs.models import GenerationRequest, JobStatus
-from imagejobs.provider import DownloadHosts, ProviderClient, parse_timestamp
+from imagejobs.domain.models import GenerationRequest, JobStatus
 
 REQUEST = GenerationRequest(prompt="a cat")
 

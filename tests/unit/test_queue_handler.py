@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs.observability import make_logger
-from imagejobs.queue_handler import queue_handler
+from imagejobs.adapters.observability import make_logger
+from imagejobs.edge.queue_handler import queue_handler
 
 
 class Context:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from imagejobs import flows
-from imagejobs.jobs import JobRecord
-from imagejobs.models import GenerationRequest, JobStatus
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import GenerationRequest, JobStatus
 from tests.fakes import SETTINGS
 from tests.fakes import FakeStore as MemoryStore
 
@@ -34,8 +34,8 @@ def test_idempotency_key_is_per_tenant() -> None:
 
 def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")  # real seconds, whatever stack ran before
-    from imagejobs import submit_queue
-    from imagejobs.jobs import JobRecord as Record
+    from imagejobs.domain.jobs import JobRecord as Record
+    from imagejobs.flows import submit_queue
 
     class CappedStore(MemoryStore):
         def take_turn(self, name: str, interval: float, now: float) -> float:
@@ -79,7 +79,7 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
 
 def test_api_job_ids_have_their_own_namespace() -> None:
     """Issue #15.12: tenant "event" with an event id as its Idempotency-Key got that event's job id."""
-    from imagejobs.requests_in import event_job_id
+    from imagejobs.domain.requests_in import event_job_id
 
     event_id = "0d3c1c50-8f2a-4f6e-9a3b-5b8f6d3c2e10"
     assert flows.new_job_id("event", event_id) != event_job_id(event_id)
@@ -103,7 +103,7 @@ class FinishingStore(MemoryStore):
 def test_a_waiting_call_returns_as_soon_as_its_job_is_final_or_when_its_time_is_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from imagejobs import clock
+    from imagejobs.domain import clock
 
     # The caller's wait is on the wall clock (offline too, where the job clock runs fast): a
     # job-clock sleep would make a 25 s wait last 2.5 s at TIME_SCALE=0.1.

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from imagejobs import clock, flows
-from imagejobs.errors import ProviderUnavailable, RateLimited, SubmissionInFlight
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus, ProviderJob
-from imagejobs.settings import Settings
+from imagejobs import flows
+from imagejobs.domain import clock
+from imagejobs.domain.errors import ProviderUnavailable, RateLimited, SubmissionInFlight
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus, ProviderJob
+from imagejobs.domain.settings import Settings
 from tests.fakes import SETTINGS
 from tests.fakes import FakeStore as SubmittingStore
 
@@ -120,8 +121,8 @@ def test_a_transient_failure_comes_back_with_backoff_not_after_the_queues_visibi
     # real seconds, whatever stack a session ran before (a session-wide stack keeps its time scale)
     monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")
 
-    from imagejobs import submit_queue
-    from imagejobs.models import GenerationRequest
+    from imagejobs.domain.models import GenerationRequest
+    from imagejobs.flows import submit_queue
     from tests.fakes import FakeProvider, FakeQueue, fake_deps
 
     class Down(FakeProvider):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs import clock, flows, sweeper
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus, ProviderJob
+from imagejobs import flows
+from imagejobs.domain import clock
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus, ProviderJob
+from imagejobs.flows import sweeper
 from tests.fakes import SETTINGS
 from tests.fakes import FakeStore as OpenStore
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from imagejobs import uploads
-from imagejobs.models import ObjectRef
+from imagejobs.domain import uploads
+from imagejobs.domain.models import ObjectRef
 from tests.helpers import load_event
 
 

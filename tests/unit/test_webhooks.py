@@ -8,7 +8,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from imagejobs import webhooks
+from imagejobs.adapters import webhooks
+from imagejobs.domain import webhooks as signing
 
 PUBLIC = {
     "hooks.example.com": ["93.184.216.34"],
@@ -25,12 +26,12 @@ def resolver(host: str, port: int) -> list[str]:
 
 
 def test_signature_verifies_with_the_reference_implementation() -> None:
-    secret = webhooks.new_secret()
+    secret = signing.new_secret()
     body = json.dumps({"id": "img_1", "status": "succeeded"})
-    headers = webhooks.signed_headers(secret, "img_1.succeeded", body)
+    headers = signing.signed_headers(secret, "img_1.succeeded", body)
     assert Webhook(secret).verify(body, headers) == {"id": "img_1", "status": "succeeded"}
     with pytest.raises(Exception):  # noqa: B017 - any verification failure will do
-        Webhook(webhooks.new_secret()).verify(body, headers)
+        Webhook(signing.new_secret()).verify(body, headers)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_signature_verifies_with_the_reference_implementation() -> None:
     ],
 )
 def test_deployed_mode_refuses_unsafe_targets(url: str) -> None:
-    with pytest.raises(webhooks.WebhookRefused):
+    with pytest.raises(signing.WebhookRefused):
         webhooks.check_url(url, allow_loopback=False, resolver=resolver)
 
 
@@ -76,7 +77,7 @@ def test_deployed_mode_allows_public_https() -> None:
 def test_offline_flag_lets_loopback_through_and_nothing_else() -> None:
     webhooks.check_url("http://127.0.0.1:8080/hook", allow_loopback=True, resolver=resolver)
     for url in ("http://10.0.0.1/hook", "https://169.254.169.254/", "http://hooks.example.com/hook"):
-        with pytest.raises(webhooks.WebhookRefused):
+        with pytest.raises(signing.WebhookRefused):
             webhooks.check_url(url, allow_loopback=True, resolver=resolver)
 
 
@@ -90,7 +91,7 @@ def test_a_redirect_to_a_private_address_is_not_followed() -> None:
     client = httpx.Client(transport=httpx.MockTransport(answer), follow_redirects=False)
     delivery = webhooks.deliver(
         "https://hooks.example.com/hook",
-        webhooks.new_secret(),
+        signing.new_secret(),
         "img_1.succeeded",
         {"id": "img_1"},
         allow_loopback=False,
@@ -110,7 +111,7 @@ def test_a_redirect_to_a_public_address_is_followed_and_signed() -> None:
             return httpx.Response(307, headers={"Location": "/new"})
         return httpx.Response(204)
 
-    secret = webhooks.new_secret()
+    secret = signing.new_secret()
     client = httpx.Client(transport=httpx.MockTransport(answer), follow_redirects=False)
     delivery = webhooks.deliver(
         "https://hooks.example.com/old",

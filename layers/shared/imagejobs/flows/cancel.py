@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs import clock, pricing
-from imagejobs.errors import (
+from imagejobs.domain import clock, pricing
+from imagejobs.domain.errors import (
     ImageJobsError,
     JobNotFound,
 )
-from imagejobs.flows.ports import Deps, need
-from imagejobs.flows.settle import _settle, charge_fields
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     JobStatus,
     ProviderJob,
 )
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.settle import _settle, charge_fields
 
 
 # -- cancel ---------------------------------------------------------------------------------------

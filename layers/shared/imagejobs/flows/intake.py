@@ -15,16 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from imagejobs import budget, clock, failpoints, pricing, requests_in, staged, uploads, webhooks
-from imagejobs.errors import (
+from imagejobs.domain import budget, clock, failpoints, pricing, requests_in, staged, uploads
+from imagejobs.domain.errors import (
     ImageJobsError,
     InvalidValue,
     ObjectMissing,
     StaleTransition,
 )
-from imagejobs.flows.ports import Deps, Objects, need
-from imagejobs.flows.settle import end_job
-from imagejobs.images import (
+from imagejobs.domain.images import (
     MAX_IMAGE_BYTES,
     CheckedImage,
     DecodeBudget,
@@ -34,8 +32,8 @@ from imagejobs.images import (
     check_header_pixels,
     check_image,
 )
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     EditRequest,
     GenerationRequest,
     JobStatus,
@@ -44,7 +42,8 @@ from imagejobs.models import (
     ObjectRef,
     Source,
 )
-from imagejobs.settings import Settings
+from imagejobs.flows.ports import Deps, Objects, need
+from imagejobs.flows.settle import end_job
 
 
 # -- accept (HTTP intake) -----------------------------------------------------------------------
@@ -87,15 +86,16 @@ class ModelShutdown(ImageJobsError):
     status, error_type, param = 400, "invalid_request_error", "model"
 
 
-def checked_request[PARSED: GenerationRequest](settings: Settings, request: PARSED) -> PARSED:
+def checked_request[PARSED: GenerationRequest](deps: Deps, request: PARSED) -> PARSED:
     """What every intake (HTTP, event, upload) does with a parsed request before it becomes a job:
     its model decided (the DefaultModel when it names none, the operator's ModelAliases applied)
     and checked against the catalog (check_model), and its webhook_url checked as it will be sent."""
+    settings = deps.settings
     model = pricing.aliased(request.model or settings.default_model, settings.aliases)
     resolved = request.model_copy(update={"model": model})
     check_model(model, resolved.model_dump(exclude_none=True))
     if resolved.webhook_url:
-        webhooks.check_url(resolved.webhook_url, allow_loopback=settings.webhook_allow_loopback)
+        need(deps.webhooks, "webhooks").check_url(resolved.webhook_url, allow_loopback=settings.webhook_allow_loopback)
     return resolved
 
 
@@ -168,7 +168,7 @@ def join_key(tenant: str, fingerprint: str) -> str:
 
 def _joined(deps: Deps, caller: Caller, fingerprint: str, idempotency_key: str | None) -> JobRecord | None:
     """The job a plain call joins instead of making another: the SDKs retry a call whose wait ran
-    out (imagejobs.api.common) with the same body and no idempotency header, and that retry must
+    out (imagejobs.edge.api.common) with the same body and no idempotency header, and that retry must
     not submit again. Joined: the tenant's last job with the same fingerprint while it is open,
     unless the client says this is a first attempt (retry count 0: two identical calls on purpose
     are two jobs); once it has ended, only by a retry (count >= 1), for JOIN_AFTER_END_SECONDS."""
@@ -202,7 +202,7 @@ def accept_generation(
 
 
 def create_upload(deps: Deps, *, caller: Caller, filename: str, size: int, mime_type: str) -> staged.UploadTicket:
-    """A presigned POST for one image of an edit too large to send over HTTP (imagejobs.staged)."""
+    """A presigned POST for one image of an edit too large to send over HTTP (imagejobs.domain.staged)."""
     staged.check_declared(mime_type, size)
     del filename  # kept by the caller; the object's key is ours
     upload_id = staged.new_upload_id()
@@ -282,7 +282,7 @@ def accept_edit(
     those uploaded beforehand (`upload_ids`, already in S3: referenced, not copied)."""
     if mask and mask_upload:
         raise InvalidImage("Send the mask as a file or as an upload, not both.", reason="invalid_mask", param="mask")
-    request = checked_request(deps.settings, request)  # its own refusals first: before any image is read
+    request = checked_request(deps, request)  # its own refusals first: before any image is read
     check_edit_budget([len(data) for _, data in images] + [0] * len(upload_ids or []))
     decode = DecodeBudget()
     check_header_pixels([data for _, data in images] + ([mask[1]] if mask else []), decode)
@@ -346,9 +346,8 @@ def _accept(
     job_id: str | None = None,
     checked: bool = False,
 ) -> tuple[JobRecord, bool]:
-    settings = deps.settings
     tenant = caller.tenant
-    request = request if checked else checked_request(settings, request)
+    request = request if checked else checked_request(deps, request)
     job_id = job_id or new_job_id(tenant, idempotency_key)
     fingerprint = request_hash(request, *(attachments or []))
     record = _new_record(deps, job_id, tenant, "api", kind, request, fingerprint, inputs or [], mask)
@@ -448,7 +447,7 @@ def accept_event(deps: Deps, envelope: requests_in.Envelope) -> JobRecord:
         if problem is not None:
             raise requests_in.InvalidDetail(problem[1])
         model = EditRequest if image_uris or mask_uri else GenerationRequest
-        parsed = checked_request(settings, model.model_validate(params))
+        parsed = checked_request(deps, model.model_validate(params))
         request = parsed.model_dump(exclude_none=True)
         allowed = settings.readable_input_buckets
         objects = need(deps.objects, "objects") if image_uris or mask_uri else None
@@ -535,7 +534,7 @@ def accept_upload(deps: Deps, upload: ObjectRef, rules_document: Any) -> JobReco
                     "content_type": info.content_type,
                 }
             )
-            parsed = checked_request(settings, uploads.instructions(upload.key, info.metadata, rules_document))
+            parsed = checked_request(deps, uploads.instructions(upload.key, info.metadata, rules_document))
             request = parsed.model_dump(exclude_none=True)
             checked = check_image(objects.read(upload), name=f"s3://{upload.bucket}/{upload.key}")
             upload = upload.model_copy(update={"content_type": checked.content_type})

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from imagejobs import clock, polling
-from imagejobs.errors import (
+from imagejobs.domain import clock, polling
+from imagejobs.domain.errors import (
     JobNotFound,
     StaleTransition,
 )
-from imagejobs.flows.ports import Deps, need
-from imagejobs.flows.submit import TIME_RESERVE_SECONDS
-from imagejobs.models import (
+from imagejobs.domain.models import (
     PollInput,
     PollResult,
 )
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.submit import TIME_RESERVE_SECONDS
 
 
 # -- status (one poll) --------------------------------------------------------------------------

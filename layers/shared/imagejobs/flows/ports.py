@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from imagejobs import budget
-from imagejobs.budget import Caps
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs.domain import budget
+from imagejobs.domain.budget import Caps
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     EditRequest,
     GenerationRequest,
     JobStatus,
@@ -23,7 +23,7 @@ from imagejobs.models import (
     UploadFile,
     WebhookState,
 )
-from imagejobs.settings import Settings
+from imagejobs.domain.settings import Settings
 
 
 class Provider(Protocol):
@@ -108,10 +108,17 @@ class Metrics(Protocol):
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None: ...
 
 
+class WebhookUrls(Protocol):
+    def check_url(self, url: str, *, allow_loopback: bool) -> None:
+        """Raise WebhookRefused unless every address the URL leads to may be called."""
+        ...
+
+
 @dataclass
 class Deps:
     settings: Settings
     store: Store
+    webhooks: WebhookUrls | None = None  # a webhook_url's check as it will be sent (names resolved)
     queue: Queue | None = None
     loops: Loops | None = None
     provider: Provider | None = None

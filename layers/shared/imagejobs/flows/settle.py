@@ -9,21 +9,21 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from imagejobs import budget, clock, failpoints, polling, pricing, uploads
-from imagejobs.errors import (
+from imagejobs.domain import budget, clock, failpoints, polling, pricing, uploads
+from imagejobs.domain.errors import (
     ImageJobsError,
     JobNotFound,
     ProviderUnavailable,
 )
-from imagejobs.flows.ports import Deps, need
-from imagejobs.images import CheckedOutput
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs.domain.images import CheckedOutput
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     FinalizeInput,
     JobStatus,
     Output,
     Usage,
 )
+from imagejobs.flows.ports import Deps, need
 
 
 # -- finalize -----------------------------------------------------------------------------------

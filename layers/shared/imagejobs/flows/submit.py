@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 
-from imagejobs import clock, failpoints, polling
-from imagejobs.errors import (
+from imagejobs.domain import clock, failpoints, polling
+from imagejobs.domain.errors import (
     ImageJobsError,
     JobNotFound,
     JobRejected,
@@ -16,10 +16,8 @@ from imagejobs.errors import (
     StaleTransition,
     SubmissionInFlight,
 )
-from imagejobs.flows.ports import Deps, Provider, need
-from imagejobs.flows.settle import end_job
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     EditRequest,
     GenerationRequest,
     JobStatus,
@@ -27,7 +25,9 @@ from imagejobs.models import (
     ProviderJob,
     UploadFile,
 )
-from imagejobs.settings import Settings
+from imagejobs.domain.settings import Settings
+from imagejobs.flows.ports import Deps, Provider, need
+from imagejobs.flows.settle import end_job
 
 
 # -- submit (queue-fed) -------------------------------------------------------------------------

@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from imagejobs import clock
-from imagejobs.errors import (
+from imagejobs.domain import clock
+from imagejobs.domain.errors import (
     ImageJobsError,
     InvalidValue,
     JobNotFound,
 )
-from imagejobs.flows.ports import Deps, need
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     CONTENT_TYPES,
     ImageOut,
     ImagesResponse,
@@ -24,6 +23,7 @@ from imagejobs.models import (
     OrchestrationCost,
     WebhookView,
 )
+from imagejobs.flows.ports import Deps, need
 
 
 # -- the job object served over HTTP --------------------------------------------------------------

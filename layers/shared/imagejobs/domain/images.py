@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from imagejobs.errors import ImageJobsError
+from imagejobs.domain.errors import ImageJobsError
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; far above any size the model takes

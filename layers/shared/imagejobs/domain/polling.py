@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus, PollInput, PollResult, ProviderJob
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus, PollInput, PollResult, ProviderJob
 
 # Where finishes are likely before there is history, seconds after submission, by quality.
 PRIOR_WINDOWS: dict[str, tuple[float, float]] = {

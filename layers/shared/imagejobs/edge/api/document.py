@@ -9,14 +9,14 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from imagejobs.api.common import JOB_ID_PATTERN, MAX_IDEMPOTENCY_KEY
-from imagejobs.models import (
+from imagejobs.domain.models import (
     FIXED_SIZES,
     EditRequest,
     GenerationRequest,
     JobStatus,
     UploadRequest,
 )
+from imagejobs.edge.api.common import JOB_ID_PATTERN, MAX_IDEMPOTENCY_KEY
 
 
 @cache  # the routes do not change while the function lives
@@ -147,7 +147,7 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
     return json.dumps(spec, indent=2, sort_keys=True)
 
 
-# What a job's webhook_url receives once the job has ended (imagejobs.notify, imagejobs.webhooks).
+# What a job's webhook_url receives once the job has ended (imagejobs.edge.notify, imagejobs.adapters.webhooks).
 WEBHOOK_OPERATION: dict[str, Any] = {
     "summary": "The job has ended (Standard Webhooks: signed, retried with backoff until a 2xx)",
     "parameters": [

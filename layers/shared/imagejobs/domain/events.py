@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs import clock
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus
+from imagejobs.domain import clock
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus
 
 DETAIL_TYPES = {
     JobStatus.SUCCEEDED: "ImageJobSucceeded",

@@ -13,21 +13,22 @@ from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolv
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
 
-from imagejobs import clock, flows, pricing
-from imagejobs.httpapi import (
-    ApiError,
-    base_url,
-    from_validation_error,
-)
-from imagejobs.jobs import JobRecord
-from imagejobs.models import (
+from imagejobs import flows
+from imagejobs.adapters.observability import make_logger
+from imagejobs.domain import clock, pricing
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import (
     ErrorBody,
     GenerationRequest,
     ImagesResponse,
     JobStatus,
     JobView,
 )
-from imagejobs.observability import make_logger
+from imagejobs.edge.httpapi import (
+    ApiError,
+    base_url,
+    from_validation_error,
+)
 
 logger = make_logger("api")  # the API function's logger (its handler logs through it too)
 # No routes: the request being answered (Powertools sets it on every included router), for the helpers.
@@ -41,13 +42,13 @@ def event() -> APIGatewayProxyEvent:
 
 
 def wire(deps: flows.Deps) -> None:
-    """The function's ports, made once at cold start (imagejobs.wiring)."""
+    """The function's ports, made once at cold start (imagejobs.edge.wiring)."""
     global _wired
     _wired = deps
 
 
 def wired() -> flows.Deps:
-    return flows.need(_wired, "the API's ports (imagejobs.api.wire)")
+    return flows.need(_wired, "the API's ports (imagejobs.edge.api.wire)")
 
 
 @dataclass(frozen=True)

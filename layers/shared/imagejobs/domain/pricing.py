@@ -9,7 +9,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from imagejobs.models import Cost, Usage
+from imagejobs.domain.models import Cost, Usage
 
 MILLION = Decimal(1_000_000)
 CENT_FRACTION = Decimal("0.000001")  # costs are kept to a millionth of a dollar
@@ -33,7 +33,7 @@ SQUARE_PIXELS = 1024 * 1024
 
 @cache
 def price_table() -> dict[str, Any]:
-    text = resources.files("imagejobs").joinpath("prices.json").read_text(encoding="utf-8")
+    text = resources.files("imagejobs.domain").joinpath("prices.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

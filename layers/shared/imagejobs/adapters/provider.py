@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from imagejobs.errors import (
+from imagejobs.domain.errors import (
     DownloadFailed,
     DownloadRefused,
     JobRejected,
@@ -23,7 +23,7 @@ from imagejobs.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from imagejobs.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, UploadFile, Usage
+from imagejobs.domain.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, UploadFile, Usage
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 CANCEL_TIMEOUT = httpx.Timeout(8.0, connect=3.0)  # cancel runs inside an HTTP request (API Gateway: 29 s)

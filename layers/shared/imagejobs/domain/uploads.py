@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import ConfigDict, ValidationError
 
-from imagejobs.models import EditRequest, Model, ObjectRef, whole_number
+from imagejobs.domain.models import EditRequest, Model, ObjectRef, whole_number
 
 # Every request parameter an upload may set as x-amz-meta-<name> (S3 keeps metadata names in
 # lower case; dashes or underscores alike). Any other name is refused, as HTTP refuses an unknown

@@ -8,9 +8,9 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from imagejobs import clock, pricing
-from imagejobs.api.common import _answers, _tenant
-from imagejobs.httpapi import (
+from imagejobs.domain import clock, pricing
+from imagejobs.edge.api.common import _answers, _tenant
+from imagejobs.edge.httpapi import (
     ApiError,
 )
 

@@ -16,7 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from imagejobs.images import MAX_IMAGE_BYTES, InvalidImage
+from imagejobs.domain.images import MAX_IMAGE_BYTES, InvalidImage
 
 PREFIX = "inputs/uploads/"
 UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{24}$")

@@ -10,8 +10,8 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import boto3
 from botocore.exceptions import ClientError
 
-from imagejobs.errors import EventNotPublished, ObjectMissing, ObjectUnreadable, SourceChanged
-from imagejobs.models import ObjectInfo, ObjectRef, Output
+from imagejobs.domain.errors import EventNotPublished, ObjectMissing, ObjectUnreadable, SourceChanged
+from imagejobs.domain.models import ObjectInfo, ObjectRef, Output
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

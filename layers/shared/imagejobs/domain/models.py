@@ -150,7 +150,7 @@ class UploadRequest(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     filename: str = Field(min_length=1, max_length=255)
-    # The limits are checked by imagejobs.staged (with image error codes); documented here.
+    # The limits are checked by imagejobs.domain.staged (with image error codes); documented here.
     bytes: int = Field(ge=1, json_schema_extra={"maximum": 50 * 1024 * 1024 - 1})
     mime_type: str = Field(json_schema_extra={"enum": ["image/jpeg", "image/png", "image/webp"]})
     purpose: Literal["vision"] | None = None
@@ -242,7 +242,7 @@ class Output(Model):
     key: str
     content_type: str
     bytes: int
-    # What was made, read from the image's header as it was stored (imagejobs.images.CheckedOutput).
+    # What was made, read from the image's header as it was stored (imagejobs.domain.images.CheckedOutput).
     width: int | None = None
     height: int | None = None
     alpha: bool | None = None

@@ -14,10 +14,11 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from imagejobs import clock, flows, requests_in, uploads
-from imagejobs.errors import ImageJobsError, JobNotFound, RateLimited
-from imagejobs.models import JobStatus
-from imagejobs.settings import Settings
+from imagejobs import flows
+from imagejobs.domain import clock, requests_in, uploads
+from imagejobs.domain.errors import ImageJobsError, JobNotFound, RateLimited
+from imagejobs.domain.models import JobStatus
+from imagejobs.domain.settings import Settings
 
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 15.0, 300.0  # a transient failure's next try: 15 s, 30 s, 60 s, ...
 DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0

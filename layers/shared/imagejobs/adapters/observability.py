@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from imagejobs import pricing
-from imagejobs.jobs import JobRecord
-from imagejobs.logs import SERVICE, make_logger
-from imagejobs.models import JobStatus
+from imagejobs.adapters.logs import SERVICE, make_logger
+from imagejobs.domain import pricing
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus
 
 __all__ = ["NAMESPACE", "EmfMetrics", "make_logger"]
 

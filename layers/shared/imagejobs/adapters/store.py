@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from imagejobs import budget, polling
-from imagejobs.errors import StaleTransition
-from imagejobs.jobs import JobRecord, predecessors
-from imagejobs.models import JobStatus, WebhookState
-from imagejobs.tenants import TENANT_PREFIX, TableAdapter, spend_key
+from imagejobs.adapters.tenants import TENANT_PREFIX, TableAdapter, spend_key
+from imagejobs.domain import budget, polling
+from imagejobs.domain.errors import StaleTransition
+from imagejobs.domain.jobs import JobRecord, predecessors
+from imagejobs.domain.models import JobStatus, WebhookState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -6,7 +6,18 @@ from typing import Any
 
 from pydantic import Field
 
-from imagejobs.models import Cost, JobError, JobStatus, Kind, Model, ObjectRef, Output, Source, Usage, WebhookState
+from imagejobs.domain.models import (
+    Cost,
+    JobError,
+    JobStatus,
+    Kind,
+    Model,
+    ObjectRef,
+    Output,
+    Source,
+    Usage,
+    WebhookState,
+)
 
 # Which status may follow which. Final states have no successors: a settled job never changes.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

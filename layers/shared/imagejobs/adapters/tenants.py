@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from imagejobs.budget import Caps
+from imagejobs.domain.budget import Caps
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from imagejobs.errors import ImageJobsError
+from imagejobs.domain.errors import ImageJobsError
 
 SPEND_TTL_DAYS = 400  # spend counters outlive the longest period they describe
 

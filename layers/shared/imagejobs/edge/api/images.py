@@ -10,7 +10,13 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import ValidationError
 
 from imagejobs import flows
-from imagejobs.api.common import (
+from imagejobs.domain.models import (
+    EditRequest,
+    GenerationRequest,
+    UploadRequest,
+    UploadView,
+)
+from imagejobs.edge.api.common import (
     INTAKE_ANSWERS,
     _accepted,
     _answers,
@@ -22,18 +28,12 @@ from imagejobs.api.common import (
     event,
     wired,
 )
-from imagejobs.httpapi import (
+from imagejobs.edge.httpapi import (
     ApiError,
     form_parameters,
     from_validation_error,
     json_object_body,
     multipart_form,
-)
-from imagejobs.models import (
-    EditRequest,
-    GenerationRequest,
-    UploadRequest,
-    UploadView,
 )
 
 router = Router()

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from imagejobs import clock, flows, polling
-from imagejobs.errors import ImageJobsError
-from imagejobs.jobs import JobRecord
-from imagejobs.models import JobStatus, PollInput
+from imagejobs import flows
+from imagejobs.domain import clock, polling
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.models import JobStatus, PollInput
 
 
 def sweep(deps: flows.Deps, *, stale_after_seconds: float) -> Counter[str]:

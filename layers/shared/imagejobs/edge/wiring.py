@@ -7,16 +7,17 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from imagejobs.aws import EventBus, Executions, JobQueue, Objects, ResultStore
+from imagejobs.adapters.aws import EventBus, Executions, JobQueue, Objects, ResultStore
+from imagejobs.adapters.observability import EmfMetrics
+from imagejobs.adapters.store import JobStore
+from imagejobs.adapters.tenants import Tenants
+from imagejobs.adapters.webhooks import WebhookUrls
+from imagejobs.domain.models import EditRequest, GenerationRequest, ProviderJob, UploadFile
+from imagejobs.domain.settings import Settings
 from imagejobs.flows import Deps
-from imagejobs.models import EditRequest, GenerationRequest, ProviderJob, UploadFile
-from imagejobs.observability import EmfMetrics
-from imagejobs.settings import Settings
-from imagejobs.store import JobStore
-from imagejobs.tenants import Tenants
 
 if TYPE_CHECKING:
-    from imagejobs.provider import ProviderClient
+    from imagejobs.adapters.provider import ProviderClient
 
 
 def provider_api_key(settings: Settings) -> str:
@@ -48,7 +49,7 @@ class LazyProvider:
         self._pool()
 
     def _client(self) -> ProviderClient:
-        from imagejobs.provider import ProviderClient
+        from imagejobs.adapters.provider import ProviderClient
 
         return ProviderClient(
             self._settings.provider_base_url,
@@ -59,7 +60,7 @@ class LazyProvider:
         )
 
     def _pool(self) -> Any:
-        from imagejobs.provider import DEFAULT_TIMEOUT
+        from imagejobs.adapters.provider import DEFAULT_TIMEOUT
 
         if self._http is None:
             import httpx
@@ -102,6 +103,7 @@ def build_deps(settings: Settings, *, provider: bool = False, warm: tuple[str, .
         "provider": LazyProvider(settings) if provider else None,
         "results": ResultStore(settings.results_bucket),
         "budgets": Tenants(settings.jobs_table),
+        "webhooks": WebhookUrls(),
     }
     warm_now(*(adapters[name] for name in warm))
     return Deps(settings=settings, metrics=EmfMetrics(), **adapters)

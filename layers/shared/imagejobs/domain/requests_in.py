@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from imagejobs.models import Model, ObjectRef
+from imagejobs.domain.models import Model, ObjectRef
 
 DETAIL_TYPE = "ImageJobRequested"
 

@@ -12,9 +12,12 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from imagejobs import clock, events, flows, webhooks
-from imagejobs.errors import ImageJobsError
-from imagejobs.models import WebhookState
+from imagejobs import flows
+from imagejobs.adapters import webhooks
+from imagejobs.domain import clock, events
+from imagejobs.domain import webhooks as signing
+from imagejobs.domain.errors import ImageJobsError
+from imagejobs.domain.models import WebhookState
 
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 900.0
@@ -71,12 +74,12 @@ def process(
     # Every tenant that may send a webhook_url has a secret: made on first use if it has none yet
     # (its operator reads it with `imagejobs webhook-secret`, which returns the same one).
     # Within a rotation's overlap the previous secret signs too.
-    secrets = deps.store.webhook_signing_secrets(record.tenant, webhooks.new_secret(), clock.wall_now())
-    payload = webhooks.envelope(f"image_job.{record.status.value}", flows.job_view(deps, record, record.base_url or ""))
+    secrets = deps.store.webhook_signing_secrets(record.tenant, signing.new_secret(), clock.wall_now())
+    payload = signing.envelope(f"image_job.{record.status.value}", flows.job_view(deps, record, record.base_url or ""))
     delivery = deliver(
         record.webhook_url,
         secrets,
-        webhooks.message_id(record.id, record.status.value),
+        signing.message_id(record.id, record.status.value),
         payload,
         allow_loopback=deps.settings.webhook_allow_loopback,
     )

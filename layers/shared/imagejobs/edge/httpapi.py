@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
 
-from imagejobs.models import whole_number
+from imagejobs.domain.models import whole_number
 
 
 class ApiError(Exception):

@@ -8,16 +8,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from imagejobs import flows
-from imagejobs.api.common import _answers, _own_job, _tenant, event, logger, wired
-from imagejobs.httpapi import (
-    ApiError,
-    base_url,
-)
-from imagejobs.models import (
+from imagejobs.domain.models import (
     ContentRedirect,
     JobList,
     JobStatus,
     whole_number,
+)
+from imagejobs.edge.api.common import _answers, _own_job, _tenant, event, logger, wired
+from imagejobs.edge.httpapi import (
+    ApiError,
+    base_url,
 )
 
 router = Router()

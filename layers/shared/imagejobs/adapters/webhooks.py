@@ -1,8 +1,5 @@
-"""Webhooks: signed per the Standard Webhooks spec, sent only where it is safe to send.
-
-Signature: `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, keyed with the
-tenant's secret (`whsec_<base64>`), beside `webhook-id` and `webhook-timestamp`. The id is stable for
-a job's final state, so a receiver can drop the retries it already took.
+"""Webhooks, the sending: only where it is safe to send (signing and the envelope are the
+domain's, imagejobs.domain.webhooks).
 
 Deployed, a webhook goes only to https URLs whose every address is public: never to loopback,
 private, link-local (the instance metadata service) or other reserved addresses; checked after DNS
@@ -12,77 +9,23 @@ lets http and loopback through (make serve sets it), nothing else.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
 import json
-import secrets
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from imagejobs.errors import ImageJobsError
+from imagejobs.domain.webhooks import MAX_URL_LENGTH, USER_AGENT, WebhookRefused, signed_headers
 
 if TYPE_CHECKING:
     import httpx
 
-MAX_URL_LENGTH = 2048
 MAX_REDIRECTS = 3
 TIMEOUT_SECONDS, CONNECT_TIMEOUT_SECONDS = 10.0, 5.0
 
 Resolver = Callable[[str, int], list[str]]
-
-
-class WebhookRefused(ImageJobsError):
-    """A webhook URL we will not call."""
-
-    reason = "webhook_url_refused"
-    status, error_type, param = 400, "invalid_request_error", "webhook_url"
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-USER_AGENT = "imagejobs-webhooks/1 (+https://www.standardwebhooks.com/)"
-
-
-def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def signed_headers(
-    secrets: str | list[str], webhook_id: str, body: str, timestamp: int | None = None
-) -> dict[str, str]:
-    """Standard Webhooks headers; several secrets (a rotation's overlap) give several signatures,
-    space-separated, any of which a receiver may verify."""
-    # The wire timestamp is wall-clock time: receivers compare it with their own clocks.
-    stamp = int(time.time()) if timestamp is None else timestamp
-    keys = [secrets] if isinstance(secrets, str) else secrets
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": " ".join(sign(key, webhook_id, stamp, body) for key in keys),
-        "content-type": "application/json",
-    }
-
-
-def message_id(job_id: str, status: str) -> str:
-    """The webhook-id of a job's final notice: the same for every retry, so a receiver drops the
-    ones it took; no "." (the signed content is id.timestamp.body)."""
-    return f"{job_id}_{status}"
-
-
-def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The payload shape Standard Webhooks recommends: type, timestamp (ISO 8601, UTC), data."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"type": event_type, "timestamp": stamp, "data": data}
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -219,3 +162,11 @@ def deliver(
     finally:
         if client is None:
             http.close()
+
+
+class WebhookUrls:
+    """The flows' port for a webhook URL (flows.ports.WebhookUrls): checked as it will be sent,
+    its name resolved (I/O, so here and not in the application)."""
+
+    def check_url(self, url: str, *, allow_loopback: bool) -> None:
+        check_url(url, allow_loopback=allow_loopback)
