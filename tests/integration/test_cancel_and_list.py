@@ -151,11 +151,20 @@ def test_money_over_the_cancel_races(stack: LocalStack) -> None:
         while (record := stack.store.get(finished)) is None or record.provider_job_id is None:
             time.sleep(0.005)
         day = stack.store.get(running).budget_day  # type: ignore[union-attr]
-        open_reserved = sum(
-            Decimal(stack.store.get(job).reserved_usd or 0)  # type: ignore[union-attr]
-            for job in (running, finished, queued)
+        # Open jobs count their reservations, settled ones their costs. `finished` may settle any
+        # moment (nothing holds it open on a loaded machine), so the jobs are read before and after
+        # the spend, and the spend is checked against a moment where none of them moved.
+        while True:
+            before = [stack.store.get(job) for job in (running, finished, queued)]
+            spent = stack.tenants.spent(tenant, day)
+            after = [stack.store.get(job) for job in (running, finished, queued)]
+            if [r.status for r in before] == [r.status for r in after]:  # type: ignore[union-attr]
+                break
+        expected = sum(
+            (Decimal(r.cost.amount) if r.cost else Decimal(0)) if r.status.final else Decimal(r.reserved_usd or 0)  # type: ignore[union-attr]
+            for r in after
         )
-        assert stack.tenants.spent(tenant, day) == open_reserved  # all open: their reservations
+        assert spent == expected  # open: their reservations; settled: their costs
         answers = {job: client.post(f"/v1/jobs/{job}/cancel") for job in (queued, running, finished)}
         assert [answers[job].status_code for job in (queued, running, finished)] == [200, 200, 409]
         jobs = {job: wait_for_job(client, job) for job in (running, finished, queued)}

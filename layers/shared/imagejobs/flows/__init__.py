@@ -31,8 +31,9 @@ from imagejobs.flows.intake import (
 )
 from imagejobs.flows.poll import poll
 from imagejobs.flows.ports import Deps, need
-from imagejobs.flows.settle import end_job, finalize, output_key, output_metadata, outputs_prefix
-from imagejobs.flows.submit import TIME_RESERVE_SECONDS, submission_in_flight_seconds, submit
+from imagejobs.flows.settle import end_job, finalize, output_key, output_metadata, outputs_prefix, settle
+from imagejobs.flows.steps import TIME_RESERVE_SECONDS, closing_fields, load
+from imagejobs.flows.submit import submission_in_flight_seconds, submit
 from imagejobs.flows.views import (
     DEFAULT_PAGE,
     SYNC_CHECK_SECONDS,
@@ -64,12 +65,14 @@ __all__ = [
     "cancel",
     "check_model",
     "checked_request",
+    "closing_fields",
     "create_upload",
     "end_job",
     "finalize",
     "images_response",
     "job_view",
     "list_jobs",
+    "load",
     "need",
     "new_job_id",
     "output_key",
@@ -78,6 +81,7 @@ __all__ = [
     "outputs_prefix",
     "poll",
     "request_hash",
+    "settle",
     "submission_in_flight_seconds",
     "submit",
     "wait_until_final",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs.domain import clock, pricing
 from imagejobs.domain.errors import (
     ImageJobsError,
-    JobNotFound,
 )
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import (
@@ -15,7 +13,8 @@ from imagejobs.domain.models import (
     ProviderJob,
 )
 from imagejobs.flows.ports import Deps, need
-from imagejobs.flows.settle import _settle, charge_fields
+from imagejobs.flows.settle import charge_fields, settle
+from imagejobs.flows.steps import closing_fields, load
 
 
 # -- cancel ---------------------------------------------------------------------------------------
@@ -64,9 +63,7 @@ def cancel(deps: Deps, job_id: str) -> JobRecord:
     The provider is asked first: a job it has already finished (succeeded) is never cancelled here,
     since that would bill its images and store none. It stays with its loop, which stores them
     (JobFinishedUpstream). A provider without a cancel route is asked for the job's state instead."""
-    record = deps.store.get(job_id)
-    if record is None:
-        raise JobNotFound(f"job {job_id} does not exist")
+    record = load(deps, job_id)
     if record.status.final:
         raise JobAlreadyFinal(record)
     provider_job: ProviderJob | None = None
@@ -90,13 +87,11 @@ def cancel(deps: Deps, job_id: str) -> JobRecord:
     usage = provider_job.usage if provider_job else None
     fields: dict[str, Any] = {
         "error": {"code": "cancelled_by_user", "message": "the job was cancelled by its caller"},
-        "completed_at": clock.now(),
-        "updated_at": clock.now(),
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
+        **closing_fields(record),
     }
     if usage is not None and usage.total_tokens > 0:
         fields |= charge_fields(record, 0, usage)
-    settled = _settle(deps, record, JobStatus.CANCELLED, fields)
+    settled = settle(deps, record, JobStatus.CANCELLED, fields)
     if settled.status is not JobStatus.CANCELLED:
         raise JobAlreadyFinal(settled)  # it finished while we were cancelling
     return settled

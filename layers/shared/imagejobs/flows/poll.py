@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from imagejobs.domain import clock, polling
 from imagejobs.domain.errors import (
-    JobNotFound,
     StaleTransition,
 )
 from imagejobs.domain.models import (
@@ -14,16 +13,14 @@ from imagejobs.domain.models import (
     PollResult,
 )
 from imagejobs.flows.ports import Deps, need
-from imagejobs.flows.submit import TIME_RESERVE_SECONDS
+from imagejobs.flows.steps import TIME_RESERVE_SECONDS, load
 
 
 # -- status (one poll) --------------------------------------------------------------------------
 def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | None = None) -> PollResult:
     """One status call. `time_left` (seconds until the function's timeout) bounds the hold: a call
     never starts a provider request that could outlive its invocation."""
-    record = deps.store.get(poll_input.job_id)
-    if record is None:
-        raise JobNotFound(f"job {poll_input.job_id} does not exist")
+    record = load(deps, poll_input.job_id)
     if record.status.final:
         return PollResult(
             job_id=record.id,

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from imagejobs.domain import budget, clock, failpoints, polling, pricing, uploads
+from imagejobs.domain import budget, failpoints, polling, pricing, uploads
 from imagejobs.domain.errors import (
     ImageJobsError,
     JobNotFound,
@@ -24,6 +24,7 @@ from imagejobs.domain.models import (
     Usage,
 )
 from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.steps import closing_fields, load
 
 
 # -- finalize -----------------------------------------------------------------------------------
@@ -96,9 +97,7 @@ def _error_classes() -> list[type[ImageJobsError]]:
 def _unsettled(deps: Deps, job_id: str) -> tuple[JobRecord, bool]:
     """(the job, whether it still needs settling). A retried step that finds the job final
     re-announces it if that was never done, and has nothing else to do."""
-    record = deps.store.get(job_id)
-    if record is None:
-        raise JobNotFound(f"job {job_id} does not exist")
+    record = load(deps, job_id)
     if record.status.final:
         _announce(deps, record)
         return record, False
@@ -137,18 +136,16 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
             outputs.append(stored.model_copy(update=made))
     failpoints.hit("finalize.after_store")
     charged = charge_fields(record, len(outputs), provider_job.usage)
-    # On our own clock, like submitted_at, so the job's durations come from one clock: a provider's
-    # timestamps are another clock's (and its word), and a duration across two clocks came out
-    # at -114 s offline (the provider's instant fell before our record of its submission).
-    completed_at = clock.now()
+    # completed_at on our own clock (closing_fields), like submitted_at, so the job's durations come
+    # from one clock: a provider's timestamps are another clock's (and its word), and a duration
+    # across two clocks came out at -114 s offline (the provider's instant fell before our record
+    # of its submission).
     fields: dict[str, Any] = {
         "outputs": [output.model_dump() for output in outputs],
         **charged,
-        "completed_at": completed_at,
-        "updated_at": clock.now(),
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
+        **closing_fields(record),
     }
-    return _settle(deps, record, JobStatus.SUCCEEDED, fields)
+    return settle(deps, record, JobStatus.SUCCEEDED, fields)
 
 
 def charge_fields(record: JobRecord, images: int, usage: Usage | None) -> dict[str, Any]:
@@ -190,9 +187,7 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
             return _store_outputs(deps, job_id)
     fields: dict[str, Any] = {
         "error": {"code": code, "message": message[:1000]},
-        "completed_at": clock.now(),
-        "updated_at": clock.now(),
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
+        **closing_fields(record),
     }
     if billed and record.provider_job_id and deps.provider is not None:
         try:
@@ -204,10 +199,10 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
             fields |= charge_fields(record, images, provider_job.usage)
     if deps.results is not None and record.provider_job_id:
         deps.results.delete_prefix(outputs_prefix(record))
-    return _settle(deps, record, status, fields)
+    return settle(deps, record, status, fields)
 
 
-def _settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, Any]) -> JobRecord:
+def settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, Any]) -> JobRecord:
     won = deps.store.settle(record.id, status, fields, _charge(record, fields))
     if won:  # what we just wrote (no read needed); otherwise whoever won decided the outcome
         settled: JobRecord | None = JobRecord.model_validate({**record.model_dump(), **fields, "status": status})

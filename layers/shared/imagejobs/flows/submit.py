@@ -8,7 +8,6 @@ import contextlib
 from imagejobs.domain import clock, failpoints, polling
 from imagejobs.domain.errors import (
     ImageJobsError,
-    JobNotFound,
     JobRejected,
     ObjectMissing,
     ProviderUnavailable,
@@ -28,6 +27,7 @@ from imagejobs.domain.models import (
 from imagejobs.domain.settings import Settings
 from imagejobs.flows.ports import Deps, Provider, need
 from imagejobs.flows.settle import end_job
+from imagejobs.flows.steps import TIME_RESERVE_SECONDS, load
 
 
 # -- submit (queue-fed) -------------------------------------------------------------------------
@@ -45,9 +45,7 @@ def submit(deps: Deps, job_id: str) -> str:
       `submission_unknown`, counted by a metric and an alarm. Never twice, at worst once lost.
     Returns what was done, for logs and tests.
     """
-    record = deps.store.get(job_id)
-    if record is None:
-        raise JobNotFound(f"job {job_id} does not exist")
+    record = load(deps, job_id)
     if record.status.final:
         return "already_final"
     provider = need(deps.provider, "provider")
@@ -122,4 +120,3 @@ def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> Prov
     return provider.submit_edit(EditRequest.model_validate(record.request), images, mask, idempotency_key=record.id)
 
 
-TIME_RESERVE_SECONDS = 5.0  # what a call keeps back from its timeout for the writes after its last request

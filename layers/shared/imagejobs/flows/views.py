@@ -10,7 +10,6 @@ from imagejobs.domain import clock
 from imagejobs.domain.errors import (
     ImageJobsError,
     InvalidValue,
-    JobNotFound,
 )
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import (
@@ -24,6 +23,7 @@ from imagejobs.domain.models import (
     WebhookView,
 )
 from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.steps import load
 
 
 # -- the job object served over HTTP --------------------------------------------------------------
@@ -112,9 +112,7 @@ def wait_until_final(deps: Deps, job_id: str, until: float) -> JobRecord:
     """The job once it is final, or as it stands at `until` (a wall-clock instant: a caller's
     wait is real time, offline too): a plain call (no async=true) reads its record until then."""
     while True:
-        record = deps.store.get(job_id)
-        if record is None:
-            raise JobNotFound(f"job {job_id} does not exist")
+        record = load(deps, job_id)
         left = until - clock.wall_now()
         if record.status.final or left <= 0:
             return record
