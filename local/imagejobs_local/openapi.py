@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +31,20 @@ PLACEHOLDER_ENV = {
 }
 
 
-def generate() -> str:
-    """Load the API function (its module builds clients, never calls them) and ask it."""
+def api_module() -> ModuleType:
+    """The API function's module, loaded with placeholder settings (it makes its clients at init
+    and never calls them here): its routes, route table and OpenAPI document, without a stack."""
     with mock.patch.dict(os.environ, PLACEHOLDER_ENV):
         spec = importlib.util.spec_from_file_location("imagejobs_api_for_openapi", ROOT / "functions/api/app.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return str(module.openapi_document()) + "\n"
+        return module
+
+
+def generate() -> str:
+    """Ask the API function for its document."""
+    return str(api_module().openapi_document()) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

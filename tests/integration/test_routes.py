@@ -3,25 +3,12 @@ answer, the OpenAPI document and the template's API events agree on."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-from types import ModuleType
 from typing import Any
-from unittest import mock
 
-from imagejobs_local.deploy import ROOT, load_template
-from imagejobs_local.openapi import PLACEHOLDER_ENV
-
-
-def api_module() -> ModuleType:
-    with mock.patch.dict(os.environ, PLACEHOLDER_ENV):
-        spec = importlib.util.spec_from_file_location("imagejobs_api_for_routes", ROOT / "functions/api/app.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+from imagejobs_local.deploy import load_template
+from imagejobs_local.openapi import api_module
 
 
 def api_events() -> dict[str, set[str]]:
