@@ -22,6 +22,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imagejobs.domain.models import whole_number
+
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
@@ -46,11 +48,11 @@ def queue_handler(
             if release is not None:
                 release(record["receiptHandle"])
             raise NotEnoughTime(f"{left:.1f} s left, {reserve_seconds:.1f} s needed")
-        receive_count = str((record.get("attributes") or {}).get("ApproximateReceiveCount") or "1")
+        receive_count = whole_number(str((record.get("attributes") or {}).get("ApproximateReceiveCount") or "1"))
         return process(
             record["body"],
             receipt_handle=record["receiptHandle"],
-            receive_count=int(receive_count) if receive_count.isdecimal() else 1,
+            receive_count=receive_count if receive_count and receive_count > 0 else 1,
             log=log,
         )
 
