@@ -65,7 +65,7 @@ admin: $(VENV)/.stamp
 	$(VENV)/bin/imagejobs $(ARGS)
 
 ## The whole gate: lint, types, template and ASL checks, sam build and its imports, tests
-test: lint types template build-check unit browser pytest loadtest-small costs-small bench-small
+test: lint types template build-check unit browser pytest loadtest-small bench-small
 
 ## The unit tier alone, in a process of its own (fakes of our ports, no network): seconds
 unit: $(VENV)/.stamp
@@ -134,7 +134,7 @@ loadtest: $(VENV)/.stamp
 loadtest-small: $(VENV)/.stamp
 	$(PY) -m bench.loadtest --jobs 30 --timeout 240
 
-## One job's AWS cost, every billed request counted (bench/costs.py); small, in make test
+## One job's AWS cost, every billed request counted (bench/costs.py), 3 jobs (make bench-small runs it too)
 costs-small: $(VENV)/.stamp
 	$(PY) -m bench.costs --jobs 3
 
