@@ -79,7 +79,6 @@ def main() -> None:
 
 
 def measure(provider_url: str) -> None:
-    from imagejobs import flows
     from imagejobs.adapters.aws import ResultStore
     from imagejobs.adapters.provider import ProviderClient
     from imagejobs.adapters.store import JobStore
@@ -87,6 +86,8 @@ def measure(provider_url: str) -> None:
     from imagejobs.domain.jobs import JobRecord
     from imagejobs.domain.models import FinalizeInput, GenerationRequest
     from imagejobs.domain.settings import Settings
+    from imagejobs.flows.ports import Deps
+    from imagejobs.flows.settle import finalize
 
     boto3.client("s3").create_bucket(Bucket="bench-results")
     boto3.client("dynamodb").create_table(
@@ -106,7 +107,7 @@ def measure(provider_url: str) -> None:
         }
     )
     provider = ProviderClient(provider_url, "bench")
-    deps = flows.Deps(
+    deps = Deps(
         settings=settings, store=JobStore("bench-jobs"), provider=provider, results=ResultStore("bench-results")
     )
     request = GenerationRequest(prompt="[sim:noise] bench", n=10, size="1536x1024", quality="low")
@@ -117,7 +118,7 @@ def measure(provider_url: str) -> None:
             id="img_bench",
             tenant="bench",
             model="openai/gpt-image-1",
-            request=request.model_dump(exclude_none=True),
+            request=request,
             request_hash="-",
             created_at=now,
             updated_at=now,
@@ -137,7 +138,7 @@ def measure(provider_url: str) -> None:
     sampler.start()
     tracemalloc.start()
     started = time.perf_counter()
-    record = flows.finalize(deps, FinalizeInput(job_id="img_bench"))
+    record = finalize(deps, FinalizeInput(job_id="img_bench"))
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from PIL import Image
 
-from imagejobs.domain import uploads
+from imagejobs.domain import identity
+from imagejobs.domain.identity import event_job_id
 from imagejobs.domain.models import ObjectRef
-from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                     Bucket=inbox, Key=key, Body=photo.getvalue(), Metadata={"prompt": prompt}
                 )
                 ref = ObjectRef(bucket=inbox, key=key, etag=put["ETag"].strip('"'))
-                return uploads.upload_job_id(ref, {"prompt": prompt}), kind, started
+                return identity.upload_job_id(ref, {"prompt": prompt}), kind, started
             put = stack.client("events").put_events(
                 Entries=[
                     {

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from imagejobs import flows
 from imagejobs.domain import budget
 from imagejobs.domain.budget import Caps
 from imagejobs.domain.errors import StaleTransition
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import JobStatus, ObjectInfo, ObjectRef, Output, ProviderJob, WebhookState
 from imagejobs.domain.settings import Settings
+from imagejobs.flows.ports import Deps
 
 SETTINGS = Settings.from_env(
     {
@@ -292,7 +292,7 @@ class FakeWebhookUrls:
         webhooks.check_url(url, allow_loopback=allow_loopback, resolver=self._resolve)
 
 
-def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> flows.Deps:
+def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> Deps:
     """Every port faked (any of them replaceable by keyword)."""
     results = ports.pop("results", FakeResults())
     made: dict[str, Any] = {
@@ -308,7 +308,7 @@ def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> flows.Deps:
         "webhooks": FakeWebhookUrls(),
     }
     made.update(ports)
-    return flows.Deps(settings=settings, **made)
+    return Deps(settings=settings, **made)
 
 
 def _png(width: int = 1024, height: int = 1024) -> bytes:

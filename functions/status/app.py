@@ -6,11 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imagejobs import flows
 from imagejobs.adapters.observability import make_logger
 from imagejobs.domain.models import PollInput
 from imagejobs.domain.settings import Settings
 from imagejobs.edge.wiring import build_deps
+from imagejobs.flows.poll import poll
 
 logger = make_logger("status")
 deps = build_deps(Settings.from_env(), provider=True, warm=("store", "provider"))  # every poll uses both
@@ -18,7 +18,7 @@ deps = build_deps(Settings.from_env(), provider=True, warm=("store", "provider")
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = flows.poll(
+    result = poll(
         deps, PollInput.model_validate(event), time_left=lambda: context.get_remaining_time_in_millis() / 1000
     )
     # Nested: PollResult has a `message`, which a LogRecord does not take as an extra field.

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from imagejobs.domain import clock, uploads
+from imagejobs.domain import clock, identity
+from imagejobs.domain.identity import event_job_id
 from imagejobs.domain.models import ObjectRef
-from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions, provider_from_env
 
@@ -104,7 +104,7 @@ def upload_sample_photo(stack: LocalStack, out_dir: Path) -> str:
     (out_dir / "sample photo.jpg").write_bytes(data)
     metadata = {"prompt": "Turn this landscape into an autumn poster"}
     answer = stack.client("s3").put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata)
-    job_id = uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata)
+    job_id = identity.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata)
     print(f"uploaded  s3://{bucket}/{key} -> job {job_id}")
     return job_id
 

@@ -19,7 +19,7 @@ import httpx
 
 from imagejobs.domain import clock
 from imagejobs.domain.models import JobStatus
-from imagejobs.flows import outputs_prefix
+from imagejobs.flows.settle import outputs_prefix
 from imagejobs_local.provider_sim import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 

@@ -85,8 +85,17 @@ class DevToolsPipe:
         # `sh -c 'exec ... 3<&N'` does not do: dash marks those fds close-on-exec). F_DUPFD to 10
         # first, so neither end can sit on 3 or 4 already when the other is moved there.
         self._process = subprocess.Popen(
-            [sys.executable, "-c", TRAMPOLINE, str(to_chrome_r), str(from_chrome_w), chromium, *FLAGS,
-             f"--user-data-dir={profile}", "--remote-debugging-pipe"],
+            [
+                sys.executable,
+                "-c",
+                TRAMPOLINE,
+                str(to_chrome_r),
+                str(from_chrome_w),
+                chromium,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+            ],
             pass_fds=(to_chrome_r, from_chrome_w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -160,12 +160,12 @@ def test_time_budgets_fit_their_timeouts() -> None:
     visibility is at least the function timeout (Lambda refuses the mapping otherwise:
     https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html); API Gateway ends a
     request at 29 s (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)."""
-    from imagejobs import flows
     from imagejobs.adapters.aws import sfn_config
     from imagejobs.adapters.provider import CANCEL_TIMEOUT
     from imagejobs.domain import polling
     from imagejobs.domain.settings import Settings
     from imagejobs.flows import submit_queue
+    from imagejobs.flows.steps import TIME_RESERVE_SECONDS
 
     template = load_template()
     resources = template["Resources"]
@@ -186,7 +186,7 @@ def test_time_budgets_fit_their_timeouts() -> None:
         return _number(template, resources[logical_id]["Properties"]["Timeout"])
 
     assert submit_queue.seconds_per_message(settings) <= timeout("SubmitFunction")
-    hold_and_one_call = polling.HOLD_SECONDS + provider_timeout + flows.TIME_RESERVE_SECONDS
+    hold_and_one_call = polling.HOLD_SECONDS + provider_timeout + TIME_RESERVE_SECONDS
     assert hold_and_one_call <= timeout("StatusFunction")
     # The API function runs as long as API Gateway waits for it (ApiTimeoutSeconds), which is 29 s
     # unless raised by a quota request: every route's budget must fit the smallest it can be.
@@ -197,7 +197,7 @@ def test_time_budgets_fit_their_timeouts() -> None:
     stop = sfn_config()
     stop_worst = stop.retries["total_max_attempts"] * (stop.connect_timeout + stop.read_timeout) + 1
     cancel_worst = (CANCEL_TIMEOUT.connect or 0) + (CANCEL_TIMEOUT.read or 0)
-    assert stop_worst + cancel_worst + flows.TIME_RESERVE_SECONDS <= api_timeout["MinValue"]
+    assert stop_worst + cancel_worst + TIME_RESERVE_SECONDS <= api_timeout["MinValue"]
     for queue, function in (("SubmitQueue", "SubmitFunction"), ("NotifyQueue", "NotifyFunction")):
         # AWS's advice, beyond Lambda's own rule (visibility >= timeout): at least 6x the timeout
         # (Lambda developer guide, "Using Lambda with Amazon SQS").

@@ -12,7 +12,7 @@ from typing import Any
 
 from imagejobs.adapters.observability import NAMESPACE, EmfMetrics
 from imagejobs.domain.jobs import JobRecord
-from imagejobs.domain.models import Cost, JobError, JobStatus
+from imagejobs.domain.models import Cost, GenerationRequest, JobError, JobStatus
 from imagejobs_local import deploy
 from imagejobs_local.stack import LocalStack
 
@@ -29,7 +29,8 @@ def emitted() -> tuple[set[str], list[list[list[str]]]]:
     ]
     for status, code, excess in cases:
         record = JobRecord(
-            id="img_x", tenant="t", model="openai/gpt-image-1", request={"quality": "low"}, request_hash="h",
+            id="img_x", tenant="t", model="openai/gpt-image-1", request_hash="h",
+            request=GenerationRequest(prompt="p", quality="low"),
             created_at=1.0, updated_at=2.0, deadline_at=900.0, submitted_at=1.0, completed_at=40.0, status=status,
             cost=Cost(amount="0.0132", basis="per_image"),
             error=JobError(code=code, message="x") if code else None, cost_excess_usd=excess,

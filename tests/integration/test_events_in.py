@@ -8,8 +8,8 @@ import time
 
 from PIL import Image
 
+from imagejobs.domain.identity import event_job_id
 from imagejobs.domain.models import JobStatus
-from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.stack import LocalStack
 from tests.helpers import EventCapture, settled, wait_for_record
 

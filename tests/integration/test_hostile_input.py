@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from PIL import Image
 
-from imagejobs.domain import uploads
+from imagejobs.domain import identity
+from imagejobs.domain.identity import event_job_id
 from imagejobs.domain.models import JobStatus, ObjectRef
-from imagejobs.domain.requests_in import event_job_id
 from imagejobs_local.stack import LocalStack
 from tests.helpers import peek_queue, wait_for_record
 
@@ -128,7 +128,7 @@ def test_every_upload_ends_as_a_job_that_says_why(stack: LocalStack, metadata: d
     bucket = stack.outputs["InboxBucketName"]
     key = f"uploads/hostile/{time.monotonic_ns()}.png"
     answer = stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
-    _final(stack, uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata))
+    _final(stack, identity.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata))
 
 
 def test_a_rules_documents_webhook_url_is_checked_like_any_other(stack: LocalStack) -> None:
@@ -138,7 +138,7 @@ def test_a_rules_documents_webhook_url_is_checked_like_any_other(stack: LocalSta
     s3.put_object(Bucket=bucket, Key="config/rules.json", Body=json.dumps(rules).encode())
     try:
         answer = s3.put_object(Bucket=bucket, Key="uploads/hooked/a.png", Body=PICTURE)
-        job_id = uploads.upload_job_id(
+        job_id = identity.upload_job_id(
             ObjectRef(bucket=bucket, key="uploads/hooked/a.png", etag=answer["ETag"].strip('"')), {}
         )
         _final(stack, job_id)

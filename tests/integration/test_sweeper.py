@@ -9,7 +9,7 @@ import httpx
 
 from imagejobs.domain import clock
 from imagejobs.domain.jobs import JobRecord
-from imagejobs.domain.models import JobStatus
+from imagejobs.domain.models import GenerationRequest, JobStatus
 from imagejobs_local.stack import LocalStack
 from tests.helpers import load_event, wait_for_record
 
@@ -54,7 +54,7 @@ def test_a_job_whose_queue_message_was_lost_is_queued_again(stack: LocalStack) -
         id="img_" + "0" * 20 + "lost",
         tenant="local",
         model="openai/gpt-image-1",
-        request={"prompt": "never queued", "quality": "low"},
+        request=GenerationRequest(prompt="never queued", quality="low"),
         request_hash="-",
         created_at=long_ago,
         updated_at=long_ago,
@@ -92,7 +92,7 @@ def test_a_job_the_sweeper_expires_keeps_no_partial_outputs(stack: LocalStack) -
         id=job_id,
         tenant="local",
         model="openai/gpt-image-1",
-        request={"prompt": "[sim:never] stuck", "quality": "low"},
+        request=GenerationRequest(prompt="[sim:never] stuck", quality="low"),
         request_hash="-",
         created_at=long_ago,
         updated_at=long_ago,

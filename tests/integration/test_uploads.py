@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imagejobs.domain import uploads
+from imagejobs.domain import identity
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import JobStatus, ObjectRef
 from imagejobs_local.stack import LocalStack
@@ -27,7 +27,7 @@ def upload(stack: LocalStack, key: str, body: bytes, **metadata: str) -> str:
     """Put an object in the inbox; return the id of the job it becomes."""
     bucket = stack.outputs["InboxBucketName"]
     answer = stack.client("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
-    return uploads.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata)
+    return identity.upload_job_id(ObjectRef(bucket=bucket, key=key, etag=answer["ETag"].strip('"')), metadata)
 
 
 def wait_for_upload_job(stack: LocalStack, job_id: str, timeout: float = 60) -> JobRecord:

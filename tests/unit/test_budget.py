@@ -9,17 +9,20 @@ import pytest
 from imagejobs.adapters.tenants import bearer_token
 from imagejobs.domain import budget, pricing
 from imagejobs.domain.budget import Caps
+from imagejobs.domain.models import GenerationRequest
 
 MODEL = "openai/gpt-image-1"
 
 
 def test_reserve_is_the_dearest_the_request_can_cost() -> None:
-    low = pricing.reserve_amount(MODEL, {"prompt": "", "quality": "low", "size": "1024x1024", "n": 1})
-    assert low == Decimal("0.0132")  # the per-image price exactly
+    low = pricing.reserve_amount(MODEL, GenerationRequest(prompt="a", quality="low", size="1024x1024", n=1))
+    one_token = Decimal("6.00") / 1_000_000  # the prompt "a": one text token at most
+    assert low == Decimal("0.0132") + one_token  # the per-image price exactly, and the prompt
     # quality auto may be billed as high; sizes other than 1024x1024 cost up to 1.5x
-    assert pricing.reserve_amount(MODEL, {"prompt": "", "n": 2}) == Decimal("0.2004") * Decimal("1.5") * 2
+    dearest = pricing.reserve_amount(MODEL, GenerationRequest(prompt="a", n=2))
+    assert dearest == Decimal("0.2004") * Decimal("1.5") * 2 + one_token
     # an edit also pays for its input images as image tokens
-    edit = pricing.reserve_amount(MODEL, {"prompt": "", "quality": "low", "size": "1024x1024"}, input_images=2)
+    edit = pricing.reserve_amount(MODEL, GenerationRequest(prompt="a", quality="low", size="1024x1024"), input_images=2)
     assert edit == low + Decimal(2 * 6240 * 12) / 1_000_000
 
 

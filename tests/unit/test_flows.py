@@ -7,25 +7,30 @@ from decimal import Decimal
 
 import pytest
 
-from imagejobs import flows
 from imagejobs.domain import budget, clock
 from imagejobs.domain.errors import ImageJobsError, ProviderUnavailable
 from imagejobs.domain.models import FinalizeInput, GenerationRequest, JobStatus, ProviderJob, Usage
+from imagejobs.flows.cancel import CancelUnknown, JobAlreadyFinal, JobFinishedUpstream, cancel
+from imagejobs.flows.intake.api import Caller, IdempotencyConflict, accept_generation
+from imagejobs.flows.ports import Deps
+from imagejobs.flows.settle import end_job, finalize
+from imagejobs.flows.submit import submit
+from imagejobs.flows.views import list_jobs
 from tests.fakes import FakeMetrics, FakeProvider, FakeStore, fake_deps
 
-CALLER = flows.Caller(tenant="t1", base_url="https://api.example")
+CALLER = Caller(tenant="t1", base_url="https://api.example")
 
 
-def accepted(deps: flows.Deps, prompt: str = "a cat", key: str | None = None) -> str:
-    record, _ = flows.accept_generation(
+def accepted(deps: Deps, prompt: str = "a cat", key: str | None = None) -> str:
+    record, _ = accept_generation(
         deps, caller=CALLER, request=GenerationRequest(prompt=prompt, quality="low"), idempotency_key=key
     )
     return record.id
 
 
-def submitted(deps: flows.Deps, prompt: str = "a cat") -> str:
+def submitted(deps: Deps, prompt: str = "a cat") -> str:
     job_id = accepted(deps, prompt)
-    assert flows.submit(deps, job_id) == "submitted"
+    assert submit(deps, job_id) == "submitted"
     return job_id
 
 
@@ -33,21 +38,21 @@ def test_an_idempotency_key_is_one_job_and_one_reservation() -> None:
     deps = fake_deps()
     store: FakeStore = deps.store  # type: ignore[assignment]
     first = accepted(deps, key="k1")
-    again, created = flows.accept_generation(
+    again, created = accept_generation(
         deps, caller=CALLER, request=GenerationRequest(prompt="a cat", quality="low"), idempotency_key="k1"
     )
     assert (again.id, created) == (first, False) and len(store.jobs) == 1
     day, _ = budget.periods(store.jobs[first].created_at)
     assert store.spent[("t1", day)] == Decimal(store.jobs[first].reserved_usd or 0)  # reserved once
-    with pytest.raises(flows.IdempotencyConflict):
-        flows.accept_generation(deps, caller=CALLER, request=GenerationRequest(prompt="a dog"), idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict):
+        accept_generation(deps, caller=CALLER, request=GenerationRequest(prompt="a dog"), idempotency_key="k1")
 
 
 def test_a_job_is_sent_once_however_often_its_message_comes() -> None:
     deps = fake_deps()
     job_id = submitted(deps)
     provider: FakeProvider = deps.provider  # type: ignore[assignment]
-    flows.submit(deps, job_id)  # a redelivery: the loop is (re)started, the job is not sent again
+    submit(deps, job_id)  # a redelivery: the loop is (re)started, the job is not sent again
     assert provider.posts == 1
 
 
@@ -63,8 +68,8 @@ def test_the_settle_race_has_one_winner_one_charge_one_metric() -> None:
     provider.jobs[record.provider_job_id or ""] = ProviderJob(
         id=record.provider_job_id or "", status=JobStatus.SUCCEEDED, unsigned_urls=["https://p/0.png"], usage=usage
     )
-    won = flows.finalize(deps, FinalizeInput(job_id=job_id))
-    lost = flows.end_job(deps, job_id, JobStatus.EXPIRED, "deadline_exceeded", "late")
+    won = finalize(deps, FinalizeInput(job_id=job_id))
+    lost = end_job(deps, job_id, JobStatus.EXPIRED, "deadline_exceeded", "late")
     assert won.status is lost.status is JobStatus.SUCCEEDED and len(won.outputs) == 1
     metrics: FakeMetrics = deps.metrics  # type: ignore[assignment]
     assert store.settles_won == 1 and metrics.settled == [job_id]
@@ -79,8 +84,8 @@ def test_a_cancel_that_finds_the_provider_done_keeps_the_job() -> None:
     job_id = submitted(deps)
     provider_id = store.jobs[job_id].provider_job_id or ""
     provider.jobs[provider_id] = ProviderJob(id=provider_id, status=JobStatus.SUCCEEDED, unsigned_urls=["u"])
-    with pytest.raises(flows.JobFinishedUpstream):
-        flows.cancel(deps, job_id)
+    with pytest.raises(JobFinishedUpstream):
+        cancel(deps, job_id)
     assert not store.jobs[job_id].status.final and store.jobs[job_id].cost is None  # nothing billed and lost
     assert deps.loops.stopped == []  # type: ignore[union-attr]  # its loop goes on and stores the images
 
@@ -90,19 +95,19 @@ def test_a_cancel_stops_a_running_job_once_and_charges_what_the_provider_billed(
     store: FakeStore = deps.store  # type: ignore[assignment]
     job_id = submitted(deps)
     store.record_execution(job_id, "arn:execution:x", clock.now())
-    cancelled = flows.cancel(deps, job_id)
+    cancelled = cancel(deps, job_id)
     assert cancelled.status is JobStatus.CANCELLED and cancelled.cost is None
     day, _ = budget.periods(cancelled.created_at)
     assert store.spent[("t1", day)] == 0  # the reservation went back
-    with pytest.raises(flows.JobAlreadyFinal):
-        flows.cancel(deps, job_id)
+    with pytest.raises(JobAlreadyFinal):
+        cancel(deps, job_id)
     assert deps.loops.stopped == ["arn:execution:x"]  # type: ignore[union-attr]
 
 
 def test_a_listing_is_judged_by_the_application() -> None:
     deps = fake_deps()
     mine = [accepted(deps, f"cat {n}") for n in range(3)]
-    page = flows.list_jobs(deps, "t1", "https://api.example", limit=2, status="queued", after=None)
+    page = list_jobs(deps, "t1", "https://api.example", limit=2, status="queued", after=None)
     assert len(page["data"]) == 2 and page["has_more"] and page["first_id"] in mine
     for limit, status, after, param in (
         (0, None, None, "limit"),
@@ -110,10 +115,10 @@ def test_a_listing_is_judged_by_the_application() -> None:
         (5, "done", None, "status"),
     ):
         with pytest.raises(ImageJobsError) as refused:
-            flows.list_jobs(deps, "t1", "", limit=limit, status=status, after=after)
+            list_jobs(deps, "t1", "", limit=limit, status=status, after=after)
         assert (refused.value.status, refused.value.param) == (400, param)
     with pytest.raises(ImageJobsError) as unknown:
-        flows.list_jobs(deps, "someone-else", "", limit=5, status=None, after=mine[0])  # not their job
+        list_jobs(deps, "someone-else", "", limit=5, status=None, after=mine[0])  # not their job
     assert (unknown.value.status, unknown.value.param) == (404, "after")
 
 
@@ -135,16 +140,16 @@ def test_a_jobs_durations_come_from_our_own_clock_whatever_the_provider_says() -
         unsigned_urls=["https://p/0.png"],
         completed_at=early,
     )
-    done = flows.finalize(deps, FinalizeInput(job_id=job_id))
+    done = finalize(deps, FinalizeInput(job_id=job_id))
     timings = job_event_detail(done)["timings"]
     assert done.completed_at is not None and done.completed_at >= (record.submitted_at or 0)
     assert timings["generation_seconds"] >= 0 and timings["total_seconds"] >= timings["generation_seconds"]
 
 
-def plain(deps: flows.Deps, retry_count: int | None, prompt: str = "a plain cat") -> tuple[str, bool]:
+def plain(deps: Deps, retry_count: int | None, prompt: str = "a plain cat") -> tuple[str, bool]:
     """A plain call (it waits 25 s) as an SDK sends it: its retry count, no idempotency key."""
-    caller = flows.Caller(tenant="t1", waits_until=clock.now() + 25, retry_count=retry_count)
-    record, created = flows.accept_generation(deps, caller=caller, request=GenerationRequest(prompt=prompt))
+    caller = Caller(tenant="t1", waits_until=clock.now() + 25, retry_count=retry_count)
+    record, created = accept_generation(deps, caller=caller, request=GenerationRequest(prompt=prompt))
     return record.id, created
 
 
@@ -163,7 +168,7 @@ def test_a_plain_calls_retry_joins_its_job_and_a_first_attempt_does_not() -> Non
     store.settle(second, JobStatus.SUCCEEDED, {"completed_at": clock.now()})
     assert plain(deps, 1, "ends") == (second, False)  # just ended: its retry gets its answer
     assert plain(deps, None, "ends")[0] != second  # no count: an ended job is not joined
-    async_job, _ = flows.accept_generation(deps, caller=CALLER, request=GenerationRequest(prompt="a plain cat"))
+    async_job, _ = accept_generation(deps, caller=CALLER, request=GenerationRequest(prompt="a plain cat"))
     assert store.jobs[async_job.id].caller_waits_until is None  # nobody waits on an async job
 
 
@@ -172,8 +177,8 @@ def test_a_retry_that_joins_extends_the_wait_the_poll_loop_keeps_up_with() -> No
     store: FakeStore = deps.store  # type: ignore[assignment]
     job_id, _ = plain(deps, 0)
     before = store.jobs[job_id].caller_waits_until or 0
-    caller = flows.Caller(tenant="t1", waits_until=before + 26, retry_count=1)
-    flows.accept_generation(deps, caller=caller, request=GenerationRequest(prompt="a plain cat"))
+    caller = Caller(tenant="t1", waits_until=before + 26, retry_count=1)
+    accept_generation(deps, caller=caller, request=GenerationRequest(prompt="a plain cat"))
     assert store.jobs[job_id].caller_waits_until == before + 26
 
 
@@ -184,12 +189,12 @@ def test_an_expired_job_is_stopped_upstream_and_one_finished_there_is_kept() -> 
     store: FakeStore = deps.store  # type: ignore[assignment]
     provider: FakeProvider = deps.provider  # type: ignore[assignment]
     running = submitted(deps, "still running")
-    flows.end_job(deps, running, JobStatus.EXPIRED, "deadline_exceeded", "late")
+    end_job(deps, running, JobStatus.EXPIRED, "deadline_exceeded", "late")
     assert store.jobs[running].status is JobStatus.EXPIRED and provider.cancels == [store.jobs[running].provider_job_id]
     made = submitted(deps, "made just in time")
     pid = store.jobs[made].provider_job_id or ""
     provider.jobs[pid] = ProviderJob(id=pid, status=JobStatus.SUCCEEDED, unsigned_urls=["https://p/0.png"])
-    kept = flows.end_job(deps, made, JobStatus.EXPIRED, "deadline_exceeded", "late")
+    kept = end_job(deps, made, JobStatus.EXPIRED, "deadline_exceeded", "late")
     assert kept.status is JobStatus.SUCCEEDED and kept.outputs and Decimal(kept.cost.amount if kept.cost else 0) > 0
 
 
@@ -207,20 +212,20 @@ def test_a_cancel_the_provider_cannot_answer_changes_nothing() -> None:
     deps = fake_deps(provider=UnreachableProvider())
     store: FakeStore = deps.store  # type: ignore[assignment]
     job_id = submitted(deps)
-    with pytest.raises(flows.CancelUnknown) as refused:
-        flows.cancel(deps, job_id)
+    with pytest.raises(CancelUnknown) as refused:
+        cancel(deps, job_id)
     assert refused.value.status == 503 and not store.jobs[job_id].status.final
 
 
 class CancelledMidPost(FakeProvider):
     """The caller cancels while the provider POST is in flight (the record says it is being sent)."""
 
-    def __init__(self, deps: flows.Deps) -> None:
+    def __init__(self, deps: Deps) -> None:
         super().__init__()
         self.deps = deps
 
     def submit(self, request: object, *, idempotency_key: str) -> ProviderJob:
-        flows.cancel(self.deps, idempotency_key)  # no provider id yet: cancelled here at once
+        cancel(self.deps, idempotency_key)  # no provider id yet: cancelled here at once
         return super().submit(request, idempotency_key=idempotency_key)
 
 
@@ -231,5 +236,5 @@ def test_a_job_cancelled_during_its_provider_post_is_cancelled_upstream_after_it
     deps.provider = provider
     store: FakeStore = deps.store  # type: ignore[assignment]
     job_id = accepted(deps)
-    assert flows.submit(deps, job_id) == "ended_in_flight"
+    assert submit(deps, job_id) == "ended_in_flight"
     assert store.jobs[job_id].status is JobStatus.CANCELLED and provider.cancels == ["p_1"]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from imagejobs.domain import polling
-from imagejobs.domain.models import JobStatus, PollResult, ProviderJob
+from imagejobs.domain.models import GenerationRequest, JobStatus, PollResult, ProviderJob
 
 T0 = 1_800_000_000.0
 MEDIUM = polling.window("medium")
@@ -141,7 +141,7 @@ def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None
     from imagejobs.domain.models import JobStatus, ProviderJob
 
     record = JobRecord(
-        id="img_p", tenant="t", model="m", request={"quality": "low"}, request_hash="-",
+        id="img_p", tenant="t", model="m", request=GenerationRequest(prompt="p", quality="low"), request_hash="-",
         created_at=0, updated_at=0, deadline_at=900, caller_waits_until=25,
     )  # fmt: skip
     assert polling.first_poll_payload(record)["next_poll_seconds"] == polling.WAITING_FIRST_LOOK_SECONDS
@@ -168,10 +168,10 @@ def test_a_job_a_caller_waits_on_is_looked_at_at_once_and_every_second() -> None
 def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     """A call may hold up to HOLD_SECONDS (240 s); cancelled meanwhile, the job stops costing
     the function and provider GETs within RECHECK_RECORD_SECONDS, not when the hold runs out."""
-    from imagejobs import flows
     from imagejobs.domain import clock
     from imagejobs.domain.jobs import JobRecord
     from imagejobs.domain.models import PollInput
+    from imagejobs.flows.poll import poll
     from tests.fakes import FakeProvider, fake_deps
 
     virtual = [T0]
@@ -181,7 +181,7 @@ def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch
     provider.jobs["p1"] = ProviderJob(id="p1", status=JobStatus.IN_PROGRESS)
     deps = fake_deps(provider=provider)
     record = JobRecord(
-        id="img_h", tenant="t", model="openai/gpt-image-1", request={"prompt": "a cat", "quality": "medium"},
+        id="img_h", tenant="t", model="openai/gpt-image-1", request=GenerationRequest(prompt="a cat", quality="medium"),
         request_hash="-", created_at=T0 - 30, updated_at=T0 - 30, deadline_at=T0 + 900, submitted_at=T0 - 30,
         status=JobStatus.IN_PROGRESS, provider_job_id="p1",
     )  # fmt: skip
@@ -198,7 +198,7 @@ def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch
         return real_get(provider_job_id)
 
     monkeypatch.setattr(provider, "get", get)
-    result = flows.poll(deps, PollInput(job_id=record.id))
+    result = poll(deps, PollInput(job_id=record.id))
     assert result.action == "end" and result.reason == "already_final"
     # let go at the first look at the record after the cancel (4 s in), not 120 s in at the end of the hold
     assert looks[-1] <= 4 + polling.RECHECK_RECORD_SECONDS < 60

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from imagejobs.domain import pricing
-from imagejobs.domain.models import Usage
+from imagejobs.domain.models import GenerationRequest, Usage
 
 
 @pytest.mark.parametrize(("quality", "price"), [("low", "0.0132"), ("medium", "0.0504"), ("high", "0.2004")])
@@ -127,10 +127,10 @@ def test_a_larger_size_costs_and_reserves_in_proportion() -> None:
     wide = Decimal(pricing.job_cost("gpt-image-2", "low", 1, None, size="2048x1152").amount)
     assert (square, wide) == (Decimal("0.0072"), Decimal("0.0162"))  # 2.25 x 0.0072
     assert Decimal(pricing.job_cost("gpt-image-1", "high", 2, None, size="1536x1024").amount) == Decimal("0.6012")
-    reserved = pricing.reserve_amount("gpt-image-2", {"prompt": "", "quality": "high", "size": "3840x2160"})
+    reserved = pricing.reserve_amount("gpt-image-2", GenerationRequest(prompt="a", quality="high", size="3840x2160"))
     assert reserved >= Decimal("0.2532") * 3840 * 2160 / (1024 * 1024)
     # auto: reserved at its dearest, billed (without usage) as the priced size
-    assert pricing.reserve_amount("gpt-image-1", {"prompt": "", "quality": "low"}) == Decimal("0.0198")
+    assert pricing.reserve_amount("gpt-image-1", GenerationRequest(prompt="a", quality="low")) == Decimal("0.019806")
     assert Decimal(pricing.job_cost("gpt-image-1", "low", 1, None, size="auto").amount) == Decimal("0.0132")
 
 
@@ -191,6 +191,9 @@ def test_a_reservation_bounds_any_prompt_from_its_bytes() -> None:
     character); a token is at least one byte of UTF-8, so bytes bound tokens for any text."""
     ascii_prompt, emoji = "a" * 1000, "🦊" * 1000  # 4 bytes each
     model = "openai/gpt-image-1"
-    text_price = pricing.reserve_amount(model, {"prompt": emoji}) - pricing.reserve_amount(model, {"prompt": ""})
-    assert text_price >= Decimal(4000) * Decimal("6.00") / 1_000_000  # 4,000 tokens at most, reserved
-    assert pricing.reserve_amount(model, {"prompt": emoji}) > pricing.reserve_amount(model, {"prompt": ascii_prompt})
+    reserved = {
+        text: pricing.reserve_amount(model, GenerationRequest(prompt=text)) for text in (emoji, "a", ascii_prompt)
+    }
+    # 4,000 tokens at most are reserved for the emoji (less the one byte of "a")
+    assert reserved[emoji] - reserved["a"] >= Decimal(3999) * Decimal("6.00") / 1_000_000
+    assert reserved[emoji] > reserved[ascii_prompt]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from imagejobs import flows
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import GenerationRequest, JobStatus
+from imagejobs.flows.intake.api import Caller, EnqueueFailed, accept_generation
+from imagejobs.flows.ports import Deps
+from imagejobs.flows.views import SYNC_CHECK_SECONDS, wait_until_final
 from tests.fakes import SETTINGS
 from tests.fakes import FakeStore as MemoryStore
 
@@ -18,18 +20,12 @@ class BrokenQueue:
 
 def test_a_job_that_cannot_be_queued_ends_failed_instead_of_waiting_forever() -> None:
     store = MemoryStore()
-    deps = flows.Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
-    with pytest.raises(flows.EnqueueFailed):
-        flows.accept_generation(deps, caller=flows.Caller("t1"), request=GenerationRequest(prompt="a cat"))
+    deps = Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
+    with pytest.raises(EnqueueFailed):
+        accept_generation(deps, caller=Caller("t1"), request=GenerationRequest(prompt="a cat"))
     (record,) = store.jobs.values()
     assert record.status is JobStatus.FAILED
     assert record.error is not None and record.error.code == "enqueue_failed"
-
-
-def test_idempotency_key_is_per_tenant() -> None:
-    assert flows.new_job_id("t1", "k") == flows.new_job_id("t1", "k")
-    assert flows.new_job_id("t1", "k") != flows.new_job_id("t2", "k")
-    assert flows.new_job_id("t1", None) != flows.new_job_id("t1", None)
 
 
 def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +54,7 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
             id="img_capped",
             tenant="t",
             model="m",
-            request={"prompt": "p"},
+            request=GenerationRequest(prompt="p"),
             request_hash="-",
             created_at=0,
             updated_at=0,
@@ -66,7 +62,7 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
         )
     )
     settings = SETTINGS.model_copy(update={"provider_submits_per_minute": 10})
-    deps = flows.Deps(settings=settings, store=store, queue=queue, provider=NoProvider())  # type: ignore[arg-type]
+    deps = Deps(settings=settings, store=store, queue=queue, provider=NoProvider())  # type: ignore[arg-type]
 
     outcome = submit_queue.process(
         deps, '{"job_id": "img_capped"}', receipt_handle="r", receive_count=1, log=lambda *a, **k: None
@@ -75,14 +71,6 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
     assert outcome == "deferred"
     assert queue.sent and queue.sent[0][0] == "img_capped" and queue.sent[0][1] >= 7
     assert store.jobs["img_capped"].status is JobStatus.QUEUED
-
-
-def test_api_job_ids_have_their_own_namespace() -> None:
-    """Issue #15.12: tenant "event" with an event id as its Idempotency-Key got that event's job id."""
-    from imagejobs.domain.requests_in import event_job_id
-
-    event_id = "0d3c1c50-8f2a-4f6e-9a3b-5b8f6d3c2e10"
-    assert flows.new_job_id("event", event_id) != event_job_id(event_id)
 
 
 class FinishingStore(MemoryStore):
@@ -118,16 +106,23 @@ def test_a_waiting_call_returns_as_soon_as_its_job_is_final_or_when_its_time_is_
     monkeypatch.setattr(clock, "wall_sleep", wall_sleep)
     monkeypatch.setattr(clock, "sleep", lambda seconds: pytest.fail("a caller's wait slept on the job clock"))
     record = JobRecord(
-        id="img_w", tenant="t", model="m", request={}, request_hash="-", created_at=0, updated_at=0, deadline_at=9
+        id="img_w",
+        tenant="t",
+        model="m",
+        request=GenerationRequest(prompt="p"),
+        request_hash="-",
+        created_at=0,
+        updated_at=0,
+        deadline_at=9,
     )
     store = FinishingStore(record)
-    deps = flows.Deps(settings=SETTINGS, store=store)
-    assert flows.wait_until_final(deps, "img_w", wall[0] + 25).status is JobStatus.SUCCEEDED
-    assert store.reads == 3 and slept == [flows.SYNC_CHECK_SECONDS] * 2
+    deps = Deps(settings=SETTINGS, store=store)
+    assert wait_until_final(deps, "img_w", wall[0] + 25).status is JobStatus.SUCCEEDED
+    assert store.reads == 3 and slept == [SYNC_CHECK_SECONDS] * 2
     never = FinishingStore(record.model_copy(update={"id": "img_n"}))
     never.reads = 10  # never becomes final
-    deps = flows.Deps(settings=SETTINGS, store=never)
-    assert flows.wait_until_final(deps, "img_n", wall[0]).status is JobStatus.QUEUED  # no time: one look
+    deps = Deps(settings=SETTINGS, store=never)
+    assert wait_until_final(deps, "img_n", wall[0]).status is JobStatus.QUEUED  # no time: one look
     slept.clear()
-    assert flows.wait_until_final(deps, "img_n", wall[0] + 1.1).status is JobStatus.QUEUED
+    assert wait_until_final(deps, "img_n", wall[0] + 1.1).status is JobStatus.QUEUED
     assert sum(slept) == pytest.approx(1.1)  # waited exactly until the instant it was given

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from imagejobs import flows
 from imagejobs.domain import clock
 from imagejobs.domain.errors import ProviderUnavailable, RateLimited, SubmissionInFlight
 from imagejobs.domain.jobs import JobRecord
-from imagejobs.domain.models import JobStatus, ProviderJob
+from imagejobs.domain.models import GenerationRequest, JobStatus, ProviderJob
 from imagejobs.domain.settings import Settings
+from imagejobs.flows.intake.api import Caller, accept_generation
+from imagejobs.flows.ports import Deps
+from imagejobs.flows.submit import submit
 from tests.fakes import SETTINGS
 from tests.fakes import FakeStore as SubmittingStore
 
@@ -38,7 +40,7 @@ class Loops:
         return f"arn:execution:{name}"
 
 
-def deps_with(provider: Provider, idempotency: str = "none") -> tuple[flows.Deps, SubmittingStore]:
+def deps_with(provider: Provider, idempotency: str = "none") -> tuple[Deps, SubmittingStore]:
     store = SubmittingStore()
     settings = Settings.model_validate({**SETTINGS.model_dump(by_alias=True), "PROVIDER_IDEMPOTENCY": idempotency})
     now = clock.now()
@@ -46,13 +48,13 @@ def deps_with(provider: Provider, idempotency: str = "none") -> tuple[flows.Deps
         id="img_1",
         tenant="t1",
         model="openai/gpt-image-1",
-        request={"prompt": "a cat"},
+        request=GenerationRequest(prompt="a cat"),
         request_hash="h",
         created_at=now,
         updated_at=now,
         deadline_at=now + 900,
     )
-    deps = flows.Deps(settings=settings, store=store, provider=provider, loops=Loops())  # type: ignore[arg-type]
+    deps = Deps(settings=settings, store=store, provider=provider, loops=Loops())  # type: ignore[arg-type]
     return deps, store
 
 
@@ -66,10 +68,10 @@ def test_an_unknown_outcome_is_never_sent_again_without_idempotency() -> None:
     provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True), "p-2")
     deps, store = deps_with(provider, "none")
     with pytest.raises(ProviderUnavailable):
-        flows.submit(deps, "img_1")
+        submit(deps, "img_1")
     age_the_marker(store, 3600)  # the redelivery, long after the first attempt ended
 
-    assert flows.submit(deps, "img_1") == "submission_unknown"
+    assert submit(deps, "img_1") == "submission_unknown"
 
     record = store.jobs["img_1"]
     assert record.status is JobStatus.FAILED and record.error is not None
@@ -81,10 +83,10 @@ def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_de
     provider = Provider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
     deps, store = deps_with(provider, "header")
     with pytest.raises(ProviderUnavailable):
-        flows.submit(deps, "img_1")
+        submit(deps, "img_1")
     age_the_marker(store, 3600)
 
-    assert flows.submit(deps, "img_1") == "submitted"
+    assert submit(deps, "img_1") == "submitted"
     assert store.jobs["img_1"].provider_job_id == "p-1" and provider.posts == 2
 
 
@@ -93,9 +95,9 @@ def test_a_definite_refusal_clears_the_marker_so_the_retry_is_a_first_attempt() 
     deps, store = deps_with(provider, "none")
     for _ in range(2):
         with pytest.raises((RateLimited, ProviderUnavailable)):
-            flows.submit(deps, "img_1")
+            submit(deps, "img_1")
         assert store.jobs["img_1"].submission_started_at is None
-    assert flows.submit(deps, "img_1") == "submitted"
+    assert submit(deps, "img_1") == "submitted"
     assert store.jobs["img_1"].provider_job_id == "p-3"
 
 
@@ -104,10 +106,10 @@ def test_a_delivery_that_finds_another_still_sending_comes_back_later() -> None:
     provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True))
     deps, store = deps_with(provider, "none")
     with pytest.raises(ProviderUnavailable):
-        flows.submit(deps, "img_1")  # marked just now: as if still in flight
+        submit(deps, "img_1")  # marked just now: as if still in flight
 
     with pytest.raises(SubmissionInFlight):
-        flows.submit(deps, "img_1")
+        submit(deps, "img_1")
     assert store.jobs["img_1"].status is JobStatus.QUEUED and provider.posts == 1
 
 
@@ -131,8 +133,8 @@ def test_a_transient_failure_comes_back_with_backoff_not_after_the_queues_visibi
 
     deps = fake_deps(provider=Down())
     queue: FakeQueue = deps.queue  # type: ignore[assignment]
-    record, _ = flows.accept_generation(
-        deps, caller=flows.Caller(tenant="t"), request=GenerationRequest(prompt="a cat", quality="low")
+    record, _ = accept_generation(
+        deps, caller=Caller(tenant="t"), request=GenerationRequest(prompt="a cat", quality="low")
     )
     for receive in (1, 2, 3):
         with pytest.raises(ProviderUnavailable):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagejobs import flows
 from imagejobs.domain import clock
 from imagejobs.domain.jobs import JobRecord
-from imagejobs.domain.models import JobStatus, ProviderJob
+from imagejobs.domain.models import GenerationRequest, JobStatus, ProviderJob
 from imagejobs.flows import sweeper
+from imagejobs.flows.ports import Deps
 from tests.fakes import SETTINGS
 from tests.fakes import FakeStore as OpenStore
 
@@ -58,7 +58,7 @@ def job(job_id: str, *, age: float, deadline_in: float, **fields: Any) -> JobRec
         id=job_id,
         tenant="t",
         model="openai/gpt-image-1",
-        request={"prompt": "p"},
+        request=GenerationRequest(prompt="p"),
         request_hash="-",
         created_at=now - age,
         updated_at=now - age,
@@ -83,7 +83,7 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
     loops = Loops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
     queue = Queue()
     provider = Provider()
-    deps = flows.Deps(
+    deps = Deps(
         settings=SETTINGS,
         store=store,
         loops=loops,

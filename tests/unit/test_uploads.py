@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imagejobs.domain import uploads
+from imagejobs.domain import identity, uploads
 from imagejobs.domain.models import ObjectRef
 from tests.helpers import load_event
 
@@ -38,10 +38,10 @@ def test_other_messages_are_not_s3_events(body: object) -> None:
 def test_same_object_version_is_the_same_job() -> None:
     first = ObjectRef(bucket="b", key="uploads/a.png", etag="e1")
     same = {"prompt": "make it blue", "x-other": "ignored"}
-    assert uploads.upload_job_id(first, same) == uploads.upload_job_id(first.model_copy(), {"Prompt": "make it blue"})
-    assert uploads.upload_job_id(first, same) != uploads.upload_job_id(first.model_copy(update={"etag": "e2"}), same)
+    assert identity.upload_job_id(first, same) == identity.upload_job_id(first.model_copy(), {"Prompt": "make it blue"})
+    assert identity.upload_job_id(first, same) != identity.upload_job_id(first.model_copy(update={"etag": "e2"}), same)
     # issue #15.11: the same bytes again with other instructions are another job
-    assert uploads.upload_job_id(first, same) != uploads.upload_job_id(first, {"prompt": "make it red"})
+    assert identity.upload_job_id(first, same) != identity.upload_job_id(first, {"prompt": "make it red"})
 
 
 RULES = {

@@ -23,8 +23,9 @@ def detail_type(record: JobRecord) -> str:
 
 
 def job_event_detail(record: JobRecord) -> dict[str, Any]:
-    request = {name: record.request[name] for name in SUMMARY_FIELDS if name in record.request}
-    prompt = str(record.request.get("prompt", ""))
+    asked = record.request.model_dump(exclude_none=True) if record.request else record.refused_request or {}
+    request = {name: asked[name] for name in SUMMARY_FIELDS if name in asked}
+    prompt = str(asked.get("prompt", ""))
     request["prompt"] = prompt[:PROMPT_SUMMARY_CHARS]
     generation = record.completed_at - record.submitted_at if record.completed_at and record.submitted_at else None
     return {

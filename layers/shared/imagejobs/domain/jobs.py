@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, JsonValue, ValidationError, model_validator
 
 from imagejobs.domain.models import (
     Cost,
+    EditRequest,
+    GenerationRequest,
     JobError,
     JobStatus,
     Kind,
@@ -48,8 +50,11 @@ class JobRecord(Model):
     kind: Kind = "generation"
     status: JobStatus = JobStatus.QUEUED
     model: str
-    request: dict[str, Any]
-    request_hash: str
+    # The request as checked at intake: an EditRequest for an edit. None when intake refused it
+    # (a failed job from an event or an upload); `refused_request` then keeps what it could of it.
+    request: EditRequest | GenerationRequest | None = None
+    refused_request: dict[str, JsonValue] | None = None
+    request_hash: str  # imagejobs.domain.identity.fingerprint
     created_at: float
     updated_at: float
     deadline_at: float
@@ -87,15 +92,32 @@ class JobRecord(Model):
     webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
     ttl: int | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _request_of_its_kind(cls, data: Any) -> Any:
+        """A stored request is read back as the type its kind takes (an edit's has input_fidelity).
+        Records written before requests were typed kept a refused request in `request`: it is
+        read as the refused request it was."""
+        if isinstance(data, dict) and isinstance(data.get("request"), dict):
+            typed = EditRequest if data.get("kind") == "edit" else GenerationRequest
+            try:
+                data = {**data, "request": typed.model_validate(data["request"])}
+            except ValidationError:
+                data = {**data, "request": None, "refused_request": data["request"]}
+        return data
+
     @property
     def webhook_url(self) -> str | None:
-        url = self.request.get("webhook_url")
-        return str(url) if url else None
+        return self.request.webhook_url if self.request else None
 
     @property
     def quality(self) -> str:
-        return str(self.request.get("quality", "auto"))
+        return self.request.quality if self.request else "auto"
 
     @property
     def size(self) -> str:
-        return str(self.request.get("size", "auto"))
+        return self.request.size if self.request else "auto"
+
+    @property
+    def wanted_images(self) -> int:
+        return self.request.n if self.request else 1

@@ -223,7 +223,7 @@ def decide(
 # -- a job's place in the schedule -----------------------------------------------------------------
 def latency_kind(record: JobRecord) -> str:
     """Jobs that take alike: same model, quality and size (the poll schedule learns per kind)."""
-    return f"{record.model}#{record.quality}#{record.request.get('size', 'auto')}"
+    return f"{record.model}#{record.quality}#{record.size}"
 
 
 def poll_window(record: JobRecord) -> Window:

@@ -9,7 +9,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from imagejobs.domain.models import Cost, Usage
+from imagejobs.domain.models import Cost, GenerationRequest, Usage
 
 MILLION = Decimal(1_000_000)
 CENT_FRACTION = Decimal("0.000001")  # costs are kept to a millionth of a dollar
@@ -214,26 +214,26 @@ def within_reservation(cost: Cost, reserved: Decimal) -> tuple[Cost, Decimal]:
     return cost.model_copy(update={"amount": _money(reserved)}), Decimal(_money(amount - reserved))
 
 
-def reserve_amount(model: str, request: dict[str, Any], input_images: int = 0) -> Decimal:
+def reserve_amount(model: str, request: GenerationRequest, input_images: int = 0) -> Decimal:
     """What a job may cost at most, reserved against its tenant's budget before it is sent.
 
     Quality 'auto' and sizes other than the priced one are taken at their dearest (prices.json
     `reserve`); edits add their input images as image tokens and the prompt as text tokens."""
     prices = model_prices(model)
     bounds = prices["reserve"]
-    quality = str(request.get("quality") or "auto")
+    quality: str = request.quality
     if quality == "auto":
         quality = bounds["auto_quality_priced_as"]
     per_image = Decimal(prices["per_image"][quality])
-    factor = size_factor(model, str(request.get("size") or "auto"), auto_at_most=True)
+    factor = size_factor(model, request.size, auto_at_most=True)
     per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
     # An upper bound for any text: a BPE token (OpenAI's tokenizers) is at least one byte of UTF-8,
     # so a prompt has at most as many tokens as bytes (an emoji is 4, a CJK character 3).
-    prompt_bytes = len(str(request.get("prompt") or "").encode("utf-8"))
+    prompt_bytes = len(request.prompt.encode("utf-8"))
     prompt_tokens = Decimal(prompt_bytes) * Decimal(bounds["text_input_tokens_per_byte"])
     image_tokens = Decimal(input_images * int(bounds["image_input_tokens_per_image"]))
     amount = (
-        per_image * factor * int(request.get("n") or 1)
+        per_image * factor * request.n
         + (prompt_tokens * per_million["text_input"] + image_tokens * per_million["image_input"]) / MILLION
     )
     return Decimal(_money(amount))

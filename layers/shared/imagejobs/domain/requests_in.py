@@ -8,7 +8,6 @@ retrying a delivery is still one job.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,10 +41,6 @@ def parse_envelope(body: Any) -> Envelope | None:
         except ValidationError:  # an id or detail-type that is not a string: not an event of ours
             return None
     return None
-
-
-def event_job_id(event_id: str) -> str:
-    return "img_" + hashlib.sha256(f"event\x00{event_id}".encode()).hexdigest()[:24]
 
 
 class InvalidDetail(ValueError):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import email.header
 import fnmatch
 import hashlib
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -88,16 +86,6 @@ def parse_s3_message(body: Any) -> list[S3EventRecord] | None:
     if any(record.eventSource != "aws:s3" for record in records):
         raise NotAnS3Event("record from another event source")
     return records
-
-
-def upload_job_id(ref: ObjectRef, metadata: Mapping[str, str]) -> str:
-    """One job per uploaded object version and its own instructions: the same bucket/key/version
-    (or ETag) with the same x-amz-meta-* instructions is one job, however often S3 delivers the
-    event; the same bytes uploaded again with another prompt are another job."""
-    identity = ref.version_id or ref.etag or ""
-    own = sorted((name.lower(), value) for name, value in metadata.items() if name.lower() in METADATA_PARAMS)
-    text = f"upload\x00{ref.bucket}\x00{ref.key}\x00{identity}\x00{json.dumps(own)}"
-    return "img_" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def object_name(ref: ObjectRef) -> str:

@@ -12,12 +12,13 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from imagejobs import flows
 from imagejobs.adapters import webhooks
 from imagejobs.domain import clock, events
 from imagejobs.domain import webhooks as signing
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.models import WebhookState
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.views import job_view
 
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 900.0
@@ -32,7 +33,7 @@ class WebhookFailed(ImageJobsError):
     transient = True
 
 
-def process_message(deps: flows.Deps, bus: Bus, body: str, **delivery: Any) -> str:
+def process_message(deps: Deps, bus: Bus, body: str, **delivery: Any) -> str:
     """One notify-queue message: {"job_id": ...} of a job that exists. Anything else is parked in
     the notify dead-letter queue with its reason at once (retrying it would never help)."""
     try:
@@ -46,13 +47,13 @@ def process_message(deps: flows.Deps, bus: Bus, body: str, **delivery: Any) -> s
         reason = f"no job {job_id!r}"
     else:
         return process(deps, bus, job_id, **delivery)
-    flows.need(deps.notices, "notices").dead_letter(body, reason)
+    need(deps.notices, "notices").dead_letter(body, reason)
     delivery.get("log", lambda *_, **__: None)("message parked in the dead-letter queue", reason=reason)
     return "parked"
 
 
 def process(
-    deps: flows.Deps,
+    deps: Deps,
     bus: Bus,
     job_id: str,
     *,
@@ -75,7 +76,7 @@ def process(
     # (its operator reads it with `imagejobs webhook-secret`, which returns the same one).
     # Within a rotation's overlap the previous secret signs too.
     secrets = deps.store.webhook_signing_secrets(record.tenant, signing.new_secret(), clock.wall_now())
-    payload = signing.envelope(f"image_job.{record.status.value}", flows.job_view(deps, record, record.base_url or ""))
+    payload = signing.envelope(f"image_job.{record.status.value}", job_view(deps, record, record.base_url or ""))
     delivery = deliver(
         record.webhook_url,
         secrets,
@@ -90,6 +91,6 @@ def process(
     if state == "pending":
         backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (receive_count - 1))
         wait = backoff * random.uniform(1.0, 1.25)
-        flows.need(deps.notices, "notices").retry_after(receipt_handle, clock.real_seconds(wait))
+        need(deps.notices, "notices").retry_after(receipt_handle, clock.real_seconds(wait))
         raise WebhookFailed(f"webhook answered {delivery.status_code or delivery.error}; retrying in {wait:.0f} s")
     return state

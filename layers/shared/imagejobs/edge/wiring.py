@@ -14,7 +14,7 @@ from imagejobs.adapters.tenants import Tenants
 from imagejobs.adapters.webhooks import WebhookUrls
 from imagejobs.domain.models import EditRequest, GenerationRequest, ProviderJob, UploadFile
 from imagejobs.domain.settings import Settings
-from imagejobs.flows import Deps
+from imagejobs.flows.ports import Deps
 
 if TYPE_CHECKING:
     from imagejobs.adapters.provider import ProviderClient

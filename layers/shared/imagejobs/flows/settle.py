@@ -124,7 +124,7 @@ def _store_outputs(deps: Deps, job_id: str) -> JobRecord:
             f"provider reported {provider_job.status.value} with {len(provider_job.unsigned_urls)} outputs",
         )
     # At most the images asked for are fetched, stored and billed, whatever the provider lists.
-    urls = provider_job.unsigned_urls[: int(record.request.get("n") or 1)]
+    urls = provider_job.unsigned_urls[: record.wanted_images]
     metadata = output_metadata(record, provider_job.id)
     outputs: list[Output] = []
     for index, url in enumerate(urls):
@@ -166,6 +166,8 @@ def reservation_of(record: JobRecord) -> Decimal:
     stack without budgets) what it would have reserved."""
     if record.reserved_usd is not None:
         return Decimal(record.reserved_usd)
+    if record.request is None:  # refused at intake: it never ran
+        return Decimal(0)
     return pricing.reserve_amount(record.model, record.request, len(record.inputs) + (1 if record.mask else 0))
 
 
@@ -195,7 +197,7 @@ def end_job(deps: Deps, job_id: str, status: JobStatus, code: str, message: str,
         except ImageJobsError:
             provider_job = None
         if provider_job is not None and provider_job.status is JobStatus.SUCCEEDED:
-            images = min(len(provider_job.unsigned_urls), int(record.request.get("n") or 1))
+            images = min(len(provider_job.unsigned_urls), record.wanted_images)
             fields |= charge_fields(record, images, provider_job.usage)
     if deps.results is not None and record.provider_job_id:
         deps.results.delete_prefix(outputs_prefix(record))

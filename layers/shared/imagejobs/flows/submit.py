@@ -18,7 +18,6 @@ from imagejobs.domain.errors import (
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import (
     EditRequest,
-    GenerationRequest,
     JobStatus,
     ObjectRef,
     ProviderJob,
@@ -106,8 +105,9 @@ def submission_in_flight_seconds(settings: Settings) -> float:
 
 
 def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> ProviderJob:
-    if record.kind != "edit":
-        return provider.submit(GenerationRequest.model_validate(record.request), idempotency_key=record.id)
+    request = need(record.request, "request")  # a job whose request was refused is never queued
+    if not isinstance(request, EditRequest):
+        return provider.submit(request, idempotency_key=record.id)
     objects = need(deps.objects, "objects")
 
     def upload_file(ref: ObjectRef, name: str) -> UploadFile:
@@ -117,6 +117,4 @@ def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> Prov
 
     images = [upload_file(ref, f"image-{index}") for index, ref in enumerate(record.inputs)]
     mask = upload_file(record.mask, "mask") if record.mask else None
-    return provider.submit_edit(EditRequest.model_validate(record.request), images, mask, idempotency_key=record.id)
-
-
+    return provider.submit_edit(request, images, mask, idempotency_key=record.id)

@@ -14,11 +14,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from imagejobs import flows
 from imagejobs.domain import clock, requests_in, uploads
 from imagejobs.domain.errors import ImageJobsError, JobNotFound, RateLimited
 from imagejobs.domain.models import JobStatus
 from imagejobs.domain.settings import Settings
+from imagejobs.flows.intake.event import accept_event
+from imagejobs.flows.intake.upload import accept_upload
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.settle import end_job
+from imagejobs.flows.submit import submission_in_flight_seconds, submit
 
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 15.0, 300.0  # a transient failure's next try: 15 s, 30 s, 60 s, ...
 DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
@@ -27,16 +31,16 @@ DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
 def seconds_per_message(settings: Settings) -> float:
     """The most one message may take: reading its inputs and the provider POST (each up to the
     provider timeout), then the record and StartExecution."""
-    return flows.submission_in_flight_seconds(settings)
+    return submission_in_flight_seconds(settings)
 
 
-def release(deps: flows.Deps, receipt_handle: str) -> None:
+def release(deps: Deps, receipt_handle: str) -> None:
     """A message this invocation has no time for: visible again at once, for another invocation."""
-    flows.need(deps.queue, "queue").retry_after(receipt_handle, 0)
+    need(deps.queue, "queue").retry_after(receipt_handle, 0)
 
 
 def process(
-    deps: flows.Deps,
+    deps: Deps,
     body_text: str,
     *,
     receipt_handle: str,
@@ -44,7 +48,7 @@ def process(
     log: Callable[..., None],
 ) -> str:
     """Returns what was done; raises (so the message comes back) when a job should be retried."""
-    queue = flows.need(deps.queue, "queue")
+    queue = need(deps.queue, "queue")
     try:
         body: Any = json.loads(body_text)
     except ValueError:
@@ -55,7 +59,7 @@ def process(
     elif envelope is not None:
         if envelope.detail_type != requests_in.DETAIL_TYPE:
             return _park(queue, body_text, f"event of detail-type {envelope.detail_type!r} is not a job request", log)
-        record = flows.accept_event(deps, envelope)
+        record = accept_event(deps, envelope)
         log("event accepted", job_id=record.id, event_id=envelope.id, status=record.status.value)
         job_ids = [record.id]
     else:
@@ -76,7 +80,7 @@ def process(
     return ",".join(outcomes) or "ignored"
 
 
-def _accept_uploads(deps: flows.Deps, events: list[uploads.S3EventRecord], log: Callable[..., None]) -> list[str]:
+def _accept_uploads(deps: Deps, events: list[uploads.S3EventRecord], log: Callable[..., None]) -> list[str]:
     settings = deps.settings
     rules: Any = None
     rules_loaded = False
@@ -89,19 +93,19 @@ def _accept_uploads(deps: flows.Deps, events: list[uploads.S3EventRecord], log: 
         if not rules_loaded and settings.inbox_bucket:
             rules = _rules(deps, log)
             rules_loaded = True
-        record = flows.accept_upload(deps, upload, rules)
+        record = accept_upload(deps, upload, rules)
         log("upload accepted", job_id=record.id, key=upload.key, status=record.status.value)
         job_ids.append(record.id)
     return job_ids
 
 
-def _rules(deps: flows.Deps, log: Callable[..., None]) -> Any:
+def _rules(deps: Deps, log: Callable[..., None]) -> Any:
     """The inbox's rules document; an unusable one as uploads.BrokenRules, logged (one bad
     document must not stop the uploads that carry their own instructions)."""
     where = f"s3://{deps.settings.inbox_bucket}/{deps.settings.rules_key}"
     try:
-        inbox = flows.need(deps.settings.inbox_bucket, "inbox bucket")
-        document = flows.need(deps.objects, "objects").read_json(inbox, deps.settings.rules_key)
+        inbox = need(deps.settings.inbox_bucket, "inbox bucket")
+        document = need(deps.objects, "objects").read_json(inbox, deps.settings.rules_key)
     except ValueError as exc:  # not JSON, or not UTF-8
         problem: str | None = f"{where} is not JSON ({exc})"
     else:
@@ -113,8 +117,8 @@ def _rules(deps: flows.Deps, log: Callable[..., None]) -> Any:
     return uploads.BrokenRules(problem)
 
 
-def _submit(deps: flows.Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:
-    queue = flows.need(deps.queue, "queue")
+def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:
+    queue = need(deps.queue, "queue")
     cap = deps.settings.provider_submits_per_minute
     if cap:
         record = deps.store.get(job_id)
@@ -127,14 +131,14 @@ def _submit(deps: flows.Deps, job_id: str, receipt_handle: str, receive_count: i
                 log("provider cap reached; job deferred", job_id=job_id, seconds=round(wait, 2))
                 return "deferred"
     try:
-        return flows.submit(deps, job_id)
+        return submit(deps, job_id)
     except JobNotFound:
         raise
     except ImageJobsError as exc:
         out_of_tries = receive_count >= deps.settings.submit_max_receive_count
         if not exc.transient or out_of_tries:
             # The job ends with the reason instead of waiting forever in a dead-letter queue.
-            flows.end_job(deps, job_id, JobStatus.FAILED, exc.reason, exc.message)
+            end_job(deps, job_id, JobStatus.FAILED, exc.reason, exc.message)
             log("job ended at submit", job_id=job_id, reason=exc.reason)
             if not exc.transient:
                 return "ended"

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 from collections import Counter
 
-from imagejobs import flows
 from imagejobs.domain import clock, polling
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import JobStatus, PollInput
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.settle import end_job
 
 
-def sweep(deps: flows.Deps, *, stale_after_seconds: float) -> Counter[str]:
+def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
     done: Counter[str] = Counter()
-    loops = flows.need(deps.loops, "loops")
+    loops = need(deps.loops, "loops")
     now = clock.now()
     for record in deps.store.open_jobs():
         quiet = now - record.updated_at
         if record.provider_job_id is None:
             if quiet > stale_after_seconds:
-                flows.need(deps.queue, "queue").send(record.id)
+                need(deps.queue, "queue").send(record.id)
                 done["requeued"] += 1
             continue
         if record.execution_arn is None:
@@ -42,7 +43,7 @@ def sweep(deps: flows.Deps, *, stale_after_seconds: float) -> Counter[str]:
         if loops.status(record.execution_arn) == "RUNNING":
             continue
         if now >= record.deadline_at and not _succeeded_upstream(deps, record):
-            flows.end_job(
+            end_job(
                 deps,
                 record.id,
                 JobStatus.EXPIRED,
@@ -58,11 +59,11 @@ def sweep(deps: flows.Deps, *, stale_after_seconds: float) -> Counter[str]:
     return done
 
 
-def _succeeded_upstream(deps: flows.Deps, record: JobRecord) -> bool:
+def _succeeded_upstream(deps: Deps, record: JobRecord) -> bool:
     """Whether the provider says the job succeeded (unreachable: no)."""
     if record.provider_job_id is None:
         return False
     try:
-        return flows.need(deps.provider, "provider").get(record.provider_job_id).status is JobStatus.SUCCEEDED
+        return need(deps.provider, "provider").get(record.provider_job_id).status is JobStatus.SUCCEEDED
     except ImageJobsError:
         return False

@@ -138,7 +138,7 @@ def _result(record: JobRecord, data: list[ImageOut]) -> ImagesResponse:
     size, background and format as the first image's header says (read as it was stored)."""
     made = record.outputs[0] if record.outputs else None
     size = f"{made.width}x{made.height}" if made and made.width and made.height else record.size
-    background = str(record.request.get("background", "auto"))
+    background: str = record.request.background if record.request else "auto"
     if background == "auto" and made is not None and made.alpha is not None:
         background = "transparent" if made.alpha else "opaque"
     formats = {content_type: name for name, content_type in CONTENT_TYPES.items()}
@@ -147,7 +147,7 @@ def _result(record: JobRecord, data: list[ImageOut]) -> ImagesResponse:
         created=int(clock.to_wall(record.completed_at or record.updated_at)),
         data=data,
         background=background,
-        output_format=output_format or str(record.request.get("output_format", "png")),
+        output_format=output_format or (record.request.output_format if record.request else "png"),
         quality=record.quality,
         size=size,
         usage=record.usage.model_dump(exclude_none=True) if record.usage else None,

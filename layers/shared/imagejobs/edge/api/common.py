@@ -13,7 +13,6 @@ from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolv
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import ValidationError
 
-from imagejobs import flows
 from imagejobs.adapters.observability import make_logger
 from imagejobs.domain import clock, pricing
 from imagejobs.domain.jobs import JobRecord
@@ -29,11 +28,14 @@ from imagejobs.edge.httpapi import (
     base_url,
     from_validation_error,
 )
+from imagejobs.flows.intake.api import Caller
+from imagejobs.flows.ports import Deps, need
+from imagejobs.flows.views import images_response, job_view, wait_until_final
 
 logger = make_logger("api")  # the API function's logger (its handler logs through it too)
 # No routes: the request being answered (Powertools sets it on every included router), for the helpers.
 scope = Router()
-_wired: flows.Deps | None = None
+_wired: Deps | None = None
 
 
 def event() -> APIGatewayProxyEvent:
@@ -41,14 +43,14 @@ def event() -> APIGatewayProxyEvent:
     return cast(APIGatewayProxyEvent, scope.current_event)
 
 
-def wire(deps: flows.Deps) -> None:
+def wire(deps: Deps) -> None:
     """The function's ports, made once at cold start (imagejobs.edge.wiring)."""
     global _wired
     _wired = deps
 
 
-def wired() -> flows.Deps:
-    return flows.need(_wired, "the API's ports (imagejobs.edge.api.wire)")
+def wired() -> Deps:
+    return need(_wired, "the API's ports (imagejobs.edge.api.wire)")
 
 
 @dataclass(frozen=True)
@@ -124,14 +126,14 @@ def _wants_async() -> bool:
     raise ApiError(400, "async must be true or false.", param="async", code="invalid_value")
 
 
-def _caller(tenant: str, waits_until: float | None = None) -> flows.Caller:
+def _caller(tenant: str, waits_until: float | None = None) -> Caller:
     """Who asks; for a plain call, until when it waits (wall clock) and whether the client says it
     is a retry: OpenAI's SDKs send x-stainless-retry-count on every request (0 on the first try;
     openai-python _base_client.py, openai-node client.ts buildHeaders)."""
     headers = {name.lower(): value for name, value in (event().headers or {}).items()}
     correlation = headers.get("x-correlation-id") or headers.get("x-request-id")
     retries = headers.get("x-stainless-retry-count", "")
-    return flows.Caller(
+    return Caller(
         tenant=tenant,
         base_url=base_url(event()),
         correlation_id=correlation,
@@ -184,7 +186,7 @@ def _idempotency_key() -> str | None:
 
 
 def _accepted(
-    accept: Callable[[flows.Caller], tuple[JobRecord, bool]], tenant: str, *, wait: bool = False
+    accept: Callable[[Caller], tuple[JobRecord, bool]], tenant: str, *, wait: bool = False
 ) -> Response[dict[str, Any]]:
     """Run an accept call and answer 202 with the job object (async=true). A plain call (an OpenAI
     SDK's images.generate / images.edit) is held like OpenAI's own: the images in OpenAI's image
@@ -197,15 +199,15 @@ def _accepted(
     logger.info("job accepted", extra={"job_id": record.id, "new_job": created, "tenant": tenant})
     deprecation = pricing.deprecation_headers(record.model, clock.today())
     if answer_by is not None:
-        record = flows.wait_until_final(wired(), record.id, answer_by)
+        record = wait_until_final(wired(), record.id, answer_by)
         if record.status is JobStatus.SUCCEEDED:
-            inline = 0 if record.request.get("response_format") == "url" else SYNC_INLINE_BYTES
-            body = flows.images_response(wired(), record, inline_bytes=inline)
+            inline = 0 if record.request and record.request.response_format == "url" else SYNC_INLINE_BYTES
+            body = images_response(wired(), record, inline_bytes=inline)
             return Response(status_code=200, content_type="application/json", body=body, headers=deprecation)
         if record.status.final:
             raise _job_error(record)
         raise _still_running(record)
-    view = flows.job_view(wired(), record, base_url(event()))
+    view = job_view(wired(), record, base_url(event()))
     # Where to poll and when (RFC 9110 Location and Retry-After); a deprecated model is served
     # with RFC 9745 Deprecation / RFC 8594 Sunset headers.
     headers = {"Location": view["polling_url"], "Retry-After": str(RETRY_AFTER_SECONDS)} | deprecation

@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import ValidationError
 
-from imagejobs import flows
 from imagejobs.domain.models import (
     EditRequest,
     GenerationRequest,
@@ -35,6 +34,8 @@ from imagejobs.edge.httpapi import (
     json_object_body,
     multipart_form,
 )
+from imagejobs.flows.intake import api as intake
+from imagejobs.flows.intake.api import accept_edit, accept_generation
 
 router = Router()
 
@@ -49,9 +50,7 @@ def create_generation() -> Response[dict[str, Any]]:
     wait = not _wants_async()
     request = _parsed(GenerationRequest, json_object_body(event()))
     return _accepted(
-        lambda caller: flows.accept_generation(
-            wired(), caller=caller, request=request, idempotency_key=_idempotency_key()
-        ),
+        lambda caller: accept_generation(wired(), caller=caller, request=request, idempotency_key=_idempotency_key()),
         tenant,
         wait=wait,
     )
@@ -83,7 +82,7 @@ def create_edit() -> Response[dict[str, Any]]:
         raise ApiError(400, "Send at most one mask.", param="mask", code="invalid_value")
     request = _parsed(EditRequest, form_parameters(fields))
     return _accepted(
-        lambda caller: flows.accept_edit(
+        lambda caller: accept_edit(
             wired(),
             caller=caller,
             request=request,
@@ -109,7 +108,7 @@ UPLOAD_FIELDS = ("image_upload", "image_upload[]", "mask_upload")
 def create_upload() -> Response[dict[str, Any]]:
     tenant = _tenant()
     body = _parsed_upload(json_object_body(event()))
-    ticket = flows.create_upload(
+    ticket = intake.create_upload(
         wired(), caller=_caller(tenant), filename=body.filename, size=body.bytes, mime_type=body.mime_type
     )
     view = UploadView(

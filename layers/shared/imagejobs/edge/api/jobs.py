@@ -7,7 +7,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from imagejobs import flows
 from imagejobs.domain.models import (
     ContentRedirect,
     JobList,
@@ -19,6 +18,9 @@ from imagejobs.edge.httpapi import (
     ApiError,
     base_url,
 )
+from imagejobs.flows import views
+from imagejobs.flows.cancel import cancel
+from imagejobs.flows.views import DEFAULT_PAGE, job_view, output_urls
 
 router = Router()
 
@@ -27,7 +29,7 @@ router = Router()
     "/v1/jobs/<job_id>", summary="Get a job (fresh result URLs on every call)", responses=_answers(200, "the job", 404)
 )
 def get_job(job_id: str) -> dict[str, Any]:
-    return flows.job_view(wired(), _own_job(job_id), base_url(event()))
+    return job_view(wired(), _own_job(job_id), base_url(event()))
 
 
 @router.get(
@@ -40,11 +42,11 @@ def list_jobs() -> dict[str, Any]:
     request = event()
     # A parameter given empty is given (and invalid), not absent; the listing judges the values.
     raw_limit = request.get_query_string_value("limit")
-    return flows.list_jobs(
+    return views.list_jobs(
         wired(),
         tenant,
         base_url(request),
-        limit=flows.DEFAULT_PAGE if raw_limit is None else whole_number(raw_limit),
+        limit=DEFAULT_PAGE if raw_limit is None else whole_number(raw_limit),
         status=request.get_query_string_value("status"),
         after=request.get_query_string_value("after"),
     )
@@ -52,9 +54,9 @@ def list_jobs() -> dict[str, Any]:
 
 def _cancel(job_id: str) -> dict[str, Any]:
     _own_job(job_id)
-    record = flows.cancel(wired(), job_id)  # JobAlreadyFinal, JobFinishedUpstream: 409 (refused() below)
+    record = cancel(wired(), job_id)  # JobAlreadyFinal, JobFinishedUpstream: 409 (refused() below)
     logger.info("job cancelled", extra={"job_id": job_id})
-    return flows.job_view(wired(), record, base_url(event()))
+    return job_view(wired(), record, base_url(event()))
 
 
 @router.post(
@@ -90,7 +92,7 @@ def get_content(job_id: str) -> Response[str]:
     if index is None or not 0 <= index < len(record.outputs):
         last = len(record.outputs) - 1
         raise ApiError(400, f"index must be a whole number from 0 to {last}.", param="index", code="invalid_value")
-    url = flows.output_urls(wired(), record)[index]
+    url = output_urls(wired(), record)[index]
     return Response(
         status_code=302,
         headers={"Location": url},
