@@ -5,7 +5,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from imagejobs.adapters.provider import DownloadHosts, ProviderClient, parse_timestamp
+from imagejobs.adapters.provider import DownloadHosts, ProviderClient
+from imagejobs.adapters.provider_answers import parse_timestamp
 from imagejobs.domain.errors import (
     DownloadFailed,
     DownloadRefused,

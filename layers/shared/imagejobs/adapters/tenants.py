@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from imagejobs.adapters.dynamo import to_dynamo
 from imagejobs.domain.budget import Caps
 
 if TYPE_CHECKING:
@@ -218,3 +219,48 @@ class Tenants(TableAdapter):
             Key={"pk": TENANT_PREFIX + tenant}, UpdateExpression=update, ExpressionAttributeValues=values
         )
         return self.caps(tenant)
+
+
+class WebhookSecrets(TableAdapter):
+    """The secrets that sign a tenant's webhooks, on the tenant's item (beside its budgets)."""
+
+    def webhook_secret(self, tenant: str) -> str | None:
+        item = self._table.get_item(Key={"pk": TENANT_PREFIX + tenant}, ConsistentRead=True).get("Item")
+        return str(item["webhook_secret"]) if item and item.get("webhook_secret") else None
+
+    def replace_webhook_secret(self, tenant: str, new_secret: str, now: float, overlap_seconds: float) -> str:
+        """Rotate: the new secret signs every webhook from now on, and the one it replaces signs
+        them too (a second signature) for `overlap_seconds`, while receivers switch."""
+        self._table.update_item(
+            Key={"pk": TENANT_PREFIX + tenant},
+            UpdateExpression=(
+                "SET previous_webhook_secret = if_not_exists(webhook_secret, :secret), previous_until = :until, "
+                "webhook_secret = :secret, tenant = :tenant"
+            ),
+            ExpressionAttributeValues=to_dynamo(
+                {":secret": new_secret, ":tenant": tenant, ":until": now + overlap_seconds}
+            ),
+        )
+        return new_secret
+
+    def ensure_webhook_secret(self, tenant: str, new_secret: str) -> str:
+        """The tenant's webhook secret; `new_secret` becomes it if the tenant has none yet."""
+        return self.webhook_signing_secrets(tenant, new_secret, now=0.0)[0]
+
+    def webhook_signing_secrets(self, tenant: str, new_secret: str, now: float) -> list[str]:
+        """The secrets that sign the tenant's webhooks now: its secret (`new_secret` becomes it if it
+        has none yet, whether or not it has a record already: budgets live on the same item), then,
+        within a rotation's overlap, the one it replaced. One atomic write: two callers at once get
+        the same secret."""
+        result = self._table.update_item(
+            Key={"pk": TENANT_PREFIX + tenant},
+            UpdateExpression="SET webhook_secret = if_not_exists(webhook_secret, :secret), tenant = :tenant",
+            ExpressionAttributeValues={":secret": new_secret, ":tenant": tenant},
+            ReturnValues="ALL_NEW",
+        )
+        item = result["Attributes"]
+        signing = [str(item["webhook_secret"])]
+        previous, until = item.get("previous_webhook_secret"), item.get("previous_until")
+        if previous and until is not None and float(str(until)) > now and str(previous) != signing[0]:
+            signing.append(str(previous))
+        return signing

@@ -40,10 +40,8 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
     # waiting caller), so a finish is noticed at once, for one invocation.
     waiting = polling.caller_waiting(record, started)
     step = polling.check_every(waiting)
-    hold = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started, waiting)
-    if time_left is not None:
-        # Room for the last provider call (its timeout) and the record's update after the hold.
-        hold = max(0.0, min(hold, time_left() - deps.settings.provider_timeout_seconds - TIME_RESERVE_SECONDS))
+    scheduled = polling.hold_seconds(started - submitted_at, win, record.deadline_at - started, waiting)
+    hold = _hold(deps, scheduled, time_left)
     checks, looked_at = 0, started
     while True:
         provider_job = provider.get(record.provider_job_id)
@@ -78,3 +76,11 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         deadline_seconds=record.deadline_at - record.created_at,
         waiting=polling.caller_waiting(record, now),
     )
+
+
+def _hold(deps: Deps, scheduled: float, time_left: Callable[[], float] | None) -> float:
+    """How long this call follows the provider: the schedule's hold, leaving room in the invocation
+    for the last provider call (its timeout) and the record's update after it."""
+    if time_left is None:
+        return scheduled
+    return max(0.0, min(scheduled, time_left() - deps.settings.provider_timeout_seconds - TIME_RESERVE_SECONDS))

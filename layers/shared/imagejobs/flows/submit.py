@@ -47,55 +47,71 @@ def submit(deps: Deps, job_id: str) -> str:
     record = load(deps, job_id)
     if record.status.final:
         return "already_final"
-    provider = need(deps.provider, "provider")
     if record.provider_job_id is None:
-        started = record.submission_started_at
-        now = clock.now()
-        if started is not None:
-            if now - started < submission_in_flight_seconds(deps.settings):
-                raise SubmissionInFlight(f"job {job_id} is being sent to the provider by another delivery")
-            if deps.settings.provider_idempotency == "none":
-                end_job(
-                    deps,
-                    job_id,
-                    JobStatus.FAILED,
-                    "submission_unknown",
-                    "the provider may or may not have taken this job (its answer never came), and it does not "
-                    "promise to recognise a resubmission, so it was not sent again",
-                )
-                return "submission_unknown"
-        try:
-            deps.store.mark_submitting(job_id, now, previous=started)
-        except StaleTransition:
-            raise SubmissionInFlight(f"job {job_id} was just marked by another delivery") from None
-        try:
-            provider_job = _send_to_provider(deps, provider, record)
-        except JobRejected as rejected:
-            end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
-            return "rejected"
-        except ObjectMissing as gone:  # an input deleted or replaced since it was checked: never sent
-            end_job(deps, job_id, JobStatus.FAILED, gone.reason, gone.message)
-            return gone.reason
-        except (RateLimited, ProviderUnavailable) as exc:
-            if not getattr(exc, "outcome_unknown", False):
-                deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
-            raise
-        failpoints.hit("submit.after_provider")
-        win = polling.window(record.quality, deps.store.latency_counts(polling.latency_kind(record)))
-        chosen = {"start": win.start, "end": win.end, "samples": win.samples}
-        try:
-            deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
-        except StaleTransition:
-            # Cancelled (or ended) while the POST was in flight: the provider's new job would run
-            # and be billed with nobody following it, so it is cancelled there too (best effort).
-            with contextlib.suppress(ImageJobsError):
-                provider.cancel(provider_job.id)
-            return "ended_in_flight"
-        record = record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
+        sent = _send_once(deps, record)
+        if isinstance(sent, str):
+            return sent
+        record = sent
     arn = need(deps.loops, "loops").start(record.id, polling.first_poll_payload(record))
     failpoints.hit("submit.after_start_execution")
     deps.store.record_execution(job_id, arn, clock.now())
     return "submitted"
+
+
+def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
+    """The job's one POST to the provider, marked in flight before it is sent: the record with the
+    provider's job id, or what was done instead (for logs and tests)."""
+    job_id, provider = record.id, need(deps.provider, "provider")
+    started, now = record.submission_started_at, clock.now()
+    if started is not None and (unknown := _outcome_unknown(deps, job_id, started, now)):
+        return unknown
+    try:
+        deps.store.mark_submitting(job_id, now, previous=started)
+    except StaleTransition:
+        raise SubmissionInFlight(f"job {job_id} was just marked by another delivery") from None
+    try:
+        provider_job = _send_to_provider(deps, provider, record)
+    except JobRejected as rejected:
+        end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
+        return "rejected"
+    except ObjectMissing as gone:  # an input deleted or replaced since it was checked: never sent
+        end_job(deps, job_id, JobStatus.FAILED, gone.reason, gone.message)
+        return gone.reason
+    except (RateLimited, ProviderUnavailable) as exc:
+        if not getattr(exc, "outcome_unknown", False):
+            deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
+        raise
+    failpoints.hit("submit.after_provider")
+    win = polling.window(record.quality, deps.store.latency_counts(polling.latency_kind(record)))
+    chosen = {"start": win.start, "end": win.end, "samples": win.samples}
+    try:
+        deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
+    except StaleTransition:
+        # Cancelled (or ended) while the POST was in flight: the provider's new job would run
+        # and be billed with nobody following it, so it is cancelled there too (best effort).
+        with contextlib.suppress(ImageJobsError):
+            provider.cancel(provider_job.id)
+        return "ended_in_flight"
+    return record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
+
+
+def _outcome_unknown(deps: Deps, job_id: str, started: float, now: float) -> str | None:
+    """A submission was marked in flight and never recorded a provider id: while another delivery
+    may still be sending it, come back later; after that, re-send only if the provider recognises
+    a resubmission (ProviderIdempotency=header), else end the job saying so."""
+    if now - started < submission_in_flight_seconds(deps.settings):
+        raise SubmissionInFlight(f"job {job_id} is being sent to the provider by another delivery")
+    if deps.settings.provider_idempotency != "none":
+        return None
+    end_job(
+        deps,
+        job_id,
+        JobStatus.FAILED,
+        "submission_unknown",
+        "the provider may or may not have taken this job (its answer never came), and it does not "
+        "promise to recognise a resubmission, so it was not sent again",
+    )
+    return "submission_unknown"
 
 
 def submission_in_flight_seconds(settings: Settings) -> float:

@@ -42,6 +42,19 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
+    _request_bodies(paths, schemas)
+    _query_parameters(paths)
+    _answer_headers(paths)
+    spec["webhooks"] = {"imageJobFinished": {"post": WEBHOOK_OPERATION}}
+    return json.dumps(spec, indent=2, sort_keys=True)
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _request_bodies(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """The JSON bodies of generations and uploads, and the edit's multipart form."""
     async_query = {
         "name": "async",
         "in": "query",
@@ -58,17 +71,33 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
     }
     generation = paths["/v1/images/generations"]["post"]
     generation["parameters"] = [async_query, idempotency]
-    generation["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GenerationRequest"}}},
-    }
+    generation["requestBody"] = _json_body("GenerationRequest")
+    paths["/v1/uploads"]["post"]["requestBody"] = _json_body("UploadRequest")
     edit = paths["/v1/images/edits"]["post"]
     edit["parameters"] = [async_query, idempotency]
-    # multipart has no null: optional fields are simply left out
+    edit["requestBody"] = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["prompt"],
+                    "anyOf": [{"required": ["image"]}, {"required": ["image_upload"]}],  # files or upload ids
+                    "properties": _edit_fields(schemas["EditRequest"]),
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+
+
+def _edit_fields(edit_request: dict[str, Any]) -> dict[str, Any]:
+    """The edit's form fields: EditRequest's, without null (multipart has none: optional fields
+    are simply left out), and the files or upload ids of its images and mask."""
     edit_fields = {
         name: next((branch for branch in field.get("anyOf", []) if branch.get("type") != "null"), field)
         | {k: v for k, v in field.items() if k not in ("anyOf", "default")}
-        for name, field in schemas["EditRequest"]["properties"].items()
+        for name, field in edit_request["properties"].items()
     }
     edit_fields["image"] = {
         "type": "array",
@@ -88,24 +117,11 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
     upload_id = {"type": "string", "pattern": "^upload_[0-9a-f]{24}$", "description": "an id from POST /v1/uploads"}
     edit_fields["image_upload"] = {"type": "array", "items": upload_id, "maxItems": 16}
     edit_fields["mask_upload"] = upload_id
-    paths["/v1/uploads"]["post"]["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UploadRequest"}}},
-    }
-    edit["requestBody"] = {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["prompt"],
-                    "anyOf": [{"required": ["image"]}, {"required": ["image_upload"]}],  # files or upload ids
-                    "properties": edit_fields,
-                    "additionalProperties": False,
-                }
-            }
-        },
-    }
+    return edit_fields
+
+
+def _query_parameters(paths: dict[str, Any]) -> None:
+    """The query strings the job routes read, and the job id's pattern wherever it is a parameter."""
     paths["/v1/jobs/{job_id}/content"]["get"].setdefault("parameters", []).append(
         {
             "name": "index",
@@ -129,6 +145,10 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "job_id":
                     parameter["schema"]["pattern"] = JOB_ID_PATTERN
+
+
+def _answer_headers(paths: dict[str, Any]) -> None:
+    """Every answer's x-request-id, a 202's Location and Retry-After, the content redirect's Location."""
     request_id = {"schema": {"type": "string"}, "description": "this request's id (API Gateway's request id)"}
     for path in paths.values():
         for operation in path.values():
@@ -143,8 +163,6 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
         "schema": {"type": "string"},
         "description": "presigned URL of the first image",
     }
-    spec["webhooks"] = {"imageJobFinished": {"post": WEBHOOK_OPERATION}}
-    return json.dumps(spec, indent=2, sort_keys=True)
 
 
 # What a job's webhook_url receives once the job has ended (imagejobs.edge.notify, imagejobs.adapters.webhooks).
