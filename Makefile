@@ -101,7 +101,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 
 types: $(VENV)/.stamp
-	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local cli/imagejobs_cli bench tests/unit tests/fakes.py
+	$(VENV)/bin/mypy layers/shared/imagejobs local/imagejobs_local cli/imagejobs_cli bench tests/unit tests/integration tests/fakes.py tests/helpers.py tests/conftest.py
 	for handler in functions/*/app.py; do $(VENV)/bin/mypy $$handler || exit 1; done
 
 template: $(VENV)/.stamp node_modules/.stamp

@@ -1,15 +1,19 @@
-"""Shared fixtures: the real template deployed into moto (in-process), with the simulated provider."""
+"""Shared fixtures: the real template deployed into moto (in-process), with the simulated provider.
+
+The offline stack is imported inside the fixtures, by the tiers that use them: the unit tier
+(tests/unit) runs without moto and samtranslator, which its conftest keeps out of reach."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from imagejobs_local.provider_sim import Latency
-from imagejobs_local.stack import LocalStack, StackOptions
-from tests.helpers import EventCapture
+if TYPE_CHECKING:
+    from imagejobs_local.stack import LocalStack
+    from tests.helpers import EventCapture
 
 # 30-60 job seconds of generation run in 0.15-0.3 s of real time.
 TEST_TIME_SCALE = 0.005
@@ -24,6 +28,9 @@ TEST_SYNC_WAIT_SECONDS = 4
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
+    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.stack import LocalStack, StackOptions
+
     options = StackOptions(
         time_scale=TEST_TIME_SCALE,
         latency=Latency(low=30, high=60),
@@ -52,4 +59,6 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def captured(stack: LocalStack) -> EventCapture:
     """Every job event the stack publishes, captured through an SQS target on the bus."""
+    from tests.helpers import EventCapture
+
     return EventCapture(stack)

@@ -6,15 +6,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagejobs.domain import budget
 from imagejobs.domain.budget import Caps
 from imagejobs.domain.errors import StaleTransition
 from imagejobs.domain.jobs import JobRecord
-from imagejobs.domain.models import JobStatus, ObjectInfo, ObjectRef, Output, ProviderJob, WebhookState
+from imagejobs.domain.models import (
+    EditRequest,
+    GenerationRequest,
+    JobStatus,
+    ObjectInfo,
+    ObjectRef,
+    Output,
+    ProviderJob,
+    UploadFile,
+    WebhookState,
+)
 from imagejobs.domain.settings import Settings
+from imagejobs.flows import ports
 from imagejobs.flows.ports import Deps
 
 SETTINGS = Settings.from_env(
@@ -147,13 +159,21 @@ class FakeStore:
 
 
 class FakeQueue:
-    def __init__(self) -> None:
+    """A queue that keeps what was sent (and each message's delay); `broken`: every send fails,
+    as SQS unreachable would."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.broken = broken
         self.sent: list[str] = []
+        self.sent_delays: list[int] = []  # each send's delay_seconds
         self.parked: list[tuple[str, str]] = []
         self.delays: list[int] = []  # each retry_after's seconds
 
     def send(self, job_id: str, delay_seconds: int = 0) -> None:
+        if self.broken:
+            raise ConnectionError("queue unreachable")
         self.sent.append(job_id)
+        self.sent_delays.append(delay_seconds)
 
     def retry_after(self, receipt_handle: str, seconds: int) -> None:
         self.delays.append(seconds)
@@ -163,7 +183,11 @@ class FakeQueue:
 
 
 class FakeLoops:
-    def __init__(self) -> None:
+    """Poll loops: started and stopped ones kept; an execution's status is `statuses[arn]` when the
+    test says, else RUNNING until it is stopped."""
+
+    def __init__(self, statuses: dict[str, str] | None = None) -> None:
+        self.statuses = statuses or {}
         self.started: list[str] = []
         self.stopped: list[str] = []
 
@@ -176,24 +200,37 @@ class FakeLoops:
         return True
 
     def status(self, execution_arn: str) -> str | None:
+        if execution_arn in self.statuses:
+            return self.statuses[execution_arn]
         return None if execution_arn in self.stopped else "RUNNING"
 
 
 class FakeProvider:
-    """A provider whose jobs are what the test says: `jobs[provider id]` is what get/cancel answer."""
+    """A provider whose jobs are what the test says: `jobs[provider id]` is what get/cancel answer.
+    Each submit takes the next of `outcomes` (a provider job id, or an exception it raises), or
+    makes `p_<n>` once they run out; with `refuse_submits`, a submit fails the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, *outcomes: str | Exception, refuse_submits: bool = False) -> None:
+        self.outcomes = list(outcomes)
+        self.refuse_submits = refuse_submits
         self.jobs: dict[str, ProviderJob] = {}
         self.posts = 0
         self.cancels: list[str] = []
 
-    def submit(self, request: Any, *, idempotency_key: str) -> ProviderJob:
+    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
+        if self.refuse_submits:
+            raise AssertionError("the provider must not be called here")
         self.posts += 1
-        job = ProviderJob(id=f"p_{self.posts}", status=JobStatus.QUEUED)
+        outcome = self.outcomes.pop(0) if self.outcomes else f"p_{self.posts}"
+        if isinstance(outcome, Exception):
+            raise outcome
+        job = ProviderJob(id=outcome, status=JobStatus.QUEUED)
         self.jobs[job.id] = job
         return job
 
-    def submit_edit(self, request: Any, images: Any, mask: Any, *, idempotency_key: str) -> ProviderJob:
+    def submit_edit(
+        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+    ) -> ProviderJob:
         return self.submit(request, idempotency_key=idempotency_key)
 
     def get(self, provider_job_id: str) -> ProviderJob:
@@ -292,23 +329,49 @@ class FakeWebhookUrls:
         webhooks.check_url(url, allow_loopback=allow_loopback, resolver=self._resolve)
 
 
-def fake_deps(settings: Settings = SETTINGS, **ports: Any) -> Deps:
-    """Every port faked (any of them replaceable by keyword)."""
-    results = ports.pop("results", FakeResults())
-    made: dict[str, Any] = {
-        "store": FakeStore(),
-        "queue": FakeQueue(),
-        "loops": FakeLoops(),
-        "provider": FakeProvider(),
-        "results": results,
-        "objects": FakeObjects(results),
-        "notices": FakeQueue(),
-        "metrics": FakeMetrics(),
-        "budgets": FakeBudgets(),
-        "webhooks": FakeWebhookUrls(),
-    }
-    made.update(ports)
-    return Deps(settings=settings, **made)
+@dataclass
+class Fakes:
+    """Every port faked, each under its own type (a test reads `fakes.store.jobs`, not a Protocol's
+    duck); any one replaceable by keyword. `deps` is what the flows are called with."""
+
+    settings: Settings = SETTINGS
+    store: FakeStore = field(default_factory=lambda: FakeStore())
+    queue: FakeQueue = field(default_factory=lambda: FakeQueue())
+    loops: FakeLoops = field(default_factory=lambda: FakeLoops())
+    provider: FakeProvider = field(default_factory=lambda: FakeProvider())
+    results: FakeResults = field(default_factory=lambda: FakeResults())
+    notices: FakeQueue = field(default_factory=lambda: FakeQueue())
+    metrics: FakeMetrics = field(default_factory=lambda: FakeMetrics())
+    budgets: FakeBudgets | None = field(default_factory=lambda: FakeBudgets())
+    webhooks: FakeWebhookUrls = field(default_factory=lambda: FakeWebhookUrls())
+
+    @property
+    def objects(self) -> FakeObjects:
+        return FakeObjects(self.results)
+
+    @property
+    def deps(self) -> Deps:
+        return Deps(
+            settings=self.settings,
+            store=self.store,
+            queue=self.queue,
+            loops=self.loops,
+            provider=self.provider,
+            results=self.results,
+            objects=self.objects,
+            notices=self.notices,
+            metrics=self.metrics,
+            budgets=self.budgets,
+            webhooks=self.webhooks,
+        )
+
+
+if TYPE_CHECKING:  # each fake is checked against the Protocol it stands for (make lint: mypy)
+    _results = FakeResults()
+    _conforms: tuple[
+        ports.Store, ports.Queue, ports.Loops, ports.Provider, ports.Results, ports.Objects, ports.Budgets
+    ] = (FakeStore(), FakeQueue(), FakeLoops(), FakeProvider(), _results, FakeObjects(_results), FakeBudgets())
+    _conforms_too: tuple[ports.Metrics, ports.WebhookUrls] = (FakeMetrics(), FakeWebhookUrls())
 
 
 def _png(width: int = 1024, height: int = 1024) -> bytes:

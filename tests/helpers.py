@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from imagejobs.domain.jobs import JobRecord
-from imagejobs_local.stack import LocalStack
+
+if TYPE_CHECKING:  # the unit tier imports this module too (load_event), without the stack
+    from imagejobs_local.stack import LocalStack
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 FINAL = {"succeeded", "failed", "cancelled", "expired"}

@@ -9,6 +9,7 @@ import httpx
 
 from imagejobs.domain import clock
 from imagejobs.domain.models import JobStatus
+from imagejobs.flows.ports import need
 from imagejobs_local.stack import LocalStack
 from tests.helpers import wait_for_job, wait_for_record
 
@@ -150,18 +151,18 @@ def test_money_over_the_cancel_races(stack: LocalStack) -> None:
         wait_until_polling(stack, running)
         while (record := stack.store.get(finished)) is None or record.provider_job_id is None:
             time.sleep(0.005)
-        day = stack.store.get(running).budget_day  # type: ignore[union-attr]
+        day = need(stack.store.get(running), "job").budget_day or ""
         # Open jobs count their reservations, settled ones their costs. `finished` may settle any
         # moment (nothing holds it open on a loaded machine), so the jobs are read before and after
         # the spend, and the spend is checked against a moment where none of them moved.
         while True:
-            before = [stack.store.get(job) for job in (running, finished, queued)]
+            before = [need(stack.store.get(job), "job") for job in (running, finished, queued)]
             spent = stack.tenants.spent(tenant, day)
-            after = [stack.store.get(job) for job in (running, finished, queued)]
-            if [r.status for r in before] == [r.status for r in after]:  # type: ignore[union-attr]
+            after = [need(stack.store.get(job), "job") for job in (running, finished, queued)]
+            if [r.status for r in before] == [r.status for r in after]:
                 break
         expected = sum(
-            (Decimal(r.cost.amount) if r.cost else Decimal(0)) if r.status.final else Decimal(r.reserved_usd or 0)  # type: ignore[union-attr]
+            (Decimal(r.cost.amount) if r.cost else Decimal(0)) if r.status.final else Decimal(r.reserved_usd or 0)
             for r in after
         )
         assert spent == expected  # open: their reservations; settled: their costs

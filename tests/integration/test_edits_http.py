@@ -123,7 +123,7 @@ def assert_refused(answer: httpx.Response, status: int, code: str, param: str | 
     ],
 )
 def test_bad_images_get_a_clear_400(api: httpx.Client, files: list, code: str, param: str) -> None:
-    answer = api.post(EDITS, data={"prompt": "edit"}, files=files or {"placeholder": (None, "x")})  # type: ignore[arg-type]
+    answer = api.post(EDITS, data={"prompt": "edit"}, files=files or {"placeholder": (None, "x")})
     assert_refused(answer, 400, code, param)
 
 

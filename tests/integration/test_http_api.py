@@ -344,7 +344,8 @@ def test_a_shut_down_model_is_refused_naming_its_replacement(stack: LocalStack, 
     assert answer.json()["model"] == "openai/gpt-image-2"
     record = wait_for_job(api, answer.json()["id"])
     assert record["status"] == "succeeded"
-    assert stack.store.get(answer.json()["id"]).model == "openai/gpt-image-2"
+    stored = stack.store.get(answer.json()["id"])
+    assert stored is not None and stored.model == "openai/gpt-image-2"
 
 
 def test_a_deprecated_model_is_served_with_deprecation_headers(api: httpx.Client) -> None:

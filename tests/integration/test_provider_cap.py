@@ -28,7 +28,7 @@ def test_a_submitter_that_lost_the_race_does_not_get_the_turn(stack: LocalStack)
     assert store.take_turn("cap-race", 5.0, now + 5.0) == 0.0
     # ...so a write conditioned on what we read fails, and we are told to wait
     original_get = table.get_item
-    table.get_item = lambda **kwargs: {"Item": {"pk": "rate#cap-race", "next_at": seen}}  # type: ignore[method-assign]
+    table.get_item = lambda **kwargs: {"Item": {"pk": "rate#cap-race", "next_at": seen}}  # type: ignore[method-assign, assignment]
     try:
         assert store.take_turn("cap-race", 5.0, now + 5.0) == 5.0
     finally:

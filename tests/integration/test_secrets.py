@@ -46,7 +46,7 @@ def chatty_functions(stack: LocalStack) -> Iterator[list[str]]:
 
 def all_log_lines(stack: LocalStack, names: list[str], since_ms: int) -> str:
     logs = stack.client("logs")
-    lines = []
+    lines: list[str] = []
     for name in names:
         try:
             pages = logs.get_paginator("filter_log_events").paginate(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from imagejobs.domain import budget, clock, pricing
-from imagejobs.domain.models import JobStatus
+from imagejobs.domain.models import GenerationRequest, JobStatus
 from imagejobs_cli.main import main as cli
 from imagejobs_local.stack import LocalStack
 from tests.conftest import AUTHORIZER_CACHE_SECONDS
@@ -135,7 +135,7 @@ def test_parallel_submits_never_pass_the_daily_cap(stack: LocalStack, capsys: py
     api_key = new_key(stack, capsys, "capped")
     assert admin(stack, capsys, "budget", "set", "--tenant", "capped", "--daily", "0.10")[0] == 0
     body = {"prompt": "a small red fox", "quality": "low", "size": "1024x1024"}
-    reserve = pricing.reserve_amount("openai/gpt-image-1", body)
+    reserve = pricing.reserve_amount("openai/gpt-image-1", GenerationRequest.model_validate(body))
     fits = int(Decimal("0.10") // reserve)  # 7 at $0.013208 each
 
     with client(stack, api_key) as capped, ThreadPoolExecutor(max_workers=10) as pool:

@@ -101,8 +101,9 @@ def test_rules_document_gives_the_prompt_and_metadata_wins(stack: LocalStack) ->
     overridden = wait_for_upload_job(stack, upload(stack, "uploads/products/bag.png", photo(), quality="medium"))
 
     assert by_rule.status is JobStatus.SUCCEEDED
-    assert (by_rule.request["prompt"], by_rule.request["quality"]) == ("studio backdrop", "low")
-    assert (overridden.request["prompt"], overridden.request["quality"]) == ("studio backdrop", "medium")
+    assert by_rule.request is not None and overridden.request is not None
+    assert (by_rule.request.prompt, by_rule.request.quality) == ("studio backdrop", "low")
+    assert (overridden.request.prompt, overridden.request.quality) == ("studio backdrop", "medium")
 
 
 def test_upload_without_instructions_fails_visibly(stack: LocalStack) -> None:
@@ -166,7 +167,8 @@ def test_the_same_bytes_again_with_new_instructions_are_a_new_job(stack: LocalSt
     first = wait_for_upload_job(stack, upload(stack, "uploads/again.png", photo(), prompt="in watercolour"))
     second = wait_for_upload_job(stack, upload(stack, "uploads/again.png", photo(), prompt="in charcoal"))
     assert first.id != second.id
-    assert (first.request["prompt"], second.request["prompt"]) == ("in watercolour", "in charcoal")
+    assert first.request is not None and second.request is not None
+    assert (first.request.prompt, second.request.prompt) == ("in watercolour", "in charcoal")
     assert first.status is second.status is JobStatus.SUCCEEDED
 
 

@@ -16,7 +16,7 @@ from imagejobs.flows.ports import Deps
 from imagejobs.flows.settle import end_job, finalize
 from imagejobs.flows.submit import submit
 from imagejobs.flows.views import list_jobs
-from tests.fakes import FakeMetrics, FakeProvider, FakeStore, fake_deps
+from tests.fakes import FakeProvider, Fakes
 
 CALLER = Caller(tenant="t1", base_url="https://api.example")
 
@@ -35,8 +35,9 @@ def submitted(deps: Deps, prompt: str = "a cat") -> str:
 
 
 def test_an_idempotency_key_is_one_job_and_one_reservation() -> None:
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
     first = accepted(deps, key="k1")
     again, created = accept_generation(
         deps, caller=CALLER, request=GenerationRequest(prompt="a cat", quality="low"), idempotency_key="k1"
@@ -49,9 +50,10 @@ def test_an_idempotency_key_is_one_job_and_one_reservation() -> None:
 
 
 def test_a_job_is_sent_once_however_often_its_message_comes() -> None:
-    deps = fake_deps()
+    fakes = Fakes()
+    deps = fakes.deps
     job_id = submitted(deps)
-    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    provider = fakes.provider
     submit(deps, job_id)  # a redelivery: the loop is (re)started, the job is not sent again
     assert provider.posts == 1
 
@@ -59,9 +61,10 @@ def test_a_job_is_sent_once_however_often_its_message_comes() -> None:
 def test_the_settle_race_has_one_winner_one_charge_one_metric() -> None:
     """finalize (the provider made the images) and end_job (the sweeper, a deadline) race: the
     first writer decides, the second gets the winner's job; one charge, one metric."""
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
-    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
+    provider = fakes.provider
     job_id = submitted(deps)
     record = store.jobs[job_id]
     usage = Usage(input_tokens=10, output_tokens=272, total_tokens=282)
@@ -71,28 +74,30 @@ def test_the_settle_race_has_one_winner_one_charge_one_metric() -> None:
     won = finalize(deps, FinalizeInput(job_id=job_id))
     lost = end_job(deps, job_id, JobStatus.EXPIRED, "deadline_exceeded", "late")
     assert won.status is lost.status is JobStatus.SUCCEEDED and len(won.outputs) == 1
-    metrics: FakeMetrics = deps.metrics  # type: ignore[assignment]
+    metrics = fakes.metrics
     assert store.settles_won == 1 and metrics.settled == [job_id]
     day, _ = budget.periods(record.created_at)
     assert store.spent[("t1", day)] == Decimal(won.cost.amount if won.cost else 0)  # reservation settled to cost
 
 
 def test_a_cancel_that_finds_the_provider_done_keeps_the_job() -> None:
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
-    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
+    provider = fakes.provider
     job_id = submitted(deps)
     provider_id = store.jobs[job_id].provider_job_id or ""
     provider.jobs[provider_id] = ProviderJob(id=provider_id, status=JobStatus.SUCCEEDED, unsigned_urls=["u"])
     with pytest.raises(JobFinishedUpstream):
         cancel(deps, job_id)
     assert not store.jobs[job_id].status.final and store.jobs[job_id].cost is None  # nothing billed and lost
-    assert deps.loops.stopped == []  # type: ignore[union-attr]  # its loop goes on and stores the images
+    assert fakes.loops.stopped == []  # its loop goes on and stores the images
 
 
 def test_a_cancel_stops_a_running_job_once_and_charges_what_the_provider_billed() -> None:
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
     job_id = submitted(deps)
     store.record_execution(job_id, "arn:execution:x", clock.now())
     cancelled = cancel(deps, job_id)
@@ -101,11 +106,12 @@ def test_a_cancel_stops_a_running_job_once_and_charges_what_the_provider_billed(
     assert store.spent[("t1", day)] == 0  # the reservation went back
     with pytest.raises(JobAlreadyFinal):
         cancel(deps, job_id)
-    assert deps.loops.stopped == ["arn:execution:x"]  # type: ignore[union-attr]
+    assert fakes.loops.stopped == ["arn:execution:x"]
 
 
 def test_a_listing_is_judged_by_the_application() -> None:
-    deps = fake_deps()
+    fakes = Fakes()
+    deps = fakes.deps
     mine = [accepted(deps, f"cat {n}") for n in range(3)]
     page = list_jobs(deps, "t1", "https://api.example", limit=2, status="queued", after=None)
     assert len(page["data"]) == 2 and page["has_more"] and page["first_id"] in mine
@@ -128,9 +134,10 @@ def test_a_jobs_durations_come_from_our_own_clock_whatever_the_provider_says() -
     instant is ours, so its durations are never negative."""
     from imagejobs.domain.events import job_event_detail
 
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
-    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
+    provider = fakes.provider
     job_id = submitted(deps)
     record = store.jobs[job_id]
     early = (record.submitted_at or 0) - 114
@@ -157,8 +164,9 @@ def test_a_plain_calls_retry_joins_its_job_and_a_first_attempt_does_not() -> Non
     """Issue #20.4: the SDK's retry (same tenant and body, retry count >= 1, no idempotency header)
     joins the job its first attempt made, open or just ended; a first attempt (count 0) is a new
     job; a client that sends no count joins an open job only."""
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
     first, created = plain(deps, 0)
     assert created and store.jobs[first].caller_waits_until is not None
     assert plain(deps, 1) == (first, False) and plain(deps, None) == (first, False)
@@ -173,8 +181,9 @@ def test_a_plain_calls_retry_joins_its_job_and_a_first_attempt_does_not() -> Non
 
 
 def test_a_retry_that_joins_extends_the_wait_the_poll_loop_keeps_up_with() -> None:
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
     job_id, _ = plain(deps, 0)
     before = store.jobs[job_id].caller_waits_until or 0
     caller = Caller(tenant="t1", waits_until=before + 26, retry_count=1)
@@ -185,9 +194,10 @@ def test_a_retry_that_joins_extends_the_wait_the_poll_loop_keeps_up_with() -> No
 def test_an_expired_job_is_stopped_upstream_and_one_finished_there_is_kept() -> None:
     """Issue #21: our deadline tells the provider to stop (or it bills a job nobody follows); a job
     it finished meanwhile is stored and billed as succeeded instead of expired and lost."""
-    deps = fake_deps()
-    store: FakeStore = deps.store  # type: ignore[assignment]
-    provider: FakeProvider = deps.provider  # type: ignore[assignment]
+    fakes = Fakes()
+    deps = fakes.deps
+    store = fakes.store
+    provider = fakes.provider
     running = submitted(deps, "still running")
     end_job(deps, running, JobStatus.EXPIRED, "deadline_exceeded", "late")
     assert store.jobs[running].status is JobStatus.EXPIRED and provider.cancels == [store.jobs[running].provider_job_id]
@@ -209,8 +219,9 @@ class UnreachableProvider(FakeProvider):
 def test_a_cancel_the_provider_cannot_answer_changes_nothing() -> None:
     """Issue #21.5: a cancel that times out and a look that fails leave the job as it was (it may
     be finished and billed there): 503, try again; never cancelled here with its images lost."""
-    deps = fake_deps(provider=UnreachableProvider())
-    store: FakeStore = deps.store  # type: ignore[assignment]
+    fakes = Fakes(provider=UnreachableProvider())
+    deps = fakes.deps
+    store = fakes.store
     job_id = submitted(deps)
     with pytest.raises(CancelUnknown) as refused:
         cancel(deps, job_id)
@@ -224,17 +235,16 @@ class CancelledMidPost(FakeProvider):
         super().__init__()
         self.deps = deps
 
-    def submit(self, request: object, *, idempotency_key: str) -> ProviderJob:
+    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
         cancel(self.deps, idempotency_key)  # no provider id yet: cancelled here at once
         return super().submit(request, idempotency_key=idempotency_key)
 
 
 def test_a_job_cancelled_during_its_provider_post_is_cancelled_upstream_after_it() -> None:
     """Issue #21.6: the provider's new job would run and be billed with nobody following it."""
-    deps = fake_deps()
-    provider = CancelledMidPost(deps)
-    deps.provider = provider
-    store: FakeStore = deps.store  # type: ignore[assignment]
+    fakes = Fakes()
+    provider = fakes.provider = CancelledMidPost(fakes.deps)
+    deps, store = fakes.deps, fakes.store
     job_id = accepted(deps)
     assert submit(deps, job_id) == "ended_in_flight"
     assert store.jobs[job_id].status is JobStatus.CANCELLED and provider.cancels == ["p_1"]

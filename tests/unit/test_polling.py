@@ -172,20 +172,21 @@ def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch
     from imagejobs.domain.jobs import JobRecord
     from imagejobs.domain.models import PollInput
     from imagejobs.flows.poll import poll
-    from tests.fakes import FakeProvider, fake_deps
+    from tests.fakes import FakeProvider, Fakes
 
     virtual = [T0]
     monkeypatch.setattr(clock, "now", lambda: virtual[0])
     monkeypatch.setattr(clock, "sleep", lambda seconds: virtual.__setitem__(0, virtual[0] + seconds))
     provider = FakeProvider()
     provider.jobs["p1"] = ProviderJob(id="p1", status=JobStatus.IN_PROGRESS)
-    deps = fake_deps(provider=provider)
+    fakes = Fakes(provider=provider)
+    deps = fakes.deps
     record = JobRecord(
         id="img_h", tenant="t", model="openai/gpt-image-1", request=GenerationRequest(prompt="a cat", quality="medium"),
         request_hash="-", created_at=T0 - 30, updated_at=T0 - 30, deadline_at=T0 + 900, submitted_at=T0 - 30,
         status=JobStatus.IN_PROGRESS, provider_job_id="p1",
     )  # fmt: skip
-    deps.store.jobs[record.id] = record  # type: ignore[attr-defined]  # the fake's table
+    fakes.store.jobs[record.id] = record  # the fake's table
     assert polling.hold_seconds(30, polling.poll_window(record), 870) > 100  # it would hold for minutes
 
     looks: list[float] = []
@@ -194,7 +195,7 @@ def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch
     def get(provider_job_id: str) -> ProviderJob:
         looks.append(virtual[0] - T0)
         if len(looks) == 3:  # the caller cancels 4 s into the hold
-            deps.store.jobs[record.id] = record.model_copy(update={"status": JobStatus.CANCELLED})  # type: ignore[attr-defined]
+            fakes.store.jobs[record.id] = record.model_copy(update={"status": JobStatus.CANCELLED})
         return real_get(provider_job_id)
 
     monkeypatch.setattr(provider, "get", get)

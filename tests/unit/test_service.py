@@ -9,18 +9,12 @@ from imagejobs.domain.models import GenerationRequest, JobStatus
 from imagejobs.flows.intake.api import Caller, EnqueueFailed, accept_generation
 from imagejobs.flows.ports import Deps
 from imagejobs.flows.views import SYNC_CHECK_SECONDS, wait_until_final
-from tests.fakes import SETTINGS
-from tests.fakes import FakeStore as MemoryStore
-
-
-class BrokenQueue:
-    def send(self, job_id: str) -> None:
-        raise ConnectionError("queue unreachable")
+from tests.fakes import SETTINGS, FakeProvider, FakeQueue, Fakes, FakeStore
 
 
 def test_a_job_that_cannot_be_queued_ends_failed_instead_of_waiting_forever() -> None:
-    store = MemoryStore()
-    deps = Deps(settings=SETTINGS, store=store, queue=BrokenQueue())  # type: ignore[arg-type]
+    store = FakeStore()
+    deps = Fakes(store=store, queue=FakeQueue(broken=True)).deps
     with pytest.raises(EnqueueFailed):
         accept_generation(deps, caller=Caller("t1"), request=GenerationRequest(prompt="a cat"))
     (record,) = store.jobs.values()
@@ -33,22 +27,11 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
     from imagejobs.domain.jobs import JobRecord as Record
     from imagejobs.flows import submit_queue
 
-    class CappedStore(MemoryStore):
+    class CappedStore(FakeStore):
         def take_turn(self, name: str, interval: float, now: float) -> float:
             return 7.0
 
-    class RecordingQueue:
-        def __init__(self) -> None:
-            self.sent: list[tuple[str, int]] = []
-
-        def send(self, job_id: str, delay_seconds: int = 0) -> None:
-            self.sent.append((job_id, delay_seconds))
-
-    class NoProvider:
-        def submit(self, *args: object, **kwargs: object) -> None:
-            raise AssertionError("the provider must not be called over the cap")
-
-    store, queue = CappedStore(), RecordingQueue()
+    store, queue = CappedStore(), FakeQueue()
     store.create(
         Record(
             id="img_capped",
@@ -62,18 +45,18 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
         )
     )
     settings = SETTINGS.model_copy(update={"provider_submits_per_minute": 10})
-    deps = Deps(settings=settings, store=store, queue=queue, provider=NoProvider())  # type: ignore[arg-type]
+    deps = Fakes(settings=settings, store=store, queue=queue, provider=FakeProvider(refuse_submits=True)).deps
 
     outcome = submit_queue.process(
         deps, '{"job_id": "img_capped"}', receipt_handle="r", receive_count=1, log=lambda *a, **k: None
     )
 
     assert outcome == "deferred"
-    assert queue.sent and queue.sent[0][0] == "img_capped" and queue.sent[0][1] >= 7
+    assert queue.sent == ["img_capped"] and queue.sent_delays[0] >= 7
     assert store.jobs["img_capped"].status is JobStatus.QUEUED
 
 
-class FinishingStore(MemoryStore):
+class FinishingStore(FakeStore):
     """A job that ends while a caller waits: final on the third read."""
 
     def __init__(self, record: JobRecord) -> None:

@@ -4,44 +4,21 @@ ProviderIdempotency setting (fakes of our own ports, no network)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from imagejobs.domain import clock
 from imagejobs.domain.errors import ProviderUnavailable, RateLimited, SubmissionInFlight
 from imagejobs.domain.jobs import JobRecord
-from imagejobs.domain.models import GenerationRequest, JobStatus, ProviderJob
+from imagejobs.domain.models import GenerationRequest, JobStatus
 from imagejobs.domain.settings import Settings
 from imagejobs.flows.intake.api import Caller, accept_generation
 from imagejobs.flows.ports import Deps
 from imagejobs.flows.submit import submit
-from tests.fakes import SETTINGS
-from tests.fakes import FakeStore as SubmittingStore
+from tests.fakes import SETTINGS, FakeProvider, Fakes, FakeStore
 
 
-class Provider:
-    """Answers each submit with the next outcome: a job id, or an exception to raise."""
-
-    def __init__(self, *outcomes: str | Exception) -> None:
-        self.outcomes = list(outcomes)
-        self.posts = 0
-
-    def submit(self, request: Any, *, idempotency_key: str) -> ProviderJob:
-        self.posts += 1
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return ProviderJob(id=outcome, status=JobStatus.QUEUED)
-
-
-class Loops:
-    def start(self, name: str, payload: dict[str, Any]) -> str:
-        return f"arn:execution:{name}"
-
-
-def deps_with(provider: Provider, idempotency: str = "none") -> tuple[Deps, SubmittingStore]:
-    store = SubmittingStore()
+def deps_with(provider: FakeProvider, idempotency: str = "none") -> tuple[Deps, FakeStore]:
+    store = FakeStore()
     settings = Settings.model_validate({**SETTINGS.model_dump(by_alias=True), "PROVIDER_IDEMPOTENCY": idempotency})
     now = clock.now()
     store.jobs["img_1"] = JobRecord(
@@ -54,18 +31,17 @@ def deps_with(provider: Provider, idempotency: str = "none") -> tuple[Deps, Subm
         updated_at=now,
         deadline_at=now + 900,
     )
-    deps = Deps(settings=settings, store=store, provider=provider, loops=Loops())  # type: ignore[arg-type]
-    return deps, store
+    return Fakes(settings=settings, store=store, provider=provider).deps, store
 
 
-def age_the_marker(store: SubmittingStore, seconds: float) -> None:
+def age_the_marker(store: FakeStore, seconds: float) -> None:
     record = store.jobs["img_1"]
     assert record.submission_started_at is not None
     store.jobs["img_1"] = record.model_copy(update={"submission_started_at": record.submission_started_at - seconds})
 
 
 def test_an_unknown_outcome_is_never_sent_again_without_idempotency() -> None:
-    provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True), "p-2")
+    provider = FakeProvider(ProviderUnavailable("read timeout", outcome_unknown=True), "p-2")
     deps, store = deps_with(provider, "none")
     with pytest.raises(ProviderUnavailable):
         submit(deps, "img_1")
@@ -80,7 +56,7 @@ def test_an_unknown_outcome_is_never_sent_again_without_idempotency() -> None:
 
 
 def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_dedupes() -> None:
-    provider = Provider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
+    provider = FakeProvider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
     deps, store = deps_with(provider, "header")
     with pytest.raises(ProviderUnavailable):
         submit(deps, "img_1")
@@ -91,7 +67,7 @@ def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_de
 
 
 def test_a_definite_refusal_clears_the_marker_so_the_retry_is_a_first_attempt() -> None:
-    provider = Provider(RateLimited("429"), ProviderUnavailable("503 answered"), "p-3")
+    provider = FakeProvider(RateLimited("429"), ProviderUnavailable("503 answered"), "p-3")
     deps, store = deps_with(provider, "none")
     for _ in range(2):
         with pytest.raises((RateLimited, ProviderUnavailable)):
@@ -103,7 +79,7 @@ def test_a_definite_refusal_clears_the_marker_so_the_retry_is_a_first_attempt() 
 
 def test_a_delivery_that_finds_another_still_sending_comes_back_later() -> None:
     """SQS may deliver one message twice at once: the second must neither send nor give up."""
-    provider = Provider(ProviderUnavailable("read timeout", outcome_unknown=True))
+    provider = FakeProvider(ProviderUnavailable("read timeout", outcome_unknown=True))
     deps, store = deps_with(provider, "none")
     with pytest.raises(ProviderUnavailable):
         submit(deps, "img_1")  # marked just now: as if still in flight
@@ -125,14 +101,10 @@ def test_a_transient_failure_comes_back_with_backoff_not_after_the_queues_visibi
 
     from imagejobs.domain.models import GenerationRequest
     from imagejobs.flows import submit_queue
-    from tests.fakes import FakeProvider, FakeQueue, fake_deps
 
-    class Down(FakeProvider):
-        def submit(self, request: object, *, idempotency_key: str) -> ProviderJob:
-            raise ProviderUnavailable("provider answered 503")
-
-    deps = fake_deps(provider=Down())
-    queue: FakeQueue = deps.queue  # type: ignore[assignment]
+    fakes = Fakes(provider=FakeProvider(*(ProviderUnavailable("provider answered 503") for _ in range(3))))
+    deps = fakes.deps
+    queue = fakes.queue
     record, _ = accept_generation(
         deps, caller=Caller(tenant="t"), request=GenerationRequest(prompt="a cat", quality="low")
     )

@@ -8,48 +8,7 @@ from imagejobs.domain import clock
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import GenerationRequest, JobStatus, ProviderJob
 from imagejobs.flows import sweeper
-from imagejobs.flows.ports import Deps
-from tests.fakes import SETTINGS
-from tests.fakes import FakeStore as OpenStore
-
-
-class Loops:
-    def __init__(self, statuses: dict[str, str]) -> None:
-        self.statuses = statuses
-        self.started: list[str] = []
-
-    def start(self, name: str, payload: dict[str, Any]) -> str:
-        self.started.append(name)
-        return f"arn:exec:{name}"
-
-    def stop(self, execution_arn: str, cause: str) -> bool:
-        return True
-
-    def status(self, execution_arn: str) -> str | None:
-        return self.statuses.get(execution_arn)
-
-
-class Provider:
-    """The provider's word on each job: p5 finished while its loop was dead."""
-
-    def __init__(self) -> None:
-        self.cancelled: list[str] = []
-
-    def get(self, provider_job_id: str) -> ProviderJob:
-        status = JobStatus.SUCCEEDED if provider_job_id == "p5" else JobStatus.IN_PROGRESS
-        return ProviderJob(id=provider_job_id, status=status)
-
-    def cancel(self, provider_job_id: str) -> ProviderJob:
-        self.cancelled.append(provider_job_id)
-        return ProviderJob(id=provider_job_id, status=JobStatus.CANCELLED)
-
-
-class Queue:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def send(self, job_id: str) -> None:
-        self.sent.append(job_id)
+from tests.fakes import FakeLoops, FakeProvider, FakeQueue, Fakes, FakeStore
 
 
 def job(job_id: str, *, age: float, deadline_in: float, **fields: Any) -> JobRecord:
@@ -68,7 +27,7 @@ def job(job_id: str, *, age: float, deadline_in: float, **fields: Any) -> JobRec
 
 
 def test_each_kind_of_orphan_gets_its_remedy() -> None:
-    store = OpenStore()
+    store = FakeStore()
     for record in (
         job("img_fresh", age=5, deadline_in=900),
         job("img_lost_message", age=900, deadline_in=900),
@@ -80,16 +39,13 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
         job("img_late_but_made", age=30, deadline_in=-5, provider_job_id="p5", execution_arn="arn:dead3"),
     ):
         store.create(record)
-    loops = Loops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
-    queue = Queue()
-    provider = Provider()
-    deps = Deps(
-        settings=SETTINGS,
-        store=store,
-        loops=loops,
-        queue=queue,  # type: ignore[arg-type]
-        provider=provider,  # type: ignore[arg-type]
-    )
+    loops = FakeLoops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
+    queue = FakeQueue()
+    provider = FakeProvider()  # p5 finished while its loop was dead
+    for provider_id in ("p1", "p2", "p3", "p4", "p5"):
+        status = JobStatus.SUCCEEDED if provider_id == "p5" else JobStatus.IN_PROGRESS
+        provider.jobs[provider_id] = ProviderJob(id=provider_id, status=status)
+    deps = Fakes(store=store, loops=loops, queue=queue, provider=provider).deps
 
     done = sweeper.sweep(deps, stale_after_seconds=600)
 
@@ -98,6 +54,6 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
     assert loops.started == ["img_no_loop", "img_dead_loop-resume-1", "img_late_but_made-resume-1"]
     assert not store.jobs["img_late_but_made"].status.final
     assert store.jobs["img_dead_and_late"].status is JobStatus.EXPIRED
-    assert provider.cancelled == ["p3"]  # an expired job is stopped at the provider too (#21)
+    assert provider.cancels == ["p3"]  # an expired job is stopped at the provider too (#21)
     assert store.jobs["img_dead_loop"].resumes == 1
     assert store.jobs["img_fresh"].execution_arn is None and store.jobs["img_healthy"].resumes == 0
