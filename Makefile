@@ -138,7 +138,7 @@ loadtest-small: $(VENV)/.stamp
 costs-small: $(VENV)/.stamp
 	$(PY) -m bench.costs --jobs 3
 
-## The fault matrix through the offline stack, as the README's reliability table
+## The fault matrix through the offline stack, as docs/reliability.md's table
 faults: $(VENV)/.stamp
 	$(PY) -m imagejobs_local.fault_matrix
 

@@ -1,6 +1,6 @@
 """template.yaml -> CloudFormation (aws-sam-translator, offline) -> moto, with the known gaps fixed.
 
-Each fix answers one gap of moto 5.2.5 (README, "Offline runtime"):
+Each fix answers one gap of moto 5.2.5 (docs/offline.md, "Offline runtime"):
 - local CodeUri/ContentUri/DefinitionUri paths become placeholder s3:// URIs (uploaded as zips);
 - API Gateway resources are left out (moto cannot deploy SAM's RestApi `Body`, nor invoke Lambda
   through it); the local gateway serves the routes from the template's Api events instead;

@@ -2,7 +2,7 @@
 of it, and a runner that checks it end to end through the offline stack.
 
 Used by tests/integration/test_fault_matrix.py (asserts every row) and by `make faults`, which
-prints the reliability table in README.md.
+prints the reliability table in docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The package's rooms and their direction (README, "Architecture"), read from the import graph.
+"""The package's rooms and their direction (docs/architecture.md), read from the import graph.
 
 Every module lives in a room's folder: `domain/` (the rules, no I/O), `flows/` (the application:
 the job logic by flow), `adapters/` (the world) and `edge/` (composition: routers, entry points,

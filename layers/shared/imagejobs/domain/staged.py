@@ -20,7 +20,7 @@ from imagejobs.domain.images import MAX_IMAGE_BYTES, InvalidImage
 
 PREFIX = "inputs/uploads/"
 UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{24}$")
-UPLOAD_TTL_SECONDS = 3600  # the presigned POST's life (a role session's, at most: see README)
+UPLOAD_TTL_SECONDS = 3600  # the presigned POST's life (a role session's, at most: docs/api.md, "Large images")
 CONTENT_TYPES = {"image/png", "image/jpeg", "image/webp"}
 
 
