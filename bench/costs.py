@@ -103,7 +103,7 @@ def catalog_prices() -> dict[tuple[str, str], Decimal]:
 
 def run(way: str, jobs: int, time_scale: float) -> dict[str, Any]:
     from imagejobs_local import meter
-    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.sim_behaviour import Latency
     from imagejobs_local.stack import LocalStack, StackOptions
 
     qualities = ["low", "medium", "high"]

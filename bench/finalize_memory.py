@@ -21,7 +21,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 SERVE_SIM = """
 import sys, time
-from imagejobs_local.provider_sim import Latency, SimulatedProvider
+from imagejobs_local.provider_sim import SimulatedProvider
+from imagejobs_local.sim_behaviour import Latency
 sim = SimulatedProvider(api_key="bench", latency=Latency(kind="zero")).start()
 print(sim.base_url, flush=True)
 time.sleep(3600)

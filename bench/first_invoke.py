@@ -103,7 +103,7 @@ def record_first_events(stack: Any, time_scale: float) -> dict[str, Any]:
 
 def measure(runs: int) -> list[tuple[str, dict[str, Any]]]:
     from imagejobs_local import build_check
-    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.sim_behaviour import Latency
     from imagejobs_local.stack import LocalStack, StackOptions
 
     time_scale = 0.05

@@ -20,7 +20,7 @@ from PIL import Image
 from imagejobs.domain import identity
 from imagejobs.domain.identity import event_job_id
 from imagejobs.domain.models import ObjectRef
-from imagejobs_local.provider_sim import Latency
+from imagejobs_local.sim_behaviour import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 
 TIME_SCALE = 0.02

@@ -87,7 +87,7 @@ def import_times(rounds: int = RUNS) -> None:
 
 
 def concurrent_jobs(count: int = 20) -> None:
-    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.sim_behaviour import Latency
     from imagejobs_local.stack import LocalStack, StackOptions
 
     print(f"\n## {count} concurrent jobs through the offline stack, zero provider latency")
@@ -127,7 +127,7 @@ def plain_call_added_latency(latencies: tuple[int, ...] = (1, 5, 15), calls: int
     """A plain call's answer time less the provider's generation time ([sim:latency=N]: the
     simulator finishes N s after it took the job), on the wall clock: what the stack adds (intake,
     queue, submit, the poll loop noticing, storing the images, the waiting call reading them)."""
-    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.sim_behaviour import Latency
     from imagejobs_local.stack import LocalStack, StackOptions
 
     print(f"\n## a plain call's added latency at time scale 1 ({calls} calls at once per provider latency)")

@@ -28,7 +28,7 @@ TEST_SYNC_WAIT_SECONDS = 4
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    from imagejobs_local.provider_sim import Latency
+    from imagejobs_local.sim_behaviour import Latency
     from imagejobs_local.stack import LocalStack, StackOptions
 
     options = StackOptions(

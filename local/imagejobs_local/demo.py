@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from imagejobs.domain import clock, identity
 from imagejobs.domain.identity import event_job_id
 from imagejobs.domain.models import ObjectRef
-from imagejobs_local.provider_sim import Latency
+from imagejobs_local.sim_behaviour import Latency
 from imagejobs_local.stack import LocalStack, StackOptions, provider_from_env
 
 FINAL = {"succeeded", "failed", "cancelled", "expired"}

@@ -20,7 +20,7 @@ import httpx
 from imagejobs.domain import clock
 from imagejobs.domain.models import JobStatus
 from imagejobs.flows.settle import outputs_prefix
-from imagejobs_local.provider_sim import Latency
+from imagejobs_local.sim_behaviour import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 
 

@@ -1,20 +1,17 @@
 """A simulated upstream provider: a real HTTP server speaking TheRouter's async image contract.
 
 It renders real images with Pillow in the requested size, format and background, reports an
-OpenAI-style usage block, and follows its own clock (imagejobs.domain.clock, scaled in tests) so a
+OpenAI-style usage block (both: sim_output), and follows its own clock (imagejobs.domain.clock, scaled in tests) so a
 "90 s" generation can take a fraction of a second. Behaviour is chosen per job by markers in the
-prompt, e.g. "[sim:fail]"; `Behaviour` is where fault knobs live.
+prompt, e.g. "[sim:fail]"; `Behaviour` (sim_behaviour) is where fault knobs live.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import io
 import json
 import random
-import re
 import secrets
 import socket
 import sys
@@ -29,192 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
-
 from imagejobs.domain import clock
-
-# Output tokens per image at 1024x1024 (OpenAI's published figures for gpt-image-1).
-OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
-SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
-
-
-def size_refusal(model: str, size: str) -> str | None:
-    """What OpenAI's reference says each model takes, written here independently of the stack's
-    catalog (so the two can disagree, as a real provider and our catalog could): gpt-image-2 any
-    WIDTHxHEIGHT with sides multiples of 16, at most 3840, ratio at most 3:1, 655,360-8,294,400
-    pixels; the others the three fixed sizes. None when the size is taken."""
-    if size == "auto" or size in SIZES:
-        return None
-    match = re.fullmatch(r"(\d+)x(\d+)", size)
-    if not model.endswith("gpt-image-2") or not match:
-        return f"Invalid value: '{size}'. Supported values are: '1024x1024', '1536x1024', '1024x1536', and 'auto'."
-    width, height = int(match[1]), int(match[2])
-    fits = (
-        width % 16 == 0
-        and height % 16 == 0
-        and max(width, height) <= 3840
-        and max(width, height) <= 3 * min(width, height)
-        and 655_360 <= width * height <= 8_294_400
-    )
-    return None if fits else f"Invalid size '{size}' for gpt-image-2."
-
-
-def dimensions(size: str) -> tuple[int, int]:
-    """Pixels of a requested size ("auto": 1024x1024)."""
-    match = re.fullmatch(r"(\d+)x(\d+)", size)
-    return (int(match[1]), int(match[2])) if match else (1024, 1024)
-
-
-# "[sim:evil_<kind>]": a provider that answers what no contract allows, each kind one finding of
-# an outside round of hostile tests. Usage: counts below zero, past any job's reservation (but
-# plausible as integers), above any believable count, as strings, as a huge float; results: 200
-# URLs for one image, an SVG with a script as the image, an "image" of 60 MB; its error message
-# echoing the bearer key it was sent; timestamps of inf and the year 33658; a status that goes
-# back from succeeded to in_progress at the next look.
-EVIL = {
-    "usage_negative",
-    "usage_dear",
-    "usage_huge",
-    "usage_strings",
-    "usage_float",
-    "extra_urls",
-    "not_image",
-    "huge_output",
-    "echo_key",
-    "bad_times",
-    "regress",
-    "partial",  # the first image, then an SVG: a job that fails with an output already stored
-}
-MARKER = re.compile(r"\[sim:([a-z0-9_]+)(?:=([0-9.]+))?\]")
-# Counted faults: "[sim:<where>_<kind>=N]" serves the fault on the first N calls of that kind.
-FAULT_MARKERS = {
-    "submit_429",
-    "submit_5xx",
-    "submit_reset",
-    "submit_timeout",
-    "submit_malformed",
-    "poll_429",
-    "poll_5xx",
-    "poll_reset",
-    "poll_timeout",
-    "poll_malformed",
-    "download_403",
-    "download_404",
-    "download_cut",
-}
-
-
-# Generation time by quality (job seconds, uniform within each range): what `make serve` simulates
-# unless told otherwise. Published figures: OpenAI's image generation guide says complex prompts
-# may take up to 2 minutes; gpt-image-1's simple prompts take about 2-10 s and complex ones 8-25 s
-# (cometapi.com, "How long does ChatGPT take to create an image"); gpt-image-2's high quality
-# at 1536x1024 takes about 235 s, 30-50x its low quality (help.apiyi.com, "GPT-image-2 API
-# invocation performance optimization"). "auto" lets the model choose: medium to high.
-QUALITY_LATENCY: dict[str, tuple[float, float]] = {
-    "low": (4.0, 15.0),
-    "medium": (10.0, 40.0),
-    "high": (30.0, 120.0),
-    "auto": (10.0, 120.0),
-}
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Generation time in job seconds: uniform(low, high), lognormal around `median`, or
-    "quality": uniform within the request's quality's range (QUALITY_LATENCY)."""
-
-    kind: str = "uniform"
-    low: float = 30.0
-    high: float = 180.0
-    median: float = 60.0
-    sigma: float = 0.5
-
-    def draw(self, rng: random.Random, quality: str = "auto") -> float:
-        if self.kind == "zero":
-            return 0.0
-        if self.kind == "lognormal":
-            return min(self.high * 3, rng.lognormvariate(0, self.sigma) * self.median)
-        if self.kind == "quality":
-            return rng.uniform(*QUALITY_LATENCY.get(quality, QUALITY_LATENCY["auto"]))
-        return rng.uniform(self.low, self.high)
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """What this job will do, read from prompt markers. Unknown markers are ignored."""
-
-    outcome: str = "succeeded"  # succeeded | failed | expired | cancelled | never
-    reject_at_submit: str | None = None  # e.g. "moderation_blocked"
-    latency: float | None = None  # job seconds, overrides the server's distribution
-    noise: bool = False  # render incompressible noise (large files, for memory benchmarks)
-    rate_limited_submits: int = 0  # answer this many submit attempts (per Idempotency-Key) with 429
-    retry_after: float | None = 2.0  # the Retry-After of 429s (None: no header)
-    faults: tuple[tuple[str, int], ...] = ()  # counted faults, see FAULT_MARKERS
-    download_seconds: float = 0.0  # stretch each download over this many real seconds
-    # Where outputs are served: None (here), "elsewhere" (URLs on another host), "redirect" (a
-    # redirect to here), "redirect_elsewhere" (a redirect to another host): the download allow-list.
-    download_via: str | None = None
-    # TheRouter's pages show the job object without `usage` (cost then on the per-image basis).
-    usage: bool = True
-    # Where a succeeded job's images are: "unsigned_urls" (TheRouter's job page), "result_data"
-    # (`result.data[].url`, its async-media page), "data_url" (`data[].url`, OpenAI's image
-    # response) or "b64_json" (`data[].b64_json`, what GPT image models return inline).
-    results: str = "unsigned_urls"
-    auth_downloads: bool = False  # result URLs answer 401 without the provider's bearer key
-    iso_times: bool = False  # created_at / expires_at as ISO 8601 strings (TheRouter's other page)
-    unknown_status: bool = False  # report "processing" (no documented status) while running
-    odd_id: bool = False  # a job id that is not img_...: a UUID with a slash-free suffix
-    # TheRouter documents no Idempotency-Key: "[sim:no_idempotency]" ignores it (every POST is a new job).
-    honours_key: bool = True
-    # A misbehaving provider, "[sim:evil_<kind>]": what a hostile or broken provider answers (EVIL).
-    evil: frozenset[str] = frozenset()
-
-    def fault_count(self, name: str) -> int:
-        return dict(self.faults).get(name, 0)
-
-    @classmethod
-    def from_prompt(cls, prompt: str) -> Behaviour:
-        values: dict[str, Any] = {}
-        for name, number in MARKER.findall(prompt):
-            if name in ("fail", "failed"):
-                values["outcome"] = "failed"
-            elif name in ("expire", "expired"):
-                values["outcome"] = "expired"
-            elif name in ("cancel", "cancelled"):
-                values["outcome"] = "cancelled"
-            elif name == "never":
-                values["outcome"] = "never"
-            elif name == "moderation":
-                values["reject_at_submit"] = "moderation_blocked"
-            elif name == "latency" and number:
-                values["latency"] = float(number)
-            elif name == "noise":
-                values["noise"] = True
-            elif name == "no_usage":
-                values["usage"] = False
-            elif name == "no_idempotency":
-                values["honours_key"] = False
-            elif name in ("result_data", "data_url", "b64_json"):
-                values["results"] = name
-            elif name in ("auth_downloads", "iso_times", "unknown_status", "odd_id"):
-                values[name] = True
-            elif name == "ratelimit":
-                values["rate_limited_submits"] = int(float(number or 1))
-            elif name == "retry_after":
-                values["retry_after"] = float(number) if number else None
-            elif name == "moderated":
-                values["outcome"] = "moderated"
-            elif name == "download_slow":
-                values["download_seconds"] = float(number or 1)
-            elif name in ("download_elsewhere", "download_redirect", "download_redirect_elsewhere"):
-                values["download_via"] = name.removeprefix("download_")
-            elif name in FAULT_MARKERS:
-                values.setdefault("faults", {})[name] = int(float(number or 1))
-            elif name.startswith("evil_") and name.removeprefix("evil_") in EVIL:
-                values["evil"] = values.get("evil", frozenset()) | {name.removeprefix("evil_")}
-        if "faults" in values:
-            values["faults"] = tuple(sorted(values["faults"].items()))
-        return cls(**values)
+from imagejobs_local.sim_behaviour import Behaviour, Latency, size_refusal
+from imagejobs_local.sim_output import evil_usage, noise, render, usage_of
 
 
 @dataclass
@@ -409,7 +223,7 @@ class SimulatedProvider:
                     for index in range(count)
                 ]
             if job.behaviour.usage:
-                body["usage"] = _evil_usage(_usage(job.request, edited=job.source_image is not None), evil)
+                body["usage"] = evil_usage(usage_of(job.request, edited=job.source_image is not None), evil)
         elif status == "failed" and "echo_key" in evil:
             body["error"] = {"code": "generation_failed", "message": f"invalid request with Bearer {self.api_key}"}
         elif status == "failed" and job.behaviour.outcome == "moderated":
@@ -421,7 +235,7 @@ class SimulatedProvider:
         elif status == "cancelled":
             body["error"] = {"code": "job_cancelled", "message": "the job was cancelled"}
             if job.billed_on_cancel:
-                usage = _usage(job.request, edited=job.source_image is not None)
+                usage = usage_of(job.request, edited=job.source_image is not None)
                 usage["total_tokens"] -= usage["output_tokens"]
                 usage["output_tokens"] = 0
                 body["usage"] = usage
@@ -487,79 +301,6 @@ class SimulatedProvider:
             )
         self.stats.downloads += 1
         return self._rendered[key]
-
-
-def render(request: dict[str, Any], index: int, source: bytes | None = None) -> bytes:
-    """A real image in the requested size, format and background (content derived from the prompt).
-    For an edit, the given image transformed visibly: mirrored, posterized, tinted, captioned."""
-    width, height = dimensions(str(request.get("size", "auto")))
-    fmt = str(request.get("output_format", "png"))
-    seed = hashlib.sha256(f"{request.get('prompt')}#{index}".encode()).digest()
-    transparent = request.get("background") == "transparent" and fmt in ("png", "webp")
-    mode = "RGBA" if transparent else "RGB"
-    if source is not None:
-        original = Image.open(io.BytesIO(source)).convert("RGB")
-        if request.get("size", "auto") == "auto":
-            width, height = original.size
-        edited = ImageOps.posterize(ImageOps.mirror(original.resize((width, height))), 3)
-        tint = Image.new("RGB", (width, height), (seed[0], seed[1], seed[2]))
-        image = Image.blend(edited, tint, 0.3).convert(mode)
-    else:
-        image = Image.new(mode, (width, height), (0, 0, 0, 0) if transparent else (seed[0], seed[1], seed[2]))
-    draw = ImageDraw.Draw(image)
-    for band in range(8 if source is None else 2):
-        colour = (seed[3 + band], seed[11 + band], seed[19 + band], 255)
-        inset = band * min(width, height) // 18
-        draw.ellipse((inset, inset, width - inset, height - inset), outline=colour, width=12)
-    font = ImageFont.load_default(size=max(16, width // 32))
-    draw.text((32, 32), str(request.get("prompt", ""))[:60], fill=(255, 255, 255, 255), font=font)
-    draw.text((32, height - 80), f"image {index + 1} - simulated provider", fill=(255, 255, 255, 255), font=font)
-    out = io.BytesIO()
-    # Fast PNG compression: these images are flat colour and compress well anyway, and encoding
-    # at the default level was the biggest piece of our own CPU time in `make bench` throughput.
-    save_args: dict[str, Any] = {"compress_level": 1} if fmt == "png" else {}
-    if fmt in ("jpeg", "webp") and request.get("output_compression") is not None:
-        save_args["quality"] = max(1, int(request["output_compression"]))
-    image.save(out, format={"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt], **save_args)
-    return out.getvalue()
-
-
-def noise(request: dict[str, Any], index: int) -> bytes:
-    """Random pixels in the requested size: a PNG that does not compress (about 4.7 MB at 1536x1024)."""
-    width, height = dimensions(str(request.get("size", "auto")))
-    out = io.BytesIO()
-    Image.frombytes("RGB", (width, height), random.Random(index).randbytes(width * height * 3)).save(out, "PNG")
-    return out.getvalue()
-
-
-def _evil_usage(usage: dict[str, Any], evil: frozenset[str]) -> dict[str, Any]:
-    if "usage_negative" in evil:
-        usage["output_tokens"] = -2_000_000
-    if "usage_dear" in evil:  # $2,400 of output at $48 per million: integers, and past any reservation
-        usage["output_tokens"] = 50_000_000
-    if "usage_huge" in evil:
-        usage["output_tokens"] = 10**12
-    if "usage_strings" in evil:
-        usage = {name: str(value) if isinstance(value, int) else value for name, value in usage.items()}
-    if "usage_float" in evil:
-        usage["output_tokens"] = 1e40
-    if any(kind.startswith("usage_") for kind in evil) and isinstance(usage.get("output_tokens"), int):
-        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
-    return usage
-
-
-def _usage(request: dict[str, Any], edited: bool = False) -> dict[str, Any]:
-    quality = str(request.get("quality", "auto"))
-    per_image = OUTPUT_TOKENS.get(quality, OUTPUT_TOKENS["medium"])
-    text_tokens = max(1, len(str(request.get("prompt", ""))) // 4)
-    image_tokens = 323 if edited else 0  # an input image at low fidelity, roughly
-    output = per_image * int(request.get("n", 1))
-    return {
-        "input_tokens": text_tokens + image_tokens,
-        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens},
-        "output_tokens": output,
-        "total_tokens": text_tokens + image_tokens + output,
-    }
 
 
 def _iso(epoch: float) -> str:

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from imagejobs_local.provider_sim import Latency
+from imagejobs_local.sim_behaviour import Latency
 from imagejobs_local.stack import REGION, LocalStack, StackOptions, provider_from_env
 
 STATIC = Path(__file__).with_name("static")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-low",
         type=float,
-        help="simulated generation time, shortest (job s); default: by quality (provider_sim.QUALITY_LATENCY)",
+        help="simulated generation time, shortest (job s); default: by quality (sim_behaviour.QUALITY_LATENCY)",
     )
     parser.add_argument("--latency-high", type=float, help="simulated generation time, longest (job s)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -24,7 +24,8 @@ from imagejobs.adapters.tenants import Tenants
 from imagejobs.domain import clock, webhooks
 from imagejobs_local import atomic_dynamodb, clock_patches, deploy, iam, lambdas, moto_seam
 from imagejobs_local.gateway import LocalGateway
-from imagejobs_local.provider_sim import Latency, SimulatedProvider
+from imagejobs_local.provider_sim import SimulatedProvider
+from imagejobs_local.sim_behaviour import Latency
 from imagejobs_local.sqs_poller import QueuePoller, take_over_mappings
 
 REGION = "us-east-1"

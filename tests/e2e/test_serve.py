@@ -138,7 +138,8 @@ def test_serve_runs_against_any_provider_given_by_url_and_key() -> None:
     import signal
     import sys
 
-    from imagejobs_local.provider_sim import Latency, SimulatedProvider
+    from imagejobs_local.provider_sim import SimulatedProvider
+    from imagejobs_local.sim_behaviour import Latency
 
     foreign = SimulatedProvider(latency=Latency(kind="zero"), api_key="sk-elsewhere-provider").start()
     env = {

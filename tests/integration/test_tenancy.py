@@ -43,7 +43,7 @@ def client(stack: LocalStack, api_key: str) -> Iterator[httpx.Client]:
 
 
 def today(stack: LocalStack) -> tuple[str, str]:
-    return budget.periods(clock.now())
+    return budget.periods(clock.wall_now())
 
 
 # -- keys ------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ the settle race, the cancel races, and what a tenant is charged."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -32,6 +33,20 @@ def submitted(deps: Deps, prompt: str = "a cat") -> str:
     job_id = accepted(deps, prompt)
     assert submit(deps, job_id) == "submitted"
     return job_id
+
+
+def test_a_reservation_counts_against_the_calendar_day_on_a_fast_job_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline the job clock runs fast (here a week ahead): a budget's day is still the wall
+    clock's, the one the admin command reads; on the job clock's, a burst across its midnight
+    passed the cap (test_tenancy's parallel submits, once in a long session)."""
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "0.001")
+    monkeypatch.setenv("IMAGEJOBS_CLOCK_ANCHOR", str(time.time() - 600))  # 600 real s = 600,000 job s
+    fakes = Fakes()
+    job_id = accepted(fakes.deps)
+    wall_day, _ = budget.periods(time.time())
+    assert budget.periods(clock.now())[0] != wall_day  # the job clock is days ahead
+    assert fakes.store.jobs[job_id].budget_day == wall_day
+    assert fakes.store.spent[("t1", wall_day)] == Decimal(fakes.store.jobs[job_id].reserved_usd or 0)
 
 
 def test_an_idempotency_key_is_one_job_and_one_reservation() -> None:

@@ -19,7 +19,10 @@ SPEND_TTL_DAYS = 400  # spend counters outlive the longest period they describe
 
 
 def periods(at: float) -> tuple[str, str]:
-    """The UTC day and month a job's spending counts against."""
+    """The UTC day and month a job's spending counts against, for `at` on the wall clock: caps
+    are calendar days and months, offline too (the job clock runs faster there, and its "day"
+    would end every few minutes: a burst across its midnight passed the cap, and the admin
+    command, which reads the wall clock's day, saw none of it)."""
     moment = datetime.fromtimestamp(at, UTC)
     return moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m")
 

@@ -128,7 +128,7 @@ def create(deps: Deps, record: JobRecord, *, reserve: bool = True) -> tuple[JobR
     Returns (the record as written, created)."""
     reservation = None
     if reserve and deps.budgets is not None:
-        day, month = budget.periods(record.created_at)
+        day, month = budget.periods(clock.to_wall(record.created_at))
         input_images = len(record.inputs) + (1 if record.mask else 0)
         amount = pricing.reserve_amount(record.model, need(record.request, "request"), input_images)
         reservation = budget.Reservation(record.tenant, amount, day, month, deps.budgets.caps(record.tenant))
