@@ -4,6 +4,7 @@ what a test needs to look at, and keeps the one rule of its real adapter that th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from imagejobs.domain import budget
+from imagejobs.domain.admission import Gate
 from imagejobs.domain.budget import Caps
 from imagejobs.domain.errors import StaleTransition
 from imagejobs.domain.jobs import JobRecord
@@ -50,6 +52,7 @@ class FakeStore:
         self.spent: dict[tuple[str, str], Decimal] = {}
         self.settles_won = 0
         self.pointers: dict[str, str] = {}
+        self.gates: dict[str, Gate] = {}
 
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
         if record.id in self.jobs:
@@ -153,6 +156,15 @@ class FakeStore:
 
     def take_turn(self, name: str, interval_seconds: float, now: float) -> float:
         return 0.0
+
+    def gate(self, name: str) -> Gate:
+        return self.gates.get(name, Gate())
+
+    def write_gate(self, name: str, gate: Gate) -> bool:
+        if self.gate(name).version != gate.version:
+            return False  # another writer came first, as the table's condition says
+        self.gates[name] = dataclasses.replace(gate, version=gate.version + 1)
+        return True
 
     def webhook_signing_secrets(self, tenant: str, new_secret: str, now: float) -> list[str]:
         return [new_secret]
@@ -296,19 +308,27 @@ class FakeObjects:
 
 
 class FakeBudgets:
-    def __init__(self, caps: Caps | None = None) -> None:
+    def __init__(self, caps: Caps | None = None, weights: dict[str, int] | None = None) -> None:
         self._caps = caps or Caps()
+        self.weights = weights or {}
 
     def caps(self, tenant: str) -> Caps:
         return self._caps
+
+    def share_weight(self, tenant: str) -> int:
+        return self.weights.get(tenant, 1)
 
 
 class FakeMetrics:
     def __init__(self) -> None:
         self.settled: list[str] = []
+        self.gates: list[tuple[int, int, int]] = []  # (limit in force, running, waiting) after each decision
 
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
         self.settled.append(record.id)
+
+    def gate_state(self, limit: int, running: int, waiting: int) -> None:
+        self.gates.append((limit, running, waiting))
 
 
 class FakeWebhookUrls:

@@ -68,6 +68,16 @@ class EmfMetrics:
         print(json.dumps(document, separators=(",", ":")), flush=True)
         metrics.clear_metrics()
 
+    def gate_state(self, limit: int, running: int, waiting: int) -> None:
+        """The provider's admission gate after a decision: the limit in force (a 429 cuts it), the
+        jobs running upstream and the jobs in line."""
+        metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        metrics.add_metric(name="ProviderConcurrencyLimit", unit=MetricUnit.Count, value=limit)
+        metrics.add_metric(name="ProviderRunning", unit=MetricUnit.Count, value=running)
+        metrics.add_metric(name="ProviderWaiting", unit=MetricUnit.Count, value=waiting)
+        print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), flush=True)
+        metrics.clear_metrics()
+
 
 def _catalog_name(model: str) -> str:
     try:

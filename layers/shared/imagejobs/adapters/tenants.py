@@ -201,6 +201,23 @@ class Tenants(TableAdapter):
             monthly_usd=Decimal(str(monthly)) if monthly is not None else None,
         )
 
+    # -- fair share ----------------------------------------------------------------------------
+    def share_weight(self, tenant: str) -> int:
+        """The tenant's weight in the provider's capacity (imagejobs.domain.admission): 1 unless set."""
+        item = self._table.get_item(Key={"pk": TENANT_PREFIX + tenant}, ConsistentRead=True).get("Item") or {}
+        return int(str(item.get("share_weight", 1)))
+
+    def set_share_weight(self, tenant: str, weight: int) -> int:
+        check_tenant(tenant)
+        if not 1 <= weight <= 1000:
+            raise ValueError("a share weight is a whole number from 1 to 1000")
+        self._table.update_item(
+            Key={"pk": TENANT_PREFIX + tenant},
+            UpdateExpression="SET share_weight = :w, tenant = :tenant",
+            ExpressionAttributeValues={":w": weight, ":tenant": tenant},
+        )
+        return weight
+
     def set_caps(self, tenant: str, *, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> Caps:
         """Set (a Decimal) or clear (None) each cap."""
         check_tenant(tenant)

@@ -349,9 +349,18 @@ class JobView(Model):
     )
     webhook: WebhookView | None = Field(default=None, description="present when the job has a webhook_url")
     result: ImagesResponse | None = Field(default=None, description="present once the job has succeeded")
+    queue_position: int | None = Field(
+        default=None,
+        description="while the job waits for a place at the provider (ProviderMaxConcurrency): its place "
+        "in line, from 1 (next)",
+    )
+    estimated_start_at: int | None = Field(
+        default=None, description="unix seconds: when a waiting job is expected to be sent, from its place in line"
+    )
 
     def answer(self) -> dict[str, Any]:
-        exclude: dict[str, Any] = {name: True for name in ("unsigned_urls", "webhook") if getattr(self, name) is None}
+        optional = ("unsigned_urls", "webhook", "queue_position", "estimated_start_at")
+        exclude: dict[str, Any] = {name: True for name in optional if getattr(self, name) is None}
         # a job's result carries URLs only (b64_json is for a waited-for answer)
         exclude["result"] = True if self.result is None else {"data": {"__all__": {"b64_json"}}}
         return self.model_dump(mode="json", exclude=exclude)

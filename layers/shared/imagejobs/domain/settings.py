@@ -40,6 +40,8 @@ class Settings(BaseModel):
     submit_max_receive_count: int = Field(default=5, ge=1, alias="SUBMIT_MAX_RECEIVE_COUNT")
     secret_cache_seconds: int = Field(default=300, ge=0, alias="SECRET_CACHE_SECONDS")
     provider_submits_per_minute: int = Field(default=0, ge=0, alias="PROVIDER_SUBMITS_PER_MINUTE")  # 0: no cap
+    # Jobs running at the provider at once (imagejobs.domain.admission); 0: no gate.
+    provider_max_concurrency: int = Field(default=0, ge=0, alias="PROVIDER_MAX_CONCURRENCY")
     # What the provider guarantees for a resubmission after an unknown outcome: "header" (the same
     # Idempotency-Key returns the job it already has) or "none" (nothing documented: never resubmit).
     provider_idempotency: Literal["header", "none"] = Field(default="none", alias="PROVIDER_IDEMPOTENCY")

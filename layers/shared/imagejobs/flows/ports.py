@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from imagejobs.domain import budget
+from imagejobs.domain.admission import Gate
 from imagejobs.domain.budget import Caps
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import (
@@ -65,6 +66,8 @@ class Store(Protocol):
     def record_webhook_attempt(self, job_id: str, attempt: dict[str, Any], state: WebhookState) -> None: ...
     def take_turn(self, name: str, interval_seconds: float, now: float) -> float: ...
     def webhook_signing_secrets(self, tenant: str, new_secret: str, now: float) -> list[str]: ...
+    def gate(self, name: str) -> Gate: ...
+    def write_gate(self, name: str, gate: Gate) -> bool: ...
 
 
 class Queue(Protocol):
@@ -101,11 +104,15 @@ class Results(Protocol):
 
 
 class Budgets(Protocol):
+    """What a tenant may use: its spending caps and its weight in the provider's capacity."""
+
     def caps(self, tenant: str) -> Caps: ...
+    def share_weight(self, tenant: str) -> int: ...
 
 
 class Metrics(Protocol):
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None: ...
+    def gate_state(self, limit: int, running: int, waiting: int) -> None: ...
 
 
 class WebhookUrls(Protocol):

@@ -4,6 +4,7 @@ the writer that won."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from imagejobs.domain.models import (
     Output,
     Usage,
 )
+from imagejobs.flows import admission
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.steps import closing_fields, load
 
@@ -212,6 +214,10 @@ def settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, A
         settled = deps.store.get(record.id)
     if settled is None:
         raise JobNotFound(f"job {record.id} vanished")
+    # Its place at the provider (or in line) goes to the next; should that write fail, the job has
+    # ended all the same, and the sweeper gives back the places of ended jobs.
+    with contextlib.suppress(Exception):
+        admission.leave(deps, record.id)
     if won and deps.metrics is not None:
         # Only the writer that moved the job to its final state emits: once per job, whatever
         # the retries and redeliveries around it.

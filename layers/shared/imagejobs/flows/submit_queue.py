@@ -18,6 +18,7 @@ from imagejobs.domain import clock, requests_in, uploads
 from imagejobs.domain.errors import ImageJobsError, JobNotFound, RateLimited
 from imagejobs.domain.models import JobStatus
 from imagejobs.domain.settings import Settings
+from imagejobs.flows import admission
 from imagejobs.flows.intake.event import accept_event
 from imagejobs.flows.intake.upload import accept_upload
 from imagejobs.flows.ports import Deps, need
@@ -120,16 +121,24 @@ def _rules(deps: Deps, log: Callable[..., None]) -> Any:
 def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:
     queue = need(deps.queue, "queue")
     cap = deps.settings.provider_submits_per_minute
-    if cap:
-        record = deps.store.get(job_id)
-        if record is not None and record.provider_job_id is None and not record.status.final:
-            wait = deps.store.take_turn("provider-submit", 60.0 / cap, clock.now())
-            if wait > 0:
-                # Over our own cap: come back later as a fresh message, so waiting for a turn never
-                # uses up the job's deliveries (the way a provider 429 does).
-                queue.send(job_id, delay_seconds=clock.real_seconds(wait * random.uniform(1.0, 1.25)))
-                log("provider cap reached; job deferred", job_id=job_id, seconds=round(wait, 2))
-                return "deferred"
+    record = deps.store.get(job_id) if cap or admission.enabled(deps) else None
+    unsent = record is not None and record.provider_job_id is None and not record.status.final
+    if record is not None and unsent and admission.enabled(deps):
+        decision = admission.admit(deps, record)
+        if not decision.admitted:
+            # In line for a place at the provider: a fresh message comes back at its estimated turn
+            # (a place that frees wakes it sooner), so waiting never uses up the job's deliveries.
+            queue.send(job_id, delay_seconds=clock.real_seconds(admission.wake_after(decision)))
+            log("waiting for a place at the provider", job_id=job_id, position=decision.position)
+            return "waiting"
+    if cap and unsent:
+        wait = deps.store.take_turn("provider-submit", 60.0 / cap, clock.now())
+        if wait > 0:
+            # Over our own cap: come back later as a fresh message, so waiting for a turn never
+            # uses up the job's deliveries (the way a provider 429 does).
+            queue.send(job_id, delay_seconds=clock.real_seconds(wait * random.uniform(1.0, 1.25)))
+            log("provider cap reached; job deferred", job_id=job_id, seconds=round(wait, 2))
+            return "deferred"
     try:
         return submit(deps, job_id)
     except JobNotFound:
@@ -143,11 +152,15 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
             if not exc.transient:
                 return "ended"
         elif isinstance(exc, RateLimited):
+            # Its place goes back, and the limit in force is cut: the provider said it had enough.
+            admission.leave(deps, job_id, rate_limited=True)
             # Come back when the provider said, with jitter so a burst does not return as one.
             wait = (exc.retry_after or DEFAULT_RATE_LIMIT_BACKOFF_SECONDS) * random.uniform(1.0, 1.25)
             queue.retry_after(receipt_handle, clock.real_seconds(wait))
             log("rate limited; message comes back later", job_id=job_id, seconds=round(wait, 1))
         else:
+            if not getattr(exc, "outcome_unknown", False):
+                admission.leave(deps, job_id)  # definitely not running upstream: its place goes back
             # The queue's visibility timeout is 6x the function's, as AWS advises for a queue that
             # feeds Lambda (15 min): a transient failure of ours comes back sooner, with backoff.
             backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))

@@ -9,6 +9,7 @@ Run on a schedule. For every job that is not final:
   its deadline it ends `expired`, unless the provider has finished it (then its images were made
   and billed: polling resumes, and the loop's one status call finalizes it); before its deadline
   polling resumes in a new execution.
+And the provider's admission gate gets back the places of jobs that ended without giving theirs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from imagejobs.domain import clock, polling
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import JobStatus, PollInput
+from imagejobs.flows import admission
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.settle import end_job
 
@@ -56,6 +58,8 @@ def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
         arn = loops.start(name, PollInput(job_id=record.id, next_poll_seconds=1).model_dump())
         deps.store.record_resume(record.id, arn, now)
         done["resumed"] += 1
+    if freed := admission.tidy(deps):
+        done["places_freed"] = freed
     return done
 
 

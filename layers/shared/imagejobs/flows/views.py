@@ -22,6 +22,7 @@ from imagejobs.domain.models import (
     OrchestrationCost,
     WebhookView,
 )
+from imagejobs.flows import admission
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.steps import load
 
@@ -40,6 +41,8 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
     # runs fast); how long results are kept is the bucket's lifecycle, in real days.
     wall = clock.to_wall
     kept_until = wall(record.completed_at or record.updated_at) + deps.settings.result_retention_days * 86_400
+    waiting = record.status is JobStatus.QUEUED and record.provider_job_id is None
+    in_line = admission.place(deps, record.id) if waiting else None
     view = JobView(
         id=record.id,
         status=record.status,
@@ -59,6 +62,8 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         unsigned_urls=urls,
         webhook=webhook_view(record),
         result=_result(record, [ImageOut(url=url) for url in urls]) if urls is not None else None,
+        queue_position=in_line[0] if in_line else None,
+        estimated_start_at=int(wall(in_line[1])) if in_line else None,
     )
     return view.answer()
 

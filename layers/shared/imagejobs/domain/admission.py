@@ -1,0 +1,150 @@
+"""Admission to the provider: how many jobs run upstream at once, and whose turn is next.
+
+The gate is one record: the jobs running at the provider (its holders) and the jobs waiting for a
+place (its waiters). A job is admitted when its place in line is among the free places; otherwise
+it waits, and keeps its place. The line is a weighted fair queue within priority classes:
+
+- **Classes.** A caller waiting on a plain call first, then async API jobs, then inbox and event
+  jobs (bulk). A waiter climbs one class per AGE_SECONDS it has waited: no class starves.
+- **Fair share.** Within a class, the k-th waiting job of a tenant comes at (its tenant's running
+  jobs + k) / the tenant's weight (a tenant setting, 1 unless set): a tenant with a backlog takes
+  idle places, but a tenant that arrives later goes ahead of that backlog at once.
+- **The limit adapts.** A provider 429 cuts the limit in force to half of what ran then; it comes
+  back one place per RECOVER_SECONDS, up to the configured limit (ProviderMaxConcurrency).
+
+Pure: the flows read the gate, decide here, and write it back conditionally (imagejobs.flows.admission).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from imagejobs.domain.jobs import JobRecord
+
+INTERACTIVE, API, BULK = 0, 1, 2
+CLASS_NAMES = {INTERACTIVE: "interactive", API: "api", BULK: "bulk"}
+AGE_SECONDS = 120.0  # a waiter moves up a class per this long in line (job seconds)
+RECOVER_SECONDS = 10.0  # after a cut, one place back per this long
+DEFAULT_JOB_SECONDS = 60.0  # how long a job holds its place until the gate has seen some finish
+MEAN_WEIGHT = 0.2  # how much each finished job moves the gate's mean hold
+
+
+@dataclass(frozen=True)
+class Waiter:
+    tenant: str
+    klass: int
+    since: float  # job clock: when it joined the line
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Holder:
+    tenant: str
+    since: float  # job clock: when it was admitted
+
+
+@dataclass(frozen=True)
+class Gate:
+    holders: dict[str, Holder] = field(default_factory=dict)
+    waiters: dict[str, Waiter] = field(default_factory=dict)
+    cut_limit: int | None = None  # what a 429 cut the limit to, and when
+    cut_at: float | None = None
+    mean_seconds: float = DEFAULT_JOB_SECONDS  # how long a job holds its place, on average
+    version: int = 0  # the write this state came from (each write is conditional on it)
+
+
+@dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    gate: Gate  # the state to write (unchanged: nothing to write)
+    position: int = 0  # in line, from 1, when not admitted
+    estimated_wait: float = 0.0  # job seconds until its turn, when not admitted
+
+
+def priority_class(record: JobRecord) -> int:
+    if record.caller_waits_until is not None:
+        return INTERACTIVE
+    return API if record.source == "api" else BULK
+
+
+def limit_in_force(gate: Gate, configured: int, now: float) -> int:
+    if gate.cut_limit is None or gate.cut_at is None:
+        return configured
+    return min(configured, gate.cut_limit + int(max(0.0, now - gate.cut_at) / RECOVER_SECONDS))
+
+
+def line(gate: Gate, now: float) -> list[str]:
+    """The waiters in the order they get places."""
+    running: dict[str, int] = {}
+    for holder in gate.holders.values():
+        running[holder.tenant] = running.get(holder.tenant, 0) + 1
+    seen: dict[str, int] = {}
+    keys: list[tuple[int, float, float, str]] = []
+    for job_id, waiter in sorted(gate.waiters.items(), key=lambda item: (item[1].since, item[0])):
+        seen[waiter.tenant] = seen.get(waiter.tenant, 0) + 1
+        klass = max(0, waiter.klass - int(max(0.0, now - waiter.since) / AGE_SECONDS))
+        share = (running.get(waiter.tenant, 0) + seen[waiter.tenant]) / max(1, waiter.weight)
+        keys.append((klass, share, waiter.since, job_id))
+    return [job_id for *_, job_id in sorted(keys)]
+
+
+def decide(gate: Gate, job_id: str, waiter: Waiter, configured: int, now: float) -> Decision:
+    """Admit the job if its place in line is among the free places, else keep it in line."""
+    if job_id in gate.holders:
+        return Decision(True, gate)
+    waiters = gate.waiters if job_id in gate.waiters else {**gate.waiters, job_id: waiter}
+    queued = dataclasses.replace(gate, waiters=waiters)
+    free = limit_in_force(gate, configured, now) - len(gate.holders)
+    rank = line(queued, now).index(job_id)
+    if rank < free:
+        remaining = {other: w for other, w in waiters.items() if other != job_id}
+        holders = {**gate.holders, job_id: Holder(waiter.tenant, now)}
+        return Decision(True, dataclasses.replace(gate, holders=holders, waiters=remaining))
+    return Decision(False, queued, position=rank + 1, estimated_wait=_wait(queued, rank + 1, configured, now))
+
+
+def place(gate: Gate, job_id: str, configured: int, now: float) -> tuple[int, float] | None:
+    """A waiting job's position in line (from 1) and the job seconds until its estimated start."""
+    if job_id not in gate.waiters:
+        return None
+    position = line(gate, now).index(job_id) + 1
+    return position, _wait(gate, position, configured, now)
+
+
+def _wait(gate: Gate, position: int, configured: int, now: float) -> float:
+    """Job seconds until the `position`-th in line is sent: the free places go first, then one
+    place frees per mean hold / limit."""
+    limit = max(1, limit_in_force(gate, configured, now))
+    free = max(0, limit - len(gate.holders))
+    return max(0, position - free) * gate.mean_seconds / limit
+
+
+def leave(gate: Gate, job_id: str, now: float) -> Gate:
+    """A job that no longer runs upstream (or no longer waits): its place is free; how long it held
+    it moves the gate's mean."""
+    holder = gate.holders.get(job_id)
+    if holder is None and job_id not in gate.waiters:
+        return gate
+    mean = gate.mean_seconds
+    if holder is not None:
+        mean = (1 - MEAN_WEIGHT) * mean + MEAN_WEIGHT * max(0.0, now - holder.since)
+    return dataclasses.replace(
+        gate,
+        holders={other: h for other, h in gate.holders.items() if other != job_id},
+        waiters={other: w for other, w in gate.waiters.items() if other != job_id},
+        mean_seconds=mean,
+    )
+
+
+def cut(gate: Gate, configured: int, now: float) -> Gate:
+    """The provider answered 429: the limit in force becomes half of what was running."""
+    running = min(len(gate.holders), limit_in_force(gate, configured, now))
+    return dataclasses.replace(gate, cut_limit=max(1, math.floor(running / 2)), cut_at=now)
+
+
+def next_up(gate: Gate, configured: int, now: float) -> list[str]:
+    """The waiters the free places go to (woken when a place frees)."""
+    free = limit_in_force(gate, configured, now) - len(gate.holders)
+    return line(gate, now)[: max(0, free)]

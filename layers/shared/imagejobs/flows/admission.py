@@ -1,0 +1,95 @@
+"""The provider's admission gate, as the flows use it: a queued job takes a place before it is sent
+(or waits in line, keeping its place), gives it back when it no longer runs upstream, and a place
+that frees wakes the next in line. The rules are imagejobs.domain.admission's; here they are read
+and written back conditionally, again on a conflict. Off (nothing is read or written) while
+ProviderMaxConcurrency is 0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from imagejobs.domain import admission, clock
+from imagejobs.domain.admission import Decision, Gate
+from imagejobs.domain.jobs import JobRecord
+from imagejobs.flows.ports import Deps
+
+GATE = "provider"
+ATTEMPTS = 8  # conditional writes before a decision is given up as contended (the job waits)
+WAKE_SECONDS = 900  # a waiter's own message comes back at most this late (SQS's longest delay)
+
+
+def enabled(deps: Deps) -> bool:
+    return deps.settings.provider_max_concurrency > 0
+
+
+def _change(deps: Deps, change: Callable[[Gate], Decision]) -> Decision | None:
+    """Read the gate, decide, write it back if it changed; again when another writer came first."""
+    for _ in range(ATTEMPTS):
+        gate = deps.store.gate(GATE)
+        decision = change(gate)
+        if decision.gate is gate or deps.store.write_gate(GATE, decision.gate):
+            _report(deps, decision.gate)
+            return decision
+    return None
+
+
+def _report(deps: Deps, gate: Gate) -> None:
+    if deps.metrics is not None:
+        limit = admission.limit_in_force(gate, deps.settings.provider_max_concurrency, clock.now())
+        deps.metrics.gate_state(limit, len(gate.holders), len(gate.waiters))
+
+
+def admit(deps: Deps, record: JobRecord) -> Decision:
+    """A place for the job at the provider, or its place in line (admitted, or not with its position
+    and estimated wait)."""
+    configured, now = deps.settings.provider_max_concurrency, clock.now()
+    weight = deps.budgets.share_weight(record.tenant) if deps.budgets is not None else 1
+    waiter = admission.Waiter(record.tenant, admission.priority_class(record), now, weight)
+    decision = _change(deps, lambda gate: admission.decide(gate, record.id, waiter, configured, now))
+    return decision or Decision(False, Gate(), position=0, estimated_wait=admission.RECOVER_SECONDS)
+
+
+def leave(deps: Deps, job_id: str, *, rate_limited: bool = False) -> None:
+    """The job no longer runs upstream (or waits): its place goes to the next in line, who is woken.
+    `rate_limited`: the provider refused it with a 429, and the limit in force is cut."""
+    if not enabled(deps):
+        return
+    configured, now = deps.settings.provider_max_concurrency, clock.now()
+
+    def change(gate: Gate) -> Decision:
+        left = admission.leave(gate, job_id, now)
+        if rate_limited:
+            left = admission.cut(left, configured, now)
+        return Decision(True, left if left != gate else gate)
+
+    decision = _change(deps, change)
+    if decision is not None and deps.queue is not None:
+        for waiting in admission.next_up(decision.gate, configured, now):
+            deps.queue.send(waiting)  # its turn: admitted when its message comes (a duplicate is harmless)
+
+
+def place(deps: Deps, job_id: str) -> tuple[int, float] | None:
+    """A waiting job's position in line (from 1) and its estimated start (job clock)."""
+    if not enabled(deps):
+        return None
+    now = clock.now()
+    found = admission.place(deps.store.gate(GATE), job_id, deps.settings.provider_max_concurrency, now)
+    return (found[0], now + found[1]) if found else None
+
+
+def tidy(deps: Deps) -> int:
+    """Give back the places of jobs that have ended (a leave whose write failed): the sweeper's.
+    Returns how many."""
+    if not enabled(deps):
+        return 0
+    gate = deps.store.gate(GATE)
+    ended = [job for job in (*gate.holders, *gate.waiters) if (r := deps.store.get(job)) is None or r.status.final]
+    for job_id in ended:
+        leave(deps, job_id)
+    return len(ended)
+
+
+def wake_after(decision: Decision) -> float:
+    """When a waiting job looks again by itself (job seconds): at its estimated turn, or sooner;
+    a place that frees wakes it before that."""
+    return min(clock.job_seconds(WAKE_SECONDS), max(admission.RECOVER_SECONDS, decision.estimated_wait))

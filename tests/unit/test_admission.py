@@ -1,0 +1,132 @@
+"""The provider's admission gate: a limit on jobs running upstream, a fair line among tenants in
+priority classes, a place in line for every waiting job, and a limit that a 429 cuts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imagejobs.domain import admission, clock
+from imagejobs.domain.admission import Gate, Waiter
+from imagejobs.domain.models import GenerationRequest, JobStatus
+from imagejobs.flows import admission as gate_flow
+from imagejobs.flows import submit_queue
+from imagejobs.flows.intake.api import Caller, accept_generation
+from imagejobs.flows.ports import Deps
+from imagejobs.flows.settle import end_job
+from tests.fakes import SETTINGS, FakeBudgets, Fakes
+
+T0 = 1_800_000_000.0
+
+
+def run(gate: Gate, arrivals: list[tuple[str, Waiter]], limit: int) -> tuple[Gate, list[str]]:
+    """Each arrival asks for a place in turn; returns the gate and who got one, in order."""
+    admitted = []
+    for job_id, waiter in arrivals:
+        decision = admission.decide(gate, job_id, waiter, limit, waiter.since)
+        gate = decision.gate
+        if decision.admitted:
+            admitted.append(job_id)
+    return gate, admitted
+
+
+def submit(deps: Deps, job_id: str) -> str:
+    """One submit-queue message for the job, as the submit function hands it over."""
+    return submit_queue.process(
+        deps, json.dumps({"job_id": job_id}), receipt_handle="r", receive_count=1, log=lambda *a, **k: None
+    )
+
+
+def test_the_limit_is_never_passed_and_a_freed_place_goes_to_the_line() -> None:
+    flood = [(f"f{i}", Waiter("flood", admission.BULK, T0 + i)) for i in range(10)]
+    gate, admitted = run(Gate(), flood, limit=3)
+    assert admitted == ["f0", "f1", "f2"] and len(gate.holders) == 3 and len(gate.waiters) == 7
+    gate = admission.leave(gate, "f0", T0 + 60)
+    assert admission.next_up(gate, 3, T0 + 60) == ["f3"]  # the first in line is woken
+    # f9 is 7th in line: f3 takes the free place, then one frees every mean hold / 3
+    assert admission.place(gate, "f9", 3, T0 + 60) == (7, pytest.approx(6 * gate.mean_seconds / 3))
+
+
+def test_a_light_tenant_goes_ahead_of_a_flood_that_came_first() -> None:
+    """Fair share: the flood's 300 jobs do not make the light tenant's 2 wait behind them."""
+    flood = [(f"f{i}", Waiter("flood", admission.BULK, T0 + i * 0.01)) for i in range(300)]
+    gate, _ = run(Gate(), flood, limit=4)
+    light = [(f"l{i}", Waiter("light", admission.BULK, T0 + 10 + i)) for i in range(2)]
+    gate, admitted = run(gate, light, limit=4)
+    assert admitted == []  # every place is taken...
+    assert admission.line(gate, T0 + 12)[:2] == ["l0", "l1"]  # ...but the light tenant is next
+    assert admission.place(gate, "l1", 4, T0 + 12)[0] == 2  # type: ignore[index]
+
+
+def test_weights_share_the_places_in_proportion() -> None:
+    gate = Gate()
+    for i in range(40):
+        gate = admission.decide(gate, f"a{i}", Waiter("a", admission.BULK, T0, 3), 0, T0).gate
+        gate = admission.decide(gate, f"b{i}", Waiter("b", admission.BULK, T0, 1), 0, T0).gate
+    first_eight = admission.line(gate, T0)[:8]
+    assert sum(job.startswith("a") for job in first_eight) == 6  # weight 3 against 1
+
+
+def test_classes_go_first_and_none_starves() -> None:
+    gate = Gate()
+    gate = admission.decide(gate, "bulk", Waiter("t", admission.BULK, T0), 0, T0).gate
+    gate = admission.decide(gate, "api", Waiter("t", admission.API, T0 + 1), 0, T0 + 1).gate
+    gate = admission.decide(gate, "sync", Waiter("t", admission.INTERACTIVE, T0 + 2), 0, T0 + 2).gate
+    assert admission.line(gate, T0 + 3) == ["sync", "api", "bulk"]
+    # waiting climbs a class per AGE_SECONDS: an old bulk job goes ahead of a new interactive one
+    late = T0 + 2 * admission.AGE_SECONDS + 5
+    gate = admission.decide(gate, "sync2", Waiter("u", admission.INTERACTIVE, late), 0, late).gate
+    assert admission.line(gate, late).index("bulk") < admission.line(gate, late).index("sync2")
+
+
+def test_a_429_cuts_the_limit_to_half_of_what_ran_and_it_comes_back_gradually() -> None:
+    gate, _ = run(Gate(), [(f"j{i}", Waiter("t", admission.API, T0)) for i in range(8)], limit=8)
+    gate = admission.cut(admission.leave(gate, "j7", T0), 8, T0)  # j7 was refused with a 429
+    assert admission.limit_in_force(gate, 8, T0) == 3  # 7 ran: half of it
+    assert admission.limit_in_force(gate, 8, T0 + 2 * admission.RECOVER_SECONDS) == 5
+    assert admission.limit_in_force(gate, 8, T0 + 60 * admission.RECOVER_SECONDS) == 8  # never past the setting
+    assert admission.decide(gate, "new", Waiter("t", admission.API, T0), 8, T0).admitted is False
+
+
+def test_through_the_flows_a_waiting_job_shows_its_place_and_is_woken_when_one_frees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two places: the third job waits in line (a fresh delayed message, no delivery used up), its
+    view shows queue_position 1, and when a job ends its place goes to it at once."""
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")  # real seconds, whatever ran before
+    fakes = Fakes(settings=SETTINGS.model_copy(update={"provider_max_concurrency": 2}))
+    deps = fakes.deps
+    jobs = [
+        accept_generation(deps, caller=Caller("t"), request=GenerationRequest(prompt=f"cat {i}", quality="low"))[0].id
+        for i in range(3)
+    ]
+    fakes.queue.sent.clear()
+    fakes.queue.sent_delays.clear()
+    outcomes = [submit(deps, job) for job in jobs]
+    assert outcomes == ["submitted", "submitted", "waiting"] and fakes.provider.posts == 2
+    assert fakes.queue.sent == [jobs[2]] and fakes.queue.sent_delays[0] > 0  # comes back by itself too
+    from imagejobs.flows.views import job_view
+
+    view = job_view(deps, fakes.store.jobs[jobs[2]], "https://api")
+    assert view["queue_position"] == 1 and view["estimated_start_at"] >= int(clock.now())
+    assert "queue_position" not in job_view(deps, fakes.store.jobs[jobs[0]], "https://api")
+
+    end_job(deps, jobs[0], JobStatus.FAILED, "test", "ended")  # a place frees...
+    assert fakes.queue.sent[-1] == jobs[2]  # ...and the one waiting is woken
+    again = submit(deps, jobs[2])
+    assert again == "submitted" and set(fakes.store.gate("provider").holders) == {jobs[1], jobs[2]}
+    assert max(running for _, running, _ in fakes.metrics.gates) == 2  # never more than the limit
+
+
+def test_a_tenant_weight_comes_from_its_setting() -> None:
+    fakes = Fakes(
+        settings=SETTINGS.model_copy(update={"provider_max_concurrency": 1}), budgets=FakeBudgets(weights={"big": 4})
+    )
+    record, other = (
+        accept_generation(fakes.deps, caller=Caller("big"), request=GenerationRequest(prompt=p, quality="low"))[0]
+        for p in "ab"
+    )
+    gate_flow.admit(fakes.deps, record)
+    assert gate_flow.admit(fakes.deps, other).admitted is False
+    assert fakes.store.gate("provider").waiters[other.id].weight == 4
