@@ -108,11 +108,15 @@ def watch(api: Api, job_id: str, folder: Path, out: TextIO, interval: float = 1.
     started, seen = time.monotonic(), None
     while True:
         job = api.call("GET", f"/v1/jobs/{job_id}")
-        state = (job["status"], job.get("polls"))
+        state = (job["status"], job.get("polls"), job.get("queue_position"))
         if state != seen:
             seen = state
             elapsed = time.monotonic() - started
-            print(f"{job_id}  {job['status']:<11} {elapsed:6.1f} s  polls {job.get('polls', 0)}", file=out, flush=True)
+            line = f"{job_id}  {job['status']:<11} {elapsed:6.1f} s  polls {job.get('polls', 0)}"
+            if job.get("queue_position") is not None:  # waiting for a place at the provider
+                start_in = max(0, int(job.get("estimated_start_at") or 0) - int(time.time()))
+                line += f"  in line: {job['queue_position']} (start in ~{start_in} s)"
+            print(line, file=out, flush=True)
         if job["status"] in FINAL:
             break
         time.sleep(interval)

@@ -14,6 +14,8 @@ IMAGEJOBS_STACK, its JobsTableName output). Against `make serve`, export the lin
   imagejobs keys revoke key_0123456789ab
   imagejobs budget set --tenant acme --daily 5 --monthly 100   (USD; "none" clears a cap)
   imagejobs budget show --tenant acme
+  imagejobs share set --tenant acme --weight 3    (its share of the provider's places; 1 unless set)
+  imagejobs share show --tenant acme
   imagejobs webhook-secret --tenant acme [--rotate]
 """
 
@@ -180,6 +182,20 @@ def budget_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def share_set(args: argparse.Namespace) -> int:
+    try:
+        _tenants(args).set_share_weight(args.tenant, args.weight)
+    except ValueError as exc:
+        print(f"imagejobs: {exc}", file=sys.stderr)
+        return 2
+    return share_show(args)
+
+
+def share_show(args: argparse.Namespace) -> int:
+    print(f"tenant {args.tenant}: share weight {_tenants(args).share_weight(args.tenant)}")
+    return 0
+
+
 def _money(value: Decimal | None) -> str:
     return "none" if value is None else budget.usd(value)  # as set, not rounded to cents
 
@@ -293,6 +309,16 @@ def parser() -> argparse.ArgumentParser:
     show = admin(actions, "show", "a tenant's caps and what it has spent or reserved")
     show.add_argument("--tenant", required=True)
     show.set_defaults(run=budget_show)
+
+    shares = commands.add_parser("share", help="a tenant's weight in the provider's places (ProviderMaxConcurrency)")
+    share_actions = shares.add_subparsers(dest="action", required=True)
+    share = admin(share_actions, "set", "set a tenant's weight: it gets places in proportion to it when others wait")
+    share.add_argument("--tenant", required=True)
+    share.add_argument("--weight", type=int, required=True, help="1 to 1000 (1 unless set)")
+    share.set_defaults(run=share_set)
+    share_get = admin(share_actions, "show", "a tenant's weight")
+    share_get.add_argument("--tenant", required=True)
+    share_get.set_defaults(run=share_show)
     return root
 
 
