@@ -126,13 +126,17 @@ bench-small: $(VENV)/.stamp
 bench-poll: $(VENV)/.stamp
 	$(PY) -m bench.poll
 
-## N jobs at once through the offline stack with faults and a provider cap (prints numbers)
+## N jobs at once through the offline stack with faults and a provider cap, then fair share:
+## one tenant floods 300 jobs past the provider's limit while two send 20 each (prints numbers)
 loadtest: $(VENV)/.stamp
 	$(PY) -m bench.loadtest
+	$(PY) -m bench.fairshare
 
-## The same with 30 jobs, in make test: it fails on a lost, stuck or twice-submitted job
+## The same, small, in make test (30 jobs; a flood of 40 against 5 each): it fails on a lost,
+## stuck or twice-submitted job
 loadtest-small: $(VENV)/.stamp
 	$(PY) -m bench.loadtest --jobs 30 --timeout 240
+	$(PY) -m bench.fairshare --flood 40 --light 5 --limit 6 --provider-limit 4 --timeout 300
 
 ## One job's AWS cost, every billed request counted (bench/costs.py), 3 jobs (make bench-small runs it too)
 costs-small: $(VENV)/.stamp

@@ -200,6 +200,7 @@ class FakeLoops:
 
     def __init__(self, statuses: dict[str, str] | None = None) -> None:
         self.statuses = statuses or {}
+        self.described: list[str] = []  # each status (DescribeExecution) asked
         self.started: list[str] = []
         self.stopped: list[str] = []
 
@@ -212,6 +213,7 @@ class FakeLoops:
         return True
 
     def status(self, execution_arn: str) -> str | None:
+        self.described.append(execution_arn)
         if execution_arn in self.statuses:
             return self.statuses[execution_arn]
         return None if execution_arn in self.stopped else "RUNNING"

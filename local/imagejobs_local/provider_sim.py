@@ -66,6 +66,7 @@ class SimStats:
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)  # (job key, submit|poll|download) -> calls
     submit_times: list[float] = field(default_factory=list)  # job-clock times of submissions that made a job
     concurrent_jobs_peak: int = 0
+    concurrency_refusals: int = 0  # 429s for max_concurrent
     submit_calls: int = 0
     cancel_calls: int = 0
     poll_calls: int = 0
@@ -93,8 +94,12 @@ class SimulatedProvider:
         port: int = 0,
         fault_rate: float = 0.0,
         timeout_sleep: float = 6.0,
+        max_concurrent: int = 0,
     ) -> None:
         self.api_key = api_key
+        # The provider's own limit on jobs running at once (0: none): a submission past it is
+        # answered 429 with Retry-After, as providers answer a concurrency limit.
+        self.max_concurrent = max_concurrent
         self.fault_rate = fault_rate  # chance of a random transient fault (429, 5xx, reset) per call
         self.timeout_sleep = timeout_sleep  # real seconds a "timeout" fault holds the answer back
         self.latency = latency or Latency()
@@ -176,6 +181,10 @@ class SimulatedProvider:
             )
             now = clock.now()
             running = sum(1 for other in self._jobs.values() if other.status(now) in ("queued", "in_progress"))
+            if self.max_concurrent and running >= self.max_concurrent:
+                self.stats.concurrency_refusals += 1
+                error = _error("Too many concurrent jobs; try again later.", "rate_limit_error", None, "rate_limited")
+                return 429, error, {"Retry-After": "5"}
             self.stats.concurrent_jobs_peak = max(self.stats.concurrent_jobs_peak, running + 1)
             self.stats.submit_times.append(clock.now())
             self._jobs[job_id] = job

@@ -52,6 +52,7 @@ class StackOptions:
     api_key: str | None = None
     schedules: bool = False  # run the template's Schedule events (e.g. the sweeper) on the job clock
     fault_rate: float = 0.0  # the simulated provider serves a random transient fault on this share of calls
+    provider_max_concurrent: int = 0  # the simulated provider's own concurrency limit (429 past it; 0: none)
     # Any TheRouter-compatible endpoint instead of the simulator (a real one with a real key too):
     # `make serve PROVIDER_URL=https://... PROVIDER_KEY=...`. Downloads are allowed from its host.
     provider_url: str | None = None
@@ -77,7 +78,10 @@ class LocalStack:
         self.options = options or StackOptions()
         self.stack_name = "imagejobs-" + uuid.uuid4().hex[:8]
         self.provider = SimulatedProvider(
-            latency=self.options.latency, seed=self.options.seed, fault_rate=self.options.fault_rate
+            latency=self.options.latency,
+            seed=self.options.seed,
+            fault_rate=self.options.fault_rate,
+            max_concurrent=self.options.provider_max_concurrent,
         )
         self.api_key = self.options.api_key or "sk-local-" + secrets.token_hex(16)
         self.deployment: deploy.Deployment | None = None

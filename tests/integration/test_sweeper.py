@@ -7,9 +7,10 @@ import time
 
 import httpx
 
-from imagejobs.domain import clock
+from imagejobs.domain import clock, polling
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import GenerationRequest, JobStatus
+from imagejobs.flows.ports import need
 from imagejobs_local.stack import LocalStack
 from tests.helpers import load_event, wait_for_record
 
@@ -24,9 +25,10 @@ def sweep(stack: LocalStack) -> dict[str, int]:
 
 
 def test_a_killed_poll_loop_is_resumed_and_the_job_completes(stack: LocalStack, api: httpx.Client) -> None:
-    # 600 job s = 3 s real: room to stop the loop before the provider finishes, on a busy machine too
+    # 2400 job s = 12 s real: room to stop the loop, and for the job to fall silent, before the
+    # provider finishes, on a busy machine too
     job_id = api.post(
-        "/v1/images/generations?async=true", json={"prompt": "[sim:latency=600] a slow owl", "quality": "low"}
+        "/v1/images/generations?async=true", json={"prompt": "[sim:latency=2400] a slow owl", "quality": "low"}
     ).json()["id"]
     deadline = time.monotonic() + 20
     while (record := stack.store.get(job_id)) is None or record.polls < 1:
@@ -38,6 +40,11 @@ def test_a_killed_poll_loop_is_resumed_and_the_job_completes(stack: LocalStack, 
     while stack.client("stepfunctions").describe_execution(executionArn=record.execution_arn)["status"] == "RUNNING":
         time.sleep(0.02)
     assert not stack.store.get(job_id).status.final  # type: ignore[union-attr]
+    # A job that moved lately is taken to be alive (its loop is not even described); once it has been
+    # silent for longer than a live loop leaves one, its loop is looked at, found dead, and resumed.
+    silence = polling.loop_silence_seconds(need(stack.store.get(job_id), "job"), 4)
+    while clock.now() - need(stack.store.get(job_id), "job").updated_at <= silence:
+        time.sleep(0.05)
 
     done = sweep(stack)
 

@@ -55,7 +55,7 @@ def test_a_light_tenant_goes_ahead_of_a_flood_that_came_first() -> None:
     light = [(f"l{i}", Waiter("light", admission.BULK, T0 + 10 + i)) for i in range(2)]
     gate, admitted = run(gate, light, limit=4)
     assert admitted == []  # every place is taken...
-    assert admission.line(gate, T0 + 12)[:2] == ["l0", "l1"]  # ...but the light tenant is next
+    assert admission.line(gate)[:2] == ["l0", "l1"]  # ...but the light tenant is next
     assert admission.place(gate, "l1", 4, T0 + 12)[0] == 2  # type: ignore[index]
 
 
@@ -64,7 +64,7 @@ def test_weights_share_the_places_in_proportion() -> None:
     for i in range(40):
         gate = admission.decide(gate, f"a{i}", Waiter("a", admission.BULK, T0, 3), 0, T0).gate
         gate = admission.decide(gate, f"b{i}", Waiter("b", admission.BULK, T0, 1), 0, T0).gate
-    first_eight = admission.line(gate, T0)[:8]
+    first_eight = admission.line(gate)[:8]
     assert sum(job.startswith("a") for job in first_eight) == 6  # weight 3 against 1
 
 
@@ -73,11 +73,21 @@ def test_classes_go_first_and_none_starves() -> None:
     gate = admission.decide(gate, "bulk", Waiter("t", admission.BULK, T0), 0, T0).gate
     gate = admission.decide(gate, "api", Waiter("t", admission.API, T0 + 1), 0, T0 + 1).gate
     gate = admission.decide(gate, "sync", Waiter("t", admission.INTERACTIVE, T0 + 2), 0, T0 + 2).gate
-    assert admission.line(gate, T0 + 3) == ["sync", "api", "bulk"]
-    # waiting climbs a class per AGE_SECONDS: an old bulk job goes ahead of a new interactive one
-    late = T0 + 2 * admission.AGE_SECONDS + 5
-    gate = admission.decide(gate, "sync2", Waiter("u", admission.INTERACTIVE, late), 0, late).gate
-    assert admission.line(gate, late).index("bulk") < admission.line(gate, late).index("sync2")
+    assert admission.line(gate) == ["sync", "api", "bulk"]
+    # an API backlog of the inbox's own tenant takes four places for each one bulk work gets
+    for i in range(20):
+        gate = admission.decide(gate, f"api{i}", Waiter("t", admission.API, T0 + 4 + i), 0, T0 + 4 + i).gate
+    gate = admission.decide(gate, "bulk2", Waiter("t", admission.BULK, T0 + 30), 0, T0 + 30).gate
+    order = admission.line(gate)
+    assert order.index("bulk") < 8 and order.index("bulk2") < 16 < len(order)
+
+
+def test_waiting_long_never_moves_a_backlog_ahead_of_a_newcomer() -> None:
+    flood = [(f"f{i}", Waiter("flood", admission.API, T0 + i)) for i in range(30)]
+    gate, _ = run(Gate(), flood, limit=4)
+    late = T0 + 3600  # the flood has waited an hour
+    gate = admission.decide(gate, "new", Waiter("light", admission.API, late), 4, late).gate
+    assert admission.line(gate)[0] == "new"
 
 
 def test_a_429_cuts_the_limit_to_half_of_what_ran_and_it_comes_back_gradually() -> None:

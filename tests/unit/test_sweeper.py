@@ -32,14 +32,24 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
         job("img_fresh", age=5, deadline_in=900),
         job("img_lost_message", age=900, deadline_in=900),
         job("img_no_loop", age=900, deadline_in=900, provider_job_id="p1"),
-        job("img_dead_loop", age=30, deadline_in=900, provider_job_id="p2", execution_arn="arn:dead"),
+        job("img_dead_loop", age=900, deadline_in=900, provider_job_id="p2", execution_arn="arn:dead"),
+        # moved lately: its loop is taken to be alive, and not described (DescribeExecution: 15/s)
+        job("img_moving", age=30, deadline_in=900, provider_job_id="p6", execution_arn="arn:dead4"),
         job("img_dead_and_late", age=30, deadline_in=-5, provider_job_id="p3", execution_arn="arn:dead2"),
         job("img_healthy", age=30, deadline_in=900, provider_job_id="p4", execution_arn="arn:alive"),
         # past its deadline with a dead loop, but made (and billed) at the provider: kept, not expired
         job("img_late_but_made", age=30, deadline_in=-5, provider_job_id="p5", execution_arn="arn:dead3"),
     ):
         store.create(record)
-    loops = FakeLoops({"arn:dead": "ABORTED", "arn:dead2": "FAILED", "arn:alive": "RUNNING", "arn:dead3": "FAILED"})
+    loops = FakeLoops(
+        {
+            "arn:dead": "ABORTED",
+            "arn:dead2": "FAILED",
+            "arn:alive": "RUNNING",
+            "arn:dead3": "FAILED",
+            "arn:dead4": "FAILED",
+        }
+    )
     queue = FakeQueue()
     provider = FakeProvider()  # p5 finished while its loop was dead
     for provider_id in ("p1", "p2", "p3", "p4", "p5"):
@@ -56,4 +66,5 @@ def test_each_kind_of_orphan_gets_its_remedy() -> None:
     assert store.jobs["img_dead_and_late"].status is JobStatus.EXPIRED
     assert provider.cancels == ["p3"]  # an expired job is stopped at the provider too (#21)
     assert store.jobs["img_dead_loop"].resumes == 1
+    assert "arn:dead4" not in loops.described and store.jobs["img_moving"].resumes == 0
     assert store.jobs["img_fresh"].execution_arn is None and store.jobs["img_healthy"].resumes == 0

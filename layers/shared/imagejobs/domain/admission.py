@@ -2,13 +2,16 @@
 
 The gate is one record: the jobs running at the provider (its holders) and the jobs waiting for a
 place (its waiters). A job is admitted when its place in line is among the free places; otherwise
-it waits, and keeps its place. The line is a weighted fair queue within priority classes:
+it waits, and keeps its place. The line is a weighted fair queue over tenants and priority classes:
+the k-th waiting job of a tenant in a class comes at (its tenant's running jobs + k) / (the
+tenant's weight x the class's weight), earliest first.
 
-- **Classes.** A caller waiting on a plain call first, then async API jobs, then inbox and event
-  jobs (bulk). A waiter climbs one class per AGE_SECONDS it has waited: no class starves.
-- **Fair share.** Within a class, the k-th waiting job of a tenant comes at (its tenant's running
-  jobs + k) / the tenant's weight (a tenant setting, 1 unless set): a tenant with a backlog takes
-  idle places, but a tenant that arrives later goes ahead of that backlog at once.
+- **Fair share.** A tenant's weight is a tenant setting (1 unless set). A tenant with a backlog
+  takes idle places, but a tenant that arrives later goes ahead of that backlog at once, and
+  waiting longer never moves a backlog ahead of it.
+- **Classes.** A caller waiting on a plain call weighs 16, an async API job 4, an inbox or event
+  job (bulk) 1: a waiting plain call goes ahead of all but the first jobs of idle tenants, and an
+  API backlog takes four places for each one bulk work gets, so no class starves.
 - **The limit adapts.** A provider 429 cuts the limit in force to half of what ran then; it comes
   back one place per RECOVER_SECONDS, up to the configured limit (ProviderMaxConcurrency).
 
@@ -25,7 +28,7 @@ from imagejobs.domain.jobs import JobRecord
 
 INTERACTIVE, API, BULK = 0, 1, 2
 CLASS_NAMES = {INTERACTIVE: "interactive", API: "api", BULK: "bulk"}
-AGE_SECONDS = 120.0  # a waiter moves up a class per this long in line (job seconds)
+CLASS_WEIGHTS = {INTERACTIVE: 16, API: 4, BULK: 1}
 RECOVER_SECONDS = 10.0  # after a cut, one place back per this long
 DEFAULT_JOB_SECONDS = 60.0  # how long a job holds its place until the gate has seen some finish
 MEAN_WEIGHT = 0.2  # how much each finished job moves the gate's mean hold
@@ -75,18 +78,17 @@ def limit_in_force(gate: Gate, configured: int, now: float) -> int:
     return min(configured, gate.cut_limit + int(max(0.0, now - gate.cut_at) / RECOVER_SECONDS))
 
 
-def line(gate: Gate, now: float) -> list[str]:
+def line(gate: Gate) -> list[str]:
     """The waiters in the order they get places."""
     running: dict[str, int] = {}
     for holder in gate.holders.values():
         running[holder.tenant] = running.get(holder.tenant, 0) + 1
-    seen: dict[str, int] = {}
-    keys: list[tuple[int, float, float, str]] = []
+    seen: dict[tuple[str, int], int] = {}  # a tenant's waiters so far, per class
+    keys: list[tuple[float, int, float, str]] = []
     for job_id, waiter in sorted(gate.waiters.items(), key=lambda item: (item[1].since, item[0])):
-        seen[waiter.tenant] = seen.get(waiter.tenant, 0) + 1
-        klass = max(0, waiter.klass - int(max(0.0, now - waiter.since) / AGE_SECONDS))
-        share = (running.get(waiter.tenant, 0) + seen[waiter.tenant]) / max(1, waiter.weight)
-        keys.append((klass, share, waiter.since, job_id))
+        k = seen[waiter.tenant, waiter.klass] = seen.get((waiter.tenant, waiter.klass), 0) + 1
+        weight = max(1, waiter.weight) * CLASS_WEIGHTS.get(waiter.klass, 1)
+        keys.append(((running.get(waiter.tenant, 0) + k) / weight, waiter.klass, waiter.since, job_id))
     return [job_id for *_, job_id in sorted(keys)]
 
 
@@ -97,7 +99,7 @@ def decide(gate: Gate, job_id: str, waiter: Waiter, configured: int, now: float)
     waiters = gate.waiters if job_id in gate.waiters else {**gate.waiters, job_id: waiter}
     queued = dataclasses.replace(gate, waiters=waiters)
     free = limit_in_force(gate, configured, now) - len(gate.holders)
-    rank = line(queued, now).index(job_id)
+    rank = line(queued).index(job_id)
     if rank < free:
         remaining = {other: w for other, w in waiters.items() if other != job_id}
         holders = {**gate.holders, job_id: Holder(waiter.tenant, now)}
@@ -109,7 +111,7 @@ def place(gate: Gate, job_id: str, configured: int, now: float) -> tuple[int, fl
     """A waiting job's position in line (from 1) and the job seconds until its estimated start."""
     if job_id not in gate.waiters:
         return None
-    position = line(gate, now).index(job_id) + 1
+    position = line(gate).index(job_id) + 1
     return position, _wait(gate, position, configured, now)
 
 
@@ -147,4 +149,4 @@ def cut(gate: Gate, configured: int, now: float) -> Gate:
 def next_up(gate: Gate, configured: int, now: float) -> list[str]:
     """The waiters the free places go to (woken when a place frees)."""
     free = limit_in_force(gate, configured, now) - len(gate.holders)
-    return line(gate, now)[: max(0, free)]
+    return line(gate)[: max(0, free)]

@@ -226,6 +226,13 @@ def latency_kind(record: JobRecord) -> str:
     return f"{record.model}#{record.quality}#{record.size}"
 
 
+def loop_silence_seconds(record: JobRecord, provider_timeout_seconds: float) -> float:
+    """The longest a live poll loop leaves its job's record unchanged: its first wait (or the
+    longest wait between calls), one holding call, and that call's last provider request."""
+    longest_wait = max(first_wait_seconds(poll_window(record)), MAX_INTERVAL_SECONDS, LONG_RUNNING_INTERVAL_SECONDS)
+    return longest_wait + HOLD_SECONDS + provider_timeout_seconds + RECHECK_RECORD_SECONDS
+
+
 def poll_window(record: JobRecord) -> Window:
     """The window chosen for the job at submit (the prior for its quality if none was)."""
     if record.poll_window:

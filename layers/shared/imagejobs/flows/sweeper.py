@@ -5,7 +5,8 @@ Run on a schedule. For every job that is not final:
   put it on the submit queue again (submit is idempotent);
 - submitted but no poll loop recorded, quiet as long: start the loop (the execution name is the job
   id, so a loop that does exist is not doubled);
-- its poll loop is no longer running (killed, failed, timed out) and the job did not settle: past
+- quiet for longer than a live loop leaves it (polling.loop_silence_seconds), or past its deadline,
+  its poll loop is no longer running (killed, failed, timed out) and the job did not settle: past
   its deadline it ends `expired`, unless the provider has finished it (then its images were made
   and billed: polling resumes, and the loop's one status call finalizes it); before its deadline
   polling resumes in a new execution.
@@ -28,7 +29,7 @@ from imagejobs.flows.settle import end_job
 def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
     done: Counter[str] = Counter()
     loops = need(deps.loops, "loops")
-    now = clock.now()
+    now, provider_timeout = clock.now(), deps.settings.provider_timeout_seconds
     for record in deps.store.open_jobs():
         quiet = now - record.updated_at
         if record.provider_job_id is None:
@@ -42,6 +43,8 @@ def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
                 deps.store.record_execution(record.id, arn, now)
                 done["started"] += 1
             continue
+        if now < record.deadline_at and quiet <= polling.loop_silence_seconds(record, provider_timeout):
+            continue  # its loop moved it lately: alive, no DescribeExecution (15/s, account-wide)
         if loops.status(record.execution_arn) == "RUNNING":
             continue
         if now >= record.deadline_at and not _succeeded_upstream(deps, record):
