@@ -9,13 +9,14 @@ import pytest
 
 from imagejobs.domain import admission, clock
 from imagejobs.domain.admission import Gate, Waiter
+from imagejobs.domain.errors import RateLimited, SubmissionInFlight
 from imagejobs.domain.models import GenerationRequest, JobStatus
 from imagejobs.flows import admission as gate_flow
 from imagejobs.flows import submit_queue
 from imagejobs.flows.intake.api import Caller, accept_generation
 from imagejobs.flows.ports import Deps
 from imagejobs.flows.settle import end_job
-from tests.fakes import SETTINGS, FakeBudgets, Fakes
+from tests.fakes import SETTINGS, FakeBudgets, FakeProvider, Fakes
 
 T0 = 1_800_000_000.0
 
@@ -140,3 +141,32 @@ def test_a_tenant_weight_comes_from_its_setting() -> None:
     gate_flow.admit(fakes.deps, record)
     assert gate_flow.admit(fakes.deps, other).admitted is False
     assert fakes.store.gate("provider").waiters[other.id].weight == 4
+
+
+def test_a_job_another_delivery_is_sending_keeps_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its POST may be running at the provider: giving its place away would let one more in."""
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")
+    fakes = Fakes(settings=SETTINGS.model_copy(update={"provider_max_concurrency": 1}))
+    record, _ = accept_generation(fakes.deps, caller=Caller("t"), request=GenerationRequest(prompt="a", quality="low"))
+    fakes.store.jobs[record.id] = record.model_copy(update={"submission_started_at": clock.now()})  # being sent
+    with pytest.raises(SubmissionInFlight):
+        submit(fakes.deps, record.id)
+    assert list(fakes.store.gate("provider").holders) == [record.id] and fakes.provider.posts == 0
+
+
+def test_a_provider_429_gives_the_place_back_and_cuts_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")
+    fakes = Fakes(
+        settings=SETTINGS.model_copy(update={"provider_max_concurrency": 4}),
+        provider=FakeProvider("p-1", "p-2", RateLimited("429", retry_after=5)),
+    )
+    jobs = [
+        accept_generation(fakes.deps, caller=Caller("t"), request=GenerationRequest(prompt=p, quality="low"))[0].id
+        for p in "abc"
+    ]
+    assert [submit(fakes.deps, job) for job in jobs[:2]] == ["submitted", "submitted"]
+    with pytest.raises(RateLimited):
+        submit(fakes.deps, jobs[2])
+    gate = fakes.store.gate("provider")
+    assert set(gate.holders) == set(jobs[:2])  # the refused one gave its place back...
+    assert admission.limit_in_force(gate, 4, clock.now()) == 1  # ...and the limit is half of what ran

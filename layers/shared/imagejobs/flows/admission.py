@@ -27,7 +27,7 @@ def _change(deps: Deps, change: Callable[[Gate], Decision]) -> Decision | None:
     for _ in range(ATTEMPTS):
         gate = deps.store.gate(GATE)
         decision = change(gate)
-        if decision.gate is gate or deps.store.write_gate(GATE, decision.gate):
+        if decision.gate == gate or deps.store.write_gate(GATE, decision.gate):
             _report(deps, decision.gate)
             return decision
     return None

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from imagejobs.domain import clock, requests_in, uploads
-from imagejobs.domain.errors import ImageJobsError, JobNotFound, RateLimited
+from imagejobs.domain.errors import ImageJobsError, JobNotFound, ProviderUnavailable, RateLimited
 from imagejobs.domain.models import JobStatus
 from imagejobs.domain.settings import Settings
 from imagejobs.flows import admission
@@ -159,8 +159,8 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
             queue.retry_after(receipt_handle, clock.real_seconds(wait))
             log("rate limited; message comes back later", job_id=job_id, seconds=round(wait, 1))
         else:
-            if not getattr(exc, "outcome_unknown", False):
-                admission.leave(deps, job_id)  # definitely not running upstream: its place goes back
+            if isinstance(exc, ProviderUnavailable) and not exc.outcome_unknown:
+                admission.leave(deps, job_id)  # the provider did not take it: its place goes back
             # The queue's visibility timeout is 6x the function's, as AWS advises for a queue that
             # feeds Lambda (15 min): a transient failure of ours comes back sooner, with backoff.
             backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))
