@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=12, help="ProviderMaxConcurrency")
     parser.add_argument("--provider-limit", type=int, default=8, help="what the provider takes at once (429 past it)")
     parser.add_argument("--timeout", type=float, default=900, help="real seconds to wait for the last job")
+    parser.add_argument(
+        "--after-the-line", action="store_true", help="send the light tenants' jobs once the flood is all in line"
+    )
     args = parser.parse_args(argv)
     options = StackOptions(
         time_scale=TIME_SCALE,
@@ -80,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         alone = send_all(light_jobs)
         finish(alone, deadline)
         flood = send_all([("flood", index) for index in range(args.flood)])
+        if args.after_the_line:
+            # the light tenants come once every flood job is in the gate (or done): what is left of
+            # their wait is the gate's own, not the submit queue's backlog ahead of them
+            while time.monotonic() < deadline:
+                gate = stack.store.gate("provider")
+                done = sum(1 for job in flood if (r := stack.store.get(job)) and r.provider_job_id)
+                if len(gate.waiters) + done >= args.flood:
+                    break
+                time.sleep(0.2)
         during = send_all(light_jobs)
         finish({**flood, **during}, deadline)
         records = {job: stack.store.get(job) for job in (*alone, *flood, *during)}

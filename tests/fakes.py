@@ -181,7 +181,7 @@ class FakeQueue:
         self.parked: list[tuple[str, str]] = []
         self.delays: list[int] = []  # each retry_after's seconds
 
-    def send(self, job_id: str, delay_seconds: int = 0) -> None:
+    def send(self, job_id: str, delay_seconds: int = 0, tenant: str | None = None) -> None:
         if self.broken:
             raise ConnectionError("queue unreachable")
         self.sent.append(job_id)

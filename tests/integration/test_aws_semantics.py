@@ -38,6 +38,22 @@ def test_a_function_may_only_do_what_its_role_allows(stack: LocalStack) -> None:
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
 
 
+@pytest.mark.parametrize(
+    "function", ["ApiFunction", "SubmitFunction", "StatusFunction", "FinalizeFunction", "SweeperFunction"]
+)
+def test_every_function_that_frees_a_place_at_the_provider_may_wake_the_next_in_line(
+    stack: LocalStack, function: str
+) -> None:
+    """A job that ends (or is done upstream) gives its place back and wakes the next waiting job with
+    a submit-queue message (imagejobs.flows.admission.leave): status and finalize could not send
+    there, so the wake failed and the waiting job stood until its own timer."""
+    from imagejobs.adapters.aws import JobQueue
+
+    with iam.acting_as(stack.function_name(function)):
+        # delayed past the session: nothing consumes it while the tests run
+        JobQueue(stack.outputs["SubmitQueueUrl"]).send("img_" + "0" * 24, delay_seconds=900, tenant="t")
+
+
 def test_resources_are_checked_for_dynamodb_too(stack: LocalStack) -> None:
     """moto passes "*" as the resource of every non-S3/SQS call; the offline runtime names the
     table, so a role scoped to the jobs table cannot read another one."""

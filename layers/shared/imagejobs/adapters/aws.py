@@ -67,12 +67,16 @@ class JobQueue(_LazyClient[SQSClient]):
         self._dead_letter_url = dead_letter_url
         self._made = client
 
-    def send(self, job_id: str, delay_seconds: int = 0) -> None:
-        self._client.send_message(
-            QueueUrl=self._url,
-            MessageBody=json.dumps({"job_id": job_id}),
-            DelaySeconds=max(0, min(delay_seconds, 900)),
-        )
+    def send(self, job_id: str, delay_seconds: int = 0, tenant: str | None = None) -> None:
+        """`tenant` is the message's MessageGroupId: on a standard queue that makes it a fair queue
+        (SQS delivers a quiet tenant's messages ahead of a noisy tenant's backlog: the SQS Developer
+        Guide, "Amazon SQS fair queues"); S3 and EventBridge send theirs without one, and each such
+        message counts as a tenant of its own."""
+        body, delay = json.dumps({"job_id": job_id}), max(0, min(delay_seconds, 900))
+        if tenant:
+            self._client.send_message(QueueUrl=self._url, MessageBody=body, DelaySeconds=delay, MessageGroupId=tenant)
+        else:
+            self._client.send_message(QueueUrl=self._url, MessageBody=body, DelaySeconds=delay)
 
     def retry_after(self, receipt_handle: str, seconds: int) -> None:
         """Make a received message come back in `seconds` (SQS caps visibility at 12 hours)."""

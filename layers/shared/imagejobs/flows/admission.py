@@ -65,7 +65,8 @@ def leave(deps: Deps, job_id: str, *, rate_limited: bool = False) -> None:
     decision = _change(deps, change)
     if decision is not None and deps.queue is not None:
         for waiting in admission.next_up(decision.gate, configured, now):
-            deps.queue.send(waiting)  # its turn: admitted when its message comes (a duplicate is harmless)
+            # its turn: admitted when its message comes (a duplicate is harmless)
+            deps.queue.send(waiting, tenant=decision.gate.waiters[waiting].tenant)
 
 
 def place(deps: Deps, job_id: str) -> tuple[int, float] | None:
@@ -90,6 +91,6 @@ def tidy(deps: Deps) -> int:
 
 
 def wake_after(decision: Decision) -> float:
-    """When a waiting job looks again by itself (job seconds): at its estimated turn, or sooner;
-    a place that frees wakes it before that."""
-    return min(clock.job_seconds(WAKE_SECONDS), max(admission.RECOVER_SECONDS, decision.estimated_wait))
+    """When a waiting job looks again by itself (job seconds): a place that frees wakes the next in
+    line, so this is only the fallback, at twice its estimated turn (SQS delays 900 s at most)."""
+    return min(clock.job_seconds(WAKE_SECONDS), max(admission.RECOVER_SECONDS, 2 * decision.estimated_wait))

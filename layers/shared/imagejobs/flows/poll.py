@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from imagejobs.domain import clock, polling
@@ -12,6 +13,7 @@ from imagejobs.domain.models import (
     PollInput,
     PollResult,
 )
+from imagejobs.flows import admission
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.steps import TIME_RESERVE_SECONDS, load
 
@@ -65,6 +67,11 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         return PollResult(
             job_id=record.id, action="end", provider_status=provider_job.status.value, reason="already_final"
         )
+    if provider_job.status.final:
+        # Done upstream: its place at the provider goes to the next in line now, not once its images
+        # are stored (settle gives it back again: a no-op; should this write fail, settle's stands).
+        with contextlib.suppress(Exception):
+            admission.leave(deps, record.id)
     return polling.decide(
         provider_job,
         job_id=record.id,

@@ -245,4 +245,4 @@ def _announce(deps: Deps, record: JobRecord) -> None:
     """Queue the job's event and webhook. Also called when a retried step finds the job already
     final and not yet announced, so a lost notice is sent again (the notify step is idempotent)."""
     if deps.notices is not None and record.event_published_at is None:
-        deps.notices.send(record.id)
+        deps.notices.send(record.id, tenant=record.tenant)

@@ -128,15 +128,15 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
         if not decision.admitted:
             # In line for a place at the provider: a fresh message comes back at its estimated turn
             # (a place that frees wakes it sooner), so waiting never uses up the job's deliveries.
-            queue.send(job_id, delay_seconds=clock.real_seconds(admission.wake_after(decision)))
+            queue.send(job_id, delay_seconds=clock.real_seconds(admission.wake_after(decision)), tenant=record.tenant)
             log("waiting for a place at the provider", job_id=job_id, position=decision.position)
             return "waiting"
-    if cap and unsent:
+    if cap and unsent and record is not None:
         wait = deps.store.take_turn("provider-submit", 60.0 / cap, clock.now())
         if wait > 0:
             # Over our own cap: come back later as a fresh message, so waiting for a turn never
             # uses up the job's deliveries (the way a provider 429 does).
-            queue.send(job_id, delay_seconds=clock.real_seconds(wait * random.uniform(1.0, 1.25)))
+            queue.send(job_id, delay_seconds=clock.real_seconds(wait * random.uniform(1.0, 1.25)), tenant=record.tenant)
             log("provider cap reached; job deferred", job_id=job_id, seconds=round(wait, 2))
             return "deferred"
     try:

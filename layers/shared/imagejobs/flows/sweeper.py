@@ -34,7 +34,7 @@ def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
         quiet = now - record.updated_at
         if record.provider_job_id is None:
             if quiet > stale_after_seconds:
-                need(deps.queue, "queue").send(record.id)
+                need(deps.queue, "queue").send(record.id, tenant=record.tenant)
                 done["requeued"] += 1
             continue
         if record.execution_arn is None:

@@ -254,7 +254,7 @@ def _accept(
         return _same_job(deps, deps.store.get(job_id), tenant, fingerprint), False
     failpoints.hit("intake.after_record")
     try:
-        need(deps.queue, "queue").send(job_id)
+        need(deps.queue, "queue").send(job_id, tenant=tenant)
     except Exception as exc:
         # Never leave a queued job that nothing will pick up: it ends, saying why.
         end_job(deps, job_id, JobStatus.FAILED, "enqueue_failed", f"the job could not be queued: {type(exc).__name__}")
@@ -273,5 +273,5 @@ def _same_job(deps: Deps, existing: JobRecord | None, tenant: str, fingerprint: 
     if existing.status is JobStatus.QUEUED and existing.provider_job_id is None:
         # The first attempt may have died between the record and the message: queue it
         # again (submit is idempotent, a duplicate message costs nothing).
-        need(deps.queue, "queue").send(existing.id)
+        need(deps.queue, "queue").send(existing.id, tenant=existing.tenant)
     return existing
