@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         solo, shared = p95(waits(alone, tenant)), p95(waits(during, tenant))
         ratio = shared / solo if solo else float("inf")
         print(f"{tenant}: p95 wait alone {solo:.0f} s, during the flood {shared:.0f} s ({ratio:.1f}x; job seconds)")
+    light = [r for job in during if (r := records[job]) is not None and r.submitted_at is not None]
+    if light:
+        first, last = min(r.created_at for r in light), max(r.submitted_at or 0.0 for r in light)
+        ahead = sum(1 for job in flood if (r := records[job]) and r.submitted_at and first < r.submitted_at < last)
+        print(f"while the light tenants' {len(light)} jobs waited, {ahead} of the flood's were sent")
     flood_waits = waits(flood, "flood")
     if flood_waits:
         print(f"flood: p50 wait {statistics.median(flood_waits):.0f} s, p95 {p95(flood_waits):.0f} s")
