@@ -57,21 +57,14 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
             looked_at = now
             current = deps.store.get(record.id)
             if current is None or current.status.final:
-                return PollResult(
-                    job_id=record.id, action="end", provider_status=provider_job.status.value, reason="already_final"
-                )
+                return _ended(record.id, provider_job.status.value)
         clock.sleep(step)
     try:
         record = deps.store.record_poll(record.id, provider_job.status, now, checks=checks, held=now - started)
     except StaleTransition:  # it ended meanwhile (cancelled while this call held): nothing to do
-        return PollResult(
-            job_id=record.id, action="end", provider_status=provider_job.status.value, reason="already_final"
-        )
+        return _ended(record.id, provider_job.status.value)
     if provider_job.status.final:
-        # Done upstream: its place at the provider goes to the next in line now, not once its images
-        # are stored (settle gives it back again: a no-op; should this write fail, settle's stands).
-        with contextlib.suppress(Exception):
-            admission.leave(deps, record.id)
+        _done_upstream(deps, record.id)
     return polling.decide(
         provider_job,
         job_id=record.id,
@@ -83,6 +76,18 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         deadline_seconds=record.deadline_at - record.created_at,
         waiting=polling.caller_waiting(record, now),
     )
+
+
+def _ended(job_id: str, provider_status: str) -> PollResult:
+    """The job ended while this call followed it (cancelled, or by the sweeper): nothing to do."""
+    return PollResult(job_id=job_id, action="end", provider_status=provider_status, reason="already_final")
+
+
+def _done_upstream(deps: Deps, job_id: str) -> None:
+    """Its place at the provider goes to the next in line now, not once its images are stored
+    (settle gives it back again: a no-op; should this write fail, settle's stands)."""
+    with contextlib.suppress(Exception):
+        admission.leave(deps, job_id)
 
 
 def _hold(deps: Deps, scheduled: float, time_left: Callable[[], float] | None) -> float:
