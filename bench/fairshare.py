@@ -11,6 +11,7 @@ lost, stuck and duplicated jobs; exits 1 if any job was lost, stuck or sent twic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from imagejobs.domain import clock
+from imagejobs_local import meter
 from imagejobs_local.sim_behaviour import Latency
 from imagejobs_local.stack import LocalStack, StackOptions
 
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=12, help="ProviderMaxConcurrency")
     parser.add_argument("--provider-limit", type=int, default=8, help="what the provider takes at once (429 past it)")
     parser.add_argument("--timeout", type=float, default=900, help="real seconds to wait for the last job")
+    parser.add_argument("--count", action="store_true", help="count what the stack does per job (slows it)")
     parser.add_argument(
         "--after-the-line", action="store_true", help="send the light tenants' jobs once the flood is all in line"
     )
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ProviderMaxConcurrency {args.limit}, the provider takes {args.provider_limit}; "
         f"time scale {TIME_SCALE} (a job minute is {60 * TIME_SCALE:.1f} s)"
     )
-    with LocalStack(options) as stack:
+    counting = meter.metering if args.count else (lambda _: contextlib.nullcontext())
+    with LocalStack(options) as stack, counting(stack.admin) as counted:
         keys = {tenant: stack.tenants.create_key(tenant, clock.now())[0] for tenant in ("flood", *LIGHT)}
         clients = {
             tenant: httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     flood_waits = waits(flood, "flood")
     if flood_waits:
         print(f"flood: p50 wait {statistics.median(flood_waits):.0f} s, p95 {p95(flood_waits):.0f} s")
+    if counted is not None:
+        _print_counts(counted, max(1, len(records)))
     lost = sum(1 for r in records.values() if r is None)
     stuck = sum(1 for r in records.values() if r is not None and not r.status.final)
     failed = sum(1 for r in records.values() if r is not None and r.status.final and r.status.value != "succeeded")
@@ -126,6 +132,19 @@ def main(argv: list[str] | None = None) -> int:
         f"duplicate provider submissions {duplicates} (must be 0)"
     )
     return 1 if lost or stuck or duplicates else 0
+
+
+def _print_counts(counted: meter.Meter, jobs: int) -> None:
+    """What the stack did per job (the meter's counts; the meter slows every DynamoDB call, so
+    waits measured with it on are not the stack's)."""
+    invoked = sorted(counted.invocations.items())
+    calls = ", ".join(f"{name.split('-')[-1]} {count / jobs:.2f}" for name, count in invoked)
+    print(f"per job: function invocations {calls}")
+    updates = counted.requests.get(("dynamodb", "UpdateItem"), 0) / jobs
+    print(
+        f"per job: DynamoDB write units {counted.dynamodb_units['write'] / jobs:.1f}, read units "
+        f"{counted.dynamodb_units['read'] / jobs:.1f}, UpdateItem calls {updates:.1f}"
+    )
 
 
 if __name__ == "__main__":
