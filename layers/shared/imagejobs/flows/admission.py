@@ -60,10 +60,13 @@ def leave(deps: Deps, job_id: str, *, rate_limited: bool = False) -> None:
         left = admission.leave(gate, job_id, now)
         if rate_limited:
             left = admission.cut(left, configured, now)
-        return Decision(True, left if left != gate else gate)
+        # admitted: it held a place (or waited) and now does not
+        return Decision(job_id in gate.holders or job_id in gate.waiters, left)
 
     decision = _change(deps, change)
-    if decision is not None and deps.queue is not None:
+    # Only the leave that gave the place back wakes the next: the status call's and settle's of
+    # the same job would otherwise wake the same waiter twice.
+    if decision is not None and decision.admitted and deps.queue is not None:
         for waiting in admission.next_up(decision.gate, configured, now):
             # its turn: admitted when its message comes (a duplicate is harmless)
             deps.queue.send(waiting, tenant=decision.gate.waiters[waiting].tenant)
