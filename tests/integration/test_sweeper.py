@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import boto3
 import httpx
 
 from imagejobs.domain import clock, polling
@@ -118,3 +119,45 @@ def test_a_job_the_sweeper_expires_keeps_no_partial_outputs(stack: LocalStack) -
     assert stack.store.get(job_id).status is JobStatus.EXPIRED  # type: ignore[union-attr]
     left = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"results/{job_id}/")
     assert left.get("KeyCount", 0) == 0
+
+
+def test_open_jobs_come_oldest_first_from_every_shard_and_the_old_key(stack: LocalStack) -> None:
+    """The open-jobs index's key is spread over shards (one DynamoDB partition takes 1,000 write
+    units/s, an index's too); the sweeper still reads the oldest open jobs first, across every shard
+    and the key records written before the shards carry, and never an ended job."""
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(stack.outputs["JobsTableName"])
+    ten_days_ago, now = clock.now() - 864_000, clock.now()
+
+    def record(index: int) -> JobRecord:
+        return JobRecord(
+            id=f"img_{'0' * 16}shard{index:03d}",
+            tenant="local",
+            model="openai/gpt-image-1",
+            request=GenerationRequest(prompt="sharded", quality="low"),
+            request_hash="-",
+            created_at=ten_days_ago + index,  # older than any other test's jobs
+            updated_at=now,  # and not silent: a sweep that runs meanwhile leaves them alone
+            deadline_at=now + 100_000,
+        )
+
+    mine = [record(index) for index in range(1, 21)]
+    legacy = record(0)
+    try:
+        for one in mine:
+            assert stack.store.create(one)
+        assert stack.store.create(legacy)
+        old_key = {":old": "open"}  # as records written before the shards were
+        table.update_item(
+            Key={"pk": "job#" + legacy.id}, UpdateExpression="SET open_pk = :old", ExpressionAttributeValues=old_key
+        )
+        keys = {table.get_item(Key={"pk": "job#" + one.id})["Item"]["open_pk"] for one in mine}
+        assert len(keys) > 4 and all(key.startswith("open#") for key in keys)  # spread, not one partition
+        ended = mine[3]
+        assert stack.store.settle(ended.id, JobStatus.CANCELLED, {"updated_at": now})
+
+        oldest = [one.id for one in stack.store.open_jobs(limit=12)]
+
+        assert oldest == [one.id for one in [legacy, *mine] if one.id != ended.id][:12]
+    finally:
+        for one in [legacy, *mine]:
+            table.delete_item(Key={"pk": "job#" + one.id})

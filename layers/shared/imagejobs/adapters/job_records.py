@@ -4,6 +4,10 @@ its record."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import zlib
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +22,19 @@ from imagejobs.domain.models import JobStatus, WebhookState
 
 JOB_PREFIX = "job#"
 LIST_INDEX = "by-tenant"  # GSI: list_pk = tenant, list_sk = "<created_at>#<job id>", job items only
-OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open" while a job is not final (the sweeper reads it)
+OPEN_INDEX = "open-jobs"  # sparse GSI: open_pk = "open#<shard>" while a job is not final (the sweeper reads it)
+# The index's key is spread over this many values, from the job id: DynamoDB caps one partition at
+# 1,000 write units/s, a global secondary index's too, and throttles the table's writes when an
+# index's partition is throttled (Amazon DynamoDB Developer Guide, "Understanding DynamoDB warm
+# throughput in different scenarios" and "Key range throughput exceeded (hot partitions)"). Every
+# write to an open job writes the index (it projects every attribute), so one key would cap the
+# stack at about 2,000 jobs a minute (docs/fair-share.md, "How far it goes").
+OPEN_SHARDS = 16
+LEGACY_OPEN_KEY = "open"  # what records written before the shards carry until they end
+
+
+def open_key(job_id: str) -> str:
+    return f"open#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
 
 
 def _record(item: dict[str, Any]) -> JobRecord:
@@ -41,7 +57,7 @@ class JobRecords(TableAdapter):
         item["list_pk"] = record.tenant
         item["list_sk"] = _list_sort_key(record)
         if not record.status.final:
-            item["open_pk"] = "open"
+            item["open_pk"] = open_key(record.id)
             item["open_sk"] = _list_sort_key(record)
         if reservation is None:
             try:
@@ -314,21 +330,28 @@ class JobRecords(TableAdapter):
         return found[:limit], len(found) > limit
 
     def open_jobs(self, limit: int = 500) -> list[JobRecord]:
-        """Jobs not yet final, oldest first (what the sweeper looks after)."""
-        found: list[JobRecord] = []
+        """Jobs not yet final, oldest first (what the sweeper looks after): each shard's oldest, merged,
+        read a page at a time, so a sweep reads about `limit` items and one page per shard."""
+        keys = (LEGACY_OPEN_KEY, *(f"open#{shard}" for shard in range(OPEN_SHARDS)))
+        page = max(10, limit // OPEN_SHARDS)
+        merged = heapq.merge(*(self._open_in(key, page) for key in keys), key=lambda pair: pair[0])
+        return [record for _, record in itertools.islice(merged, limit)]
+
+    def _open_in(self, key: str, page: int) -> Iterator[tuple[str, JobRecord]]:
         kwargs: dict[str, Any] = {
             "IndexName": OPEN_INDEX,
             "KeyConditionExpression": "open_pk = :open",
-            "ExpressionAttributeValues": {":open": "open"},
+            "ExpressionAttributeValues": {":open": key},
+            "Limit": page,
         }
-        while len(found) < limit:
-            page = self._table.query(**kwargs)
-            for item in page.get("Items", []):
-                found.append(_record(from_dynamo(item)))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found[:limit]
+        while True:
+            answer = self._table.query(**kwargs)
+            for item in answer.get("Items", []):
+                sort_key = str(item.get("open_sk", ""))
+                yield sort_key, _record(from_dynamo(item))
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def record_resume(self, job_id: str, execution_arn: str, at: float) -> None:
         self._update(
@@ -360,3 +383,4 @@ class JobRecords(TableAdapter):
             "(attribute_not_exists(caller_waits_until) OR caller_waits_until < :until)",
             {":until": until, ":queued": "queued", ":running": "in_progress"},
         )
+
