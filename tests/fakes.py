@@ -53,6 +53,7 @@ class FakeStore:
         self.settles_won = 0
         self.pointers: dict[str, str] = {}
         self.gates: dict[str, Gate] = {}
+        self.slowed: list[tuple[str, float]] = []  # (schedule, Retry-After) of each 429 under a rate cap
 
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
         if record.id in self.jobs:
@@ -156,6 +157,10 @@ class FakeStore:
 
     def take_turn(self, name: str, interval_seconds: float, now: float) -> float:
         return 0.0
+
+    def slow_down(self, name: str, now: float, hold_seconds: float) -> float:
+        self.slowed.append((name, hold_seconds))
+        return 2.0
 
     def gate(self, name: str) -> Gate:
         return self.gates.get(name, Gate())
@@ -325,12 +330,16 @@ class FakeMetrics:
     def __init__(self) -> None:
         self.settled: list[str] = []
         self.gates: list[tuple[int, int, int]] = []  # (limit in force, running, waiting) after each decision
+        self.rates: list[float] = []  # the rate cap in force after each 429
 
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
         self.settled.append(record.id)
 
     def gate_state(self, limit: int, running: int, waiting: int) -> None:
         self.gates.append((limit, running, waiting))
+
+    def rate_state(self, submits_per_minute: float) -> None:
+        self.rates.append(submits_per_minute)
 
 
 class FakeWebhookUrls:

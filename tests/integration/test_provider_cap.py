@@ -44,3 +44,23 @@ def test_concurrent_submitters_never_share_a_turn(stack: LocalStack) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         waits = list(pool.map(lambda _: stack.store.take_turn("cap-crowd", 2.0, now), range(8)))
     assert waits.count(0.0) == 1
+
+
+def test_a_429_spreads_the_turns_out_and_they_come_back_gradually(stack: LocalStack) -> None:
+    """The cap adapts to the provider: after a 429 no turn comes before its Retry-After, the spacing
+    is doubled, and each turn taken after brings it back part of the way (never below the setting)."""
+    now, spacing = clock.now(), 2.0
+    assert stack.store.take_turn("cap-429", spacing, now) == 0.0
+    assert stack.store.slow_down("cap-429", now + 0.5, 30.0) == 2.0  # the spacing doubled
+    assert 29 < stack.store.take_turn("cap-429", spacing, now + 1.0) <= 29.5  # held until Retry-After
+    at = now + 30.5
+    assert stack.store.take_turn("cap-429", spacing, at) == 0.0
+    gaps = []
+    for _ in range(40):  # the next turns, each claimed as soon as it is free
+        wait = stack.store.take_turn("cap-429", spacing, at)
+        gaps.append(wait)
+        at += wait
+        assert stack.store.take_turn("cap-429", spacing, at) == 0.0
+    assert 3.5 < gaps[0] <= 4.0  # twice the setting at first...
+    assert gaps == sorted(gaps, reverse=True)  # ...then less at every turn...
+    assert spacing <= gaps[-1] < 2.1  # ...back to the setting, never below it

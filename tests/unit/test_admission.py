@@ -91,11 +91,14 @@ def test_waiting_long_never_moves_a_backlog_ahead_of_a_newcomer() -> None:
     assert admission.line(gate)[0] == "new"
 
 
-def test_a_429_cuts_the_limit_to_half_of_what_ran_and_it_comes_back_gradually() -> None:
+def test_a_429_cuts_the_limit_to_what_the_provider_held_and_it_comes_back_gradually() -> None:
     gate, _ = run(Gate(), [(f"j{i}", Waiter("t", admission.API, T0)) for i in range(8)], limit=8)
     gate = admission.cut(admission.leave(gate, "j7", T0), 8, T0)  # j7 was refused with a 429
-    assert admission.limit_in_force(gate, 8, T0) == 3  # 7 ran: half of it
-    assert admission.limit_in_force(gate, 8, T0 + 2 * admission.RECOVER_SECONDS) == 5
+    assert admission.limit_in_force(gate, 8, T0) == 7  # the provider held 7 when it refused the 8th
+    assert admission.decide(gate, "new", Waiter("t", admission.API, T0), 8, T0).admitted is False
+    gate = admission.cut(admission.leave(gate, "j6", T0 + 1), 8, T0 + 1)  # refused again, at 7
+    assert admission.limit_in_force(gate, 8, T0 + 1) == 6  # a provider that keeps refusing lowers it
+    assert admission.limit_in_force(gate, 8, T0 + 1 + admission.RECOVER_SECONDS) == 7
     assert admission.limit_in_force(gate, 8, T0 + 60 * admission.RECOVER_SECONDS) == 8  # never past the setting
     assert admission.decide(gate, "new", Waiter("t", admission.API, T0), 8, T0).admitted is False
 
@@ -169,4 +172,4 @@ def test_a_provider_429_gives_the_place_back_and_cuts_the_limit(monkeypatch: pyt
         submit(fakes.deps, jobs[2])
     gate = fakes.store.gate("provider")
     assert set(gate.holders) == set(jobs[:2])  # the refused one gave its place back...
-    assert admission.limit_in_force(gate, 4, clock.now()) == 1  # ...and the limit is half of what ran
+    assert admission.limit_in_force(gate, 4, clock.now()) == 2  # ...and the limit is what the provider held

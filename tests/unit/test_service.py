@@ -56,6 +56,29 @@ def test_over_the_provider_cap_a_job_is_deferred_without_using_a_delivery(monkey
     assert store.jobs["img_capped"].status is JobStatus.QUEUED
 
 
+def test_a_429_under_the_rate_cap_spreads_its_turns_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cap adapts: the provider's 429 stretches the shared turns (none before its Retry-After),
+    the rate in force is a metric, and the job comes back after the Retry-After, not lost."""
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")  # real seconds, whatever stack ran before
+    from imagejobs.domain.errors import RateLimited
+    from imagejobs.flows import submit_queue
+
+    settings = SETTINGS.model_copy(update={"provider_submits_per_minute": 10})
+    fakes = Fakes(settings=settings, provider=FakeProvider(RateLimited("429", retry_after=20)))
+    record, _ = accept_generation(fakes.deps, caller=Caller("t"), request=GenerationRequest(prompt="p"))
+    fakes.queue.sent.clear()
+
+    with pytest.raises(RateLimited):
+        submit_queue.process(
+            fakes.deps, f'{{"job_id": "{record.id}"}}', receipt_handle="r", receive_count=1, log=lambda *a, **k: None
+        )
+
+    ((schedule, hold),) = fakes.store.slowed
+    assert schedule == submit_queue.SUBMIT_TURNS and 20 <= hold <= 25  # Retry-After, with jitter
+    assert fakes.metrics.rates == [5.0]  # 10 a minute, spaced twice as far: 5 in force
+    assert 20 <= fakes.queue.delays[0] <= 25 and fakes.store.jobs[record.id].status is JobStatus.QUEUED
+
+
 class FinishingStore(FakeStore):
     """A job that ends while a caller waits: final on the third read."""
 

@@ -78,6 +78,13 @@ class EmfMetrics:
         print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), flush=True)
         metrics.clear_metrics()
 
+    def rate_state(self, submits_per_minute: float) -> None:
+        """The provider rate cap in force after a 429 stretched it (ProviderSubmitsPerMinute at most)."""
+        metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        metrics.add_metric(name="ProviderSubmitsPerMinuteInForce", unit=MetricUnit.Count, value=submits_per_minute)
+        print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), flush=True)
+        metrics.clear_metrics()
+
 
 def _catalog_name(model: str) -> str:
     try:

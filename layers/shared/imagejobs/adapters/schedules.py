@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from imagejobs.adapters.dynamo import is_condition_failure, to_dynamo
 from imagejobs.adapters.tenants import TableAdapter
-from imagejobs.domain import polling
+from imagejobs.domain import admission, polling
 
 RATE_PREFIX = "rate#"
 LATENCY_PREFIX = "latency#"
@@ -18,26 +18,48 @@ LATENCY_PREFIX = "latency#"
 class Schedules(TableAdapter):
     # -- provider rate cap -----------------------------------------------------------------------
     def take_turn(self, name: str, interval_seconds: float, now: float) -> float:
-        """A shared schedule of evenly spaced turns (at most one per `interval_seconds`), claimed
-        with a conditional write so concurrent submitters never share a turn. Returns 0 when the
-        caller got the turn, else the seconds until the next free one."""
+        """A shared schedule of evenly spaced turns (at most one per `interval_seconds`, times the
+        stretch a provider 429 put on it), claimed with a conditional write so concurrent submitters
+        never share a turn. Returns 0 when the caller got the turn, else the seconds until the next
+        free one."""
         key = {"pk": RATE_PREFIX + name}
         item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
         next_at = float(str(item["next_at"])) if item else 0.0
+        stretch = float(str(item.get("stretch", 1))) if item else 1.0
         if now < next_at:
             return next_at - now
         condition = "attribute_not_exists(pk) OR next_at = :seen"
+        spacing = interval_seconds * max(1.0, stretch)
         try:
             self._table.put_item(
-                Item=to_dynamo({**key, "next_at": max(now, next_at) + interval_seconds}),
+                Item=to_dynamo({**key, "next_at": max(now, next_at) + spacing, "stretch": admission.relaxed(stretch)}),
                 ConditionExpression=condition,
                 ExpressionAttributeValues=to_dynamo({":seen": next_at}),
             )
         except ClientError as exc:
             if is_condition_failure(exc):
-                return interval_seconds  # someone else took this turn
+                return spacing  # someone else took this turn
             raise
         return 0.0
+
+    def slow_down(self, name: str, now: float, hold_seconds: float) -> float:
+        """The provider answered 429: the turns' spacing doubles (admission.stretched) and none is
+        given before `hold_seconds` from now (its Retry-After). Returns the stretch now in force; a
+        writer that came between is left to have its turn (this 429 counts once at most)."""
+        key = {"pk": RATE_PREFIX + name}
+        item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        next_at = float(str(item["next_at"])) if item else 0.0
+        stretch = admission.stretched(float(str(item.get("stretch", 1))) if item else 1.0)
+        try:
+            self._table.put_item(
+                Item=to_dynamo({**key, "next_at": max(next_at, now + hold_seconds), "stretch": stretch}),
+                ConditionExpression="attribute_not_exists(pk) OR next_at = :seen",
+                ExpressionAttributeValues=to_dynamo({":seen": next_at}),
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+        return stretch
 
     # -- observed latencies (the poll schedule learns from them) --------------------------------
     def latency_counts(self, kind: str) -> dict[int, float]:

@@ -12,8 +12,14 @@ tenant's weight x the class's weight), earliest first.
 - **Classes.** A caller waiting on a plain call weighs 16, an async API job 4, an inbox or event
   job (bulk) 1: a waiting plain call goes ahead of all but the first jobs of idle tenants, and an
   API backlog takes four places for each one bulk work gets, so no class starves.
-- **The limit adapts.** A provider 429 cuts the limit in force to half of what ran then; it comes
-  back one place per RECOVER_SECONDS, up to the configured limit (ProviderMaxConcurrency).
+- **The limit adapts.** A provider 429 sets the limit in force to what the provider held when it
+  refused (the jobs still running, at least 1): a concurrency cap answers exactly there, so that
+  is the level it takes, where halving would leave places idle it has shown it takes. The limit
+  comes back one place per RECOVER_SECONDS, up to the configured limit (ProviderMaxConcurrency), so
+  the gate probes a higher level that often and a cap that grew is found again.
+- **So does the rate.** With ProviderSubmitsPerMinute set, submissions take evenly spaced turns.
+  A 429 doubles the spacing (up to RATE_STRETCH_MAX times the setting) and holds the next turn
+  until the provider's Retry-After; each turn taken after that brings it back 10% of the way.
 
 Pure: the flows read the gate, decide here, and write it back conditionally (imagejobs.flows.admission).
 """
@@ -21,7 +27,6 @@ Pure: the flows read the gate, decide here, and write it back conditionally (ima
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from imagejobs.domain.jobs import JobRecord
@@ -29,9 +34,11 @@ from imagejobs.domain.jobs import JobRecord
 INTERACTIVE, API, BULK = 0, 1, 2
 CLASS_NAMES = {INTERACTIVE: "interactive", API: "api", BULK: "bulk"}
 CLASS_WEIGHTS = {INTERACTIVE: 16, API: 4, BULK: 1}
-RECOVER_SECONDS = 10.0  # after a cut, one place back per this long
+RECOVER_SECONDS = 30.0  # after a cut, one place back per this long (each probe past a cap costs a 429)
 DEFAULT_JOB_SECONDS = 60.0  # how long a job holds its place until the gate has seen some finish
 MEAN_WEIGHT = 0.2  # how much each finished job moves the gate's mean hold
+RATE_STRETCH_MAX = 16.0  # a rate cap's spacing grows at most to this many times its setting
+RATE_RELAX = 0.9  # each turn taken brings a stretched spacing this much of the way back
 
 
 @dataclass(frozen=True)
@@ -141,12 +148,23 @@ def leave(gate: Gate, job_id: str, now: float) -> Gate:
 
 
 def cut(gate: Gate, configured: int, now: float) -> Gate:
-    """The provider answered 429: the limit in force becomes half of what was running."""
+    """The provider answered 429 (the refused job has left): the limit in force becomes what it still
+    holds, at least 1. A provider that keeps refusing lowers it again at each 429, as its jobs end."""
     running = min(len(gate.holders), limit_in_force(gate, configured, now))
-    return dataclasses.replace(gate, cut_limit=max(1, math.floor(running / 2)), cut_at=now)
+    return dataclasses.replace(gate, cut_limit=max(1, running), cut_at=now)
 
 
 def next_up(gate: Gate, configured: int, now: float) -> list[str]:
     """The waiters the free places go to (woken when a place frees)."""
     free = limit_in_force(gate, configured, now) - len(gate.holders)
     return line(gate)[: max(0, free)]
+
+
+def stretched(stretch: float) -> float:
+    """The rate cap's spacing, as a multiple of its setting, after a provider 429."""
+    return min(RATE_STRETCH_MAX, max(1.0, stretch) * 2)
+
+
+def relaxed(stretch: float) -> float:
+    """The spacing after a turn is taken: back towards the setting, gradually."""
+    return max(1.0, 1.0 + (stretch - 1.0) * RATE_RELAX)

@@ -27,6 +27,7 @@ from imagejobs.flows.submit import submission_in_flight_seconds, submit
 
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS = 15.0, 300.0  # a transient failure's next try: 15 s, 30 s, 60 s, ...
 DEFAULT_RATE_LIMIT_BACKOFF_SECONDS = 30.0
+SUBMIT_TURNS = "provider-submit"  # the rate cap's shared schedule (ProviderSubmitsPerMinute)
 
 
 def seconds_per_message(settings: Settings) -> float:
@@ -132,7 +133,7 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
             log("waiting for a place at the provider", job_id=job_id, position=decision.position)
             return "waiting"
     if cap and unsent and record is not None:
-        wait = deps.store.take_turn("provider-submit", 60.0 / cap, clock.now())
+        wait = deps.store.take_turn(SUBMIT_TURNS, 60.0 / cap, clock.now())
         if wait > 0:
             # Over our own cap: come back later as a fresh message, so waiting for a turn never
             # uses up the job's deliveries (the way a provider 429 does).
@@ -156,6 +157,10 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
             admission.leave(deps, job_id, rate_limited=True)
             # Come back when the provider said, with jitter so a burst does not return as one.
             wait = (exc.retry_after or DEFAULT_RATE_LIMIT_BACKOFF_SECONDS) * random.uniform(1.0, 1.25)
+            if cap:  # and the rate cap's turns spread out, none before the provider's Retry-After
+                stretch = deps.store.slow_down(SUBMIT_TURNS, clock.now(), wait)
+                if deps.metrics is not None:
+                    deps.metrics.rate_state(cap / stretch)
             queue.retry_after(receipt_handle, clock.real_seconds(wait))
             log("rate limited; message comes back later", job_id=job_id, seconds=round(wait, 1))
         else:
