@@ -64,3 +64,25 @@ def test_a_429_spreads_the_turns_out_and_they_come_back_gradually(stack: LocalSt
     assert 3.5 < gaps[0] <= 4.0  # twice the setting at first...
     assert gaps == sorted(gaps, reverse=True)  # ...then less at every turn...
     assert spacing <= gaps[-1] < 2.1  # ...back to the setting, never below it
+
+
+def test_the_gate_reads_back_as_written_and_a_stale_write_is_refused(stack: LocalStack) -> None:
+    """The admission gate in the real table: holders, waiters, the tenants' recent use and a cut
+    come back as written, and a write decided from an old read loses (two submitters can never
+    both take the last place)."""
+    from imagejobs.domain.admission import Gate, Holder, Used, Waiter
+
+    now = clock.now()
+    gate = Gate(
+        holders={"img_h": Holder("acme", now)},
+        waiters={"img_w": Waiter("other", 1, now + 1, 3)},
+        usage={"acme": Used(4.5, now), "other": Used(0.25, now - 60)},
+        cut_limit=3,
+        cut_at=now,
+        mean_seconds=42.0,
+    )
+    assert stack.store.write_gate("roundtrip", gate)
+    read = stack.store.gate("roundtrip")
+    assert read == Gate(**{**gate.__dict__, "version": 1})
+    assert not stack.store.write_gate("roundtrip", gate)  # decided from version 0: another came first
+    assert stack.store.write_gate("roundtrip", read)

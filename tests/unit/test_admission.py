@@ -56,8 +56,38 @@ def test_a_light_tenant_goes_ahead_of_a_flood_that_came_first() -> None:
     light = [(f"l{i}", Waiter("light", admission.BULK, T0 + 10 + i)) for i in range(2)]
     gate, admitted = run(gate, light, limit=4)
     assert admitted == []  # every place is taken...
-    assert admission.line(gate)[:2] == ["l0", "l1"]  # ...but the light tenant is next
+    assert admission.line(gate, T0 + 12)[:2] == ["l0", "l1"]  # ...but the light tenant is next
     assert (admission.place(gate, "l1", 4, T0 + 12) or (0, 0.0))[0] == 2
+
+
+def test_a_flood_that_used_the_provider_lately_waits_until_the_newcomers_have_used_as_much() -> None:
+    """Fair share over time: while the light tenants were idle the flood took every place; when
+    they come, they get the places that free until their recent use catches up with the flood's,
+    and then the places are shared again. Use fades, so an old flood is no burden."""
+    flood = [(f"f{i}", Waiter("flood", admission.API, T0 + i * 0.01)) for i in range(300)]
+    gate, _ = run(Gate(), flood, limit=4)
+    for i in range(12):  # twelve flood jobs ran and ended, each place going to the next flood job
+        gate = admission.leave(gate, f"f{i}", T0 + 60 * (i + 1))
+        gate = admission.decide(gate, f"f{i + 4}", flood[i + 4][1], 4, T0 + 60 * (i + 1)).gate
+    now = T0 + 800
+    light = [(f"l{i}", Waiter(tenant, admission.API, now + i)) for i in range(20) for tenant in ("a", "b")]
+    light = [(f"{waiter.tenant}{job_id}", waiter) for job_id, waiter in light]
+    gate, _ = run(gate, light, limit=4)
+    order = admission.line(gate, now + 20)
+    flood_first = next(index for index, job in enumerate(order) if job.startswith("f"))
+    assert flood_first >= 16  # the light tenants' jobs come first, well past an equal two thirds...
+    assert flood_first < 40  # ...and the flood is not shut out behind all of them
+    later = now + 20 * admission.USAGE_HALF_LIFE  # long after: the flood's use has faded
+    assert admission.Used(16, now).now(later) < admission.USAGE_FORGOTTEN
+
+
+def test_recent_use_is_recorded_per_tenant_and_forgotten_when_faded() -> None:
+    gate, _ = run(Gate(), [("a1", Waiter("a", admission.API, T0)), ("a2", Waiter("a", admission.API, T0))], limit=4)
+    assert gate.usage["a"].now(T0) == pytest.approx(2)
+    assert gate.usage["a"].now(T0 + admission.USAGE_HALF_LIFE) == pytest.approx(1)
+    much_later = T0 + 10 * admission.USAGE_HALF_LIFE
+    gate = admission.decide(gate, "b1", Waiter("b", admission.API, much_later), 4, much_later).gate
+    assert set(gate.usage) == {"b"}  # a's faded use is dropped: the record stays small
 
 
 def test_weights_share_the_places_in_proportion() -> None:
@@ -65,7 +95,7 @@ def test_weights_share_the_places_in_proportion() -> None:
     for i in range(40):
         gate = admission.decide(gate, f"a{i}", Waiter("a", admission.BULK, T0, 3), 0, T0).gate
         gate = admission.decide(gate, f"b{i}", Waiter("b", admission.BULK, T0, 1), 0, T0).gate
-    first_eight = admission.line(gate)[:8]
+    first_eight = admission.line(gate, T0)[:8]
     assert sum(job.startswith("a") for job in first_eight) == 6  # weight 3 against 1
 
 
@@ -74,12 +104,12 @@ def test_classes_go_first_and_none_starves() -> None:
     gate = admission.decide(gate, "bulk", Waiter("t", admission.BULK, T0), 0, T0).gate
     gate = admission.decide(gate, "api", Waiter("t", admission.API, T0 + 1), 0, T0 + 1).gate
     gate = admission.decide(gate, "sync", Waiter("t", admission.INTERACTIVE, T0 + 2), 0, T0 + 2).gate
-    assert admission.line(gate) == ["sync", "api", "bulk"]
+    assert admission.line(gate, T0 + 2) == ["sync", "api", "bulk"]
     # an API backlog of the inbox's own tenant takes four places for each one bulk work gets
     for i in range(20):
         gate = admission.decide(gate, f"api{i}", Waiter("t", admission.API, T0 + 4 + i), 0, T0 + 4 + i).gate
     gate = admission.decide(gate, "bulk2", Waiter("t", admission.BULK, T0 + 30), 0, T0 + 30).gate
-    order = admission.line(gate)
+    order = admission.line(gate, T0 + 30)
     assert order.index("bulk") < 8 and order.index("bulk2") < 16 < len(order)
 
 
@@ -88,7 +118,7 @@ def test_waiting_long_never_moves_a_backlog_ahead_of_a_newcomer() -> None:
     gate, _ = run(Gate(), flood, limit=4)
     late = T0 + 3600  # the flood has waited an hour
     gate = admission.decide(gate, "new", Waiter("light", admission.API, late), 4, late).gate
-    assert admission.line(gate)[0] == "new"
+    assert admission.line(gate, late)[0] == "new"
 
 
 def test_a_429_cuts_the_limit_to_what_the_provider_held_and_it_comes_back_gradually() -> None:

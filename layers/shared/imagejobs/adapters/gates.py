@@ -1,6 +1,6 @@
 """DynamoDB adapter of the admission gate (imagejobs.domain.admission): one item per gate, its
-holders and waiters as maps, every write conditional on the version it was read at, so two
-functions deciding at once never both take the last place."""
+holders, waiters and tenants' recent use as maps, every write conditional on the version it was
+read at, so two functions deciding at once never both take the last place."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from imagejobs.adapters.dynamo import from_dynamo, is_condition_failure, to_dynamo
 from imagejobs.adapters.tenants import TableAdapter
-from imagejobs.domain.admission import Gate, Holder, Waiter
+from imagejobs.domain.admission import Gate, Holder, Used, Waiter
 
 GATE_PREFIX = "gate#"
 
@@ -22,6 +22,7 @@ def _gate(item: dict[str, Any]) -> Gate:
             job: Waiter(str(w["t"]), int(w["c"]), float(w["s"]), int(w.get("w", 1)))
             for job, w in (item.get("waiters") or {}).items()
         },
+        usage={tenant: Used(float(u["a"]), float(u["t"])) for tenant, u in (item.get("used") or {}).items()},
         cut_limit=int(item["cut_limit"]) if item.get("cut_limit") is not None else None,
         cut_at=float(item["cut_at"]) if item.get("cut_at") is not None else None,
         mean_seconds=float(item.get("mean_seconds", Gate.mean_seconds)),
@@ -40,11 +41,13 @@ class Gates(TableAdapter):
         values = {
             ":h": {job: {"t": h.tenant, "s": h.since} for job, h in gate.holders.items()},
             ":w": {job: {"t": w.tenant, "c": w.klass, "s": w.since, "w": w.weight} for job, w in gate.waiters.items()},
+            # "used": "usage" is one of DynamoDB's reserved words
+            ":u": {tenant: {"a": used.amount, "t": used.at} for tenant, used in gate.usage.items()},
             ":m": gate.mean_seconds,
             ":seen": gate.version,
             ":next": gate.version + 1,
         }
-        sets = "holders = :h, waiters = :w, mean_seconds = :m, version = :next"
+        sets = "holders = :h, waiters = :w, used = :u, mean_seconds = :m, version = :next"
         if gate.cut_limit is not None:
             sets += ", cut_limit = :cl, cut_at = :ca"
             values |= {":cl": gate.cut_limit, ":ca": gate.cut_at}

@@ -1,14 +1,19 @@
 """Admission to the provider: how many jobs run upstream at once, and whose turn is next.
 
-The gate is one record: the jobs running at the provider (its holders) and the jobs waiting for a
-place (its waiters). A job is admitted when its place in line is among the free places; otherwise
-it waits, and keeps its place. The line is a weighted fair queue over tenants and priority classes:
-the k-th waiting job of a tenant in a class comes at (its tenant's running jobs + k) / (the
-tenant's weight x the class's weight), earliest first.
+The gate is one record: the jobs running at the provider (its holders), the jobs waiting for a
+place (its waiters) and what each tenant has used lately. A job is admitted when its place in line
+is among the free places; otherwise it waits, and keeps its place. The line is a weighted fair
+queue over tenants and priority classes: the k-th waiting job of a tenant in a class comes at
+(its tenant's recent use + its running jobs + k) / (the tenant's weight x the class's weight),
+earliest first. Recent use counts the jobs the tenant sent, each fading by half every
+USAGE_HALF_LIFE (job clock).
 
-- **Fair share.** A tenant's weight is a tenant setting (1 unless set). A tenant with a backlog
-  takes idle places, but a tenant that arrives later goes ahead of that backlog at once, and
-  waiting longer never moves a backlog ahead of it.
+- **Fair share, over time.** A tenant's weight is a tenant setting (1 unless set). A tenant with a
+  backlog takes idle places, but a tenant that arrives later goes ahead of that backlog at once,
+  and stays ahead until it has used as much lately as the backlog's tenant has: the places a
+  flood took while others were idle count against it when they come. Waiting longer never moves
+  a backlog ahead of a newcomer; each job a tenant sends moves its next ones back, so the
+  newcomer's lead ends, and nobody is shut out for long.
 - **Classes.** A caller waiting on a plain call weighs 16, an async API job 4, an inbox or event
   job (bulk) 1: a waiting plain call goes ahead of all but the first jobs of idle tenants, and an
   API backlog takes four places for each one bulk work gets, so no class starves.
@@ -37,6 +42,8 @@ CLASS_WEIGHTS = {INTERACTIVE: 16, API: 4, BULK: 1}
 RECOVER_SECONDS = 30.0  # after a cut, one place back per this long (each probe past a cap costs a 429)
 DEFAULT_JOB_SECONDS = 60.0  # how long a job holds its place until the gate has seen some finish
 MEAN_WEIGHT = 0.2  # how much each finished job moves the gate's mean hold
+USAGE_HALF_LIFE = 600.0  # job seconds: a tenant's use of the provider counts half as much this much later
+USAGE_FORGOTTEN = 0.05  # use below this is dropped from the gate (keeps the record small)
 RATE_STRETCH_MAX = 16.0  # a rate cap's spacing grows at most to this many times its setting
 RATE_RELAX = 0.9  # each turn taken brings a stretched spacing this much of the way back
 
@@ -56,9 +63,19 @@ class Holder:
 
 
 @dataclass(frozen=True)
+class Used:
+    amount: float  # jobs sent, each fading by half every USAGE_HALF_LIFE
+    at: float  # job clock: when `amount` was reckoned
+
+    def now(self, now: float) -> float:
+        return self.amount * 0.5 ** (max(0.0, now - self.at) / USAGE_HALF_LIFE)
+
+
+@dataclass(frozen=True)
 class Gate:
     holders: dict[str, Holder] = field(default_factory=dict)
     waiters: dict[str, Waiter] = field(default_factory=dict)
+    usage: dict[str, Used] = field(default_factory=dict)  # per tenant
     cut_limit: int | None = None  # what a 429 cut the limit to, and when
     cut_at: float | None = None
     mean_seconds: float = DEFAULT_JOB_SECONDS  # how long a job holds its place, on average
@@ -85,9 +102,9 @@ def limit_in_force(gate: Gate, configured: int, now: float) -> int:
     return min(configured, gate.cut_limit + int(max(0.0, now - gate.cut_at) / RECOVER_SECONDS))
 
 
-def line(gate: Gate) -> list[str]:
+def line(gate: Gate, now: float) -> list[str]:
     """The waiters in the order they get places."""
-    running: dict[str, int] = {}
+    running: dict[str, float] = {tenant: used.now(now) for tenant, used in gate.usage.items()}
     for holder in gate.holders.values():
         running[holder.tenant] = running.get(holder.tenant, 0) + 1
     seen: dict[tuple[str, int], int] = {}  # a tenant's waiters so far, per class
@@ -106,11 +123,12 @@ def decide(gate: Gate, job_id: str, waiter: Waiter, configured: int, now: float)
     waiters = gate.waiters if job_id in gate.waiters else {**gate.waiters, job_id: waiter}
     queued = dataclasses.replace(gate, waiters=waiters)
     free = limit_in_force(gate, configured, now) - len(gate.holders)
-    rank = line(queued).index(job_id)
+    rank = line(queued, now).index(job_id)
     if rank < free:
         remaining = {other: w for other, w in waiters.items() if other != job_id}
         holders = {**gate.holders, job_id: Holder(waiter.tenant, now)}
-        return Decision(True, dataclasses.replace(gate, holders=holders, waiters=remaining))
+        usage = _used(gate.usage, waiter.tenant, now)
+        return Decision(True, dataclasses.replace(gate, holders=holders, waiters=remaining, usage=usage))
     return Decision(False, queued, position=rank + 1, estimated_wait=_wait(queued, rank + 1, configured, now))
 
 
@@ -118,7 +136,7 @@ def place(gate: Gate, job_id: str, configured: int, now: float) -> tuple[int, fl
     """A waiting job's position in line (from 1) and the job seconds until its estimated start."""
     if job_id not in gate.waiters:
         return None
-    position = line(gate).index(job_id) + 1
+    position = line(gate, now).index(job_id) + 1
     return position, _wait(gate, position, configured, now)
 
 
@@ -157,7 +175,14 @@ def cut(gate: Gate, configured: int, now: float) -> Gate:
 def next_up(gate: Gate, configured: int, now: float) -> list[str]:
     """The waiters the free places go to (woken when a place frees)."""
     free = limit_in_force(gate, configured, now) - len(gate.holders)
-    return line(gate)[: max(0, free)]
+    return line(gate, now)[: max(0, free)]
+
+
+def _used(usage: dict[str, Used], tenant: str, now: float) -> dict[str, Used]:
+    """The tenants' recent use after `tenant` sent one more job (faded ones dropped)."""
+    mine = usage.get(tenant)
+    kept = {other: used for other, used in usage.items() if other != tenant and used.now(now) >= USAGE_FORGOTTEN}
+    return {**kept, tenant: Used((mine.now(now) if mine else 0.0) + 1, now)}
 
 
 def stretched(stretch: float) -> float:
