@@ -62,6 +62,7 @@ SEAMS = [
     ),
     Seam("run handlers in process", "lambdas", "moto.awslambda.models:LambdaFunction._invoke_lambda"),
     Seam("take the event source mappings over", "sqs_poller", "moto.sqs.models:sqs_backends"),
+    Seam("deliver standard queues as fair queues do", "sqs_poller", "moto.sqs.models:Queue.messages"),
     Seam("resolve intrinsics as moto's CloudFormation does", "deploy", "moto.cloudformation.parsing:clean_json"),
     Seam("the deployed stack's resource map", "deploy", "moto.cloudformation.models:cloudformation_backends"),
     Seam("moto's server for make serve", "stack", "moto.server:ThreadedMotoServer"),

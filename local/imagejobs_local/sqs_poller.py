@@ -1,4 +1,4 @@
-"""Lambda's SQS event source mapping, done the way AWS does it.
+"""Lambda's SQS event source mapping, done the way AWS does it, and SQS's fair queues.
 
 moto invokes a mapped function inline inside SendMessage, with a fixed receive count and without
 partial batch responses. We take the mappings away from moto's queues and poll instead: receive a
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -111,3 +112,37 @@ def take_over_mappings(region: str) -> list[dict[str, Any]]:
         queue.lambda_event_source_mappings.clear()
     mappings = boto3.client("lambda", region_name=region).list_event_source_mappings()["EventSourceMappings"]
     return [m for m in mappings if m["EventSourceArn"].startswith("arn:aws:sqs:") and m.get("State") == "Enabled"]
+
+
+def install_fair_queues() -> None:
+    """Deliver a standard queue's messages the way SQS fair queues do; moto hands them out in
+    arrival order, so one tenant's backlog would hold every other tenant's messages behind it.
+
+    The SQS Developer Guide ("How Amazon SQS fair queues work") says: tenants are told apart by
+    MessageGroupId (a message without one is a tenant of its own); a tenant is a noisy neighbour
+    when it holds over 10% of the queue's in-flight messages and at least 30 of its own, or over
+    10% of the consumers' recent processing time; messages of quiet tenants are delivered first,
+    and among noisy tenants, the one with the fewest messages in flight first; nothing is dropped.
+    With a few tenants, each busy one passes the 10% of processing time, so here the order is: by
+    how many messages the message's tenant has in flight (received, not yet deleted, still
+    invisible), fewest first, and in arrival order within that. Fair queues need no setting: a
+    standard queue whose messages carry MessageGroupId is one."""
+    from moto.sqs.models import Queue
+
+    if getattr(Queue, "_imagejobs_fair", False):
+        return
+    arrival_order = Queue.messages.fget  # type: ignore[attr-defined]
+
+    def fair(queue: Any) -> list[Any]:
+        visible = arrival_order(queue)
+        if queue.fifo_queue or len(visible) < 2:
+            return list(visible)
+        in_flight = Counter(
+            message.group_id
+            for message in queue._messages
+            if message.group_id and message.approximate_receive_count and not message.visible
+        )
+        return sorted(visible, key=lambda message: in_flight.get(message.group_id, 0) if message.group_id else 0)
+
+    Queue.messages = property(fair)  # type: ignore[method-assign, assignment]
+    Queue._imagejobs_fair = True  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from imagejobs_local import atomic_dynamodb, clock_patches, deploy, iam, lambdas
 from imagejobs_local.gateway import LocalGateway
 from imagejobs_local.provider_sim import SimulatedProvider
 from imagejobs_local.sim_behaviour import Latency
-from imagejobs_local.sqs_poller import QueuePoller, take_over_mappings
+from imagejobs_local.sqs_poller import QueuePoller, install_fair_queues, take_over_mappings
 
 REGION = "us-east-1"
 LOCAL_TENANT = "local"
@@ -130,6 +130,7 @@ class LocalStack:
         lambdas.install()
         clock_patches.install()
         atomic_dynamodb.install()
+        install_fair_queues()
         if options.provider_url is None:
             self.provider.start()
 

@@ -296,3 +296,29 @@ def test_every_queue_a_service_sends_to_lets_that_service_send() -> None:
                     assert allows(queue, "events.amazonaws.com", name), f"{name} targets {queue} without a statement"
                     checked += 1
     assert checked >= 2  # the inbox's notification and the ImageJobRequested rule
+
+
+# -- SQS ------------------------------------------------------------------------------------------
+def test_a_standard_queue_delivers_quiet_tenants_first_as_fair_queues_do(stack: LocalStack) -> None:
+    """SQS fair queues (SQS Developer Guide, "How Amazon SQS fair queues work"): with one tenant's
+    backlog in flight, the messages of tenants with fewer in flight come first, a message without a
+    MessageGroupId is a tenant of its own, and the backlog still drains. The submit queue's
+    messages carry the tenant as MessageGroupId so that the light tenants' jobs reach the gate
+    ahead of a flood's backlog on AWS; offline the same order holds."""
+    sqs = stack.client("sqs")
+    url = sqs.create_queue(QueueName="fair-queue-check")["QueueUrl"]
+    try:
+        for index in range(40):
+            sqs.send_message(QueueUrl=url, MessageBody=f"flood {index}", MessageGroupId="flood")
+        first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]
+        assert [m["Body"] for m in first] == [f"flood {index}" for index in range(10)]  # in flight now
+        sqs.send_message(QueueUrl=url, MessageBody="light 0", MessageGroupId="light")
+        sqs.send_message(QueueUrl=url, MessageBody="no group")
+        sqs.send_message(QueueUrl=url, MessageBody="light 1", MessageGroupId="light")
+
+        after = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+
+        assert after[:3] == ["light 0", "no group", "light 1"]  # ahead of the flood's 30 waiting
+        assert after[3:] == [f"flood {index}" for index in range(10, 17)]  # which still comes, in order
+    finally:
+        sqs.delete_queue(QueueUrl=url)
