@@ -331,14 +331,16 @@ class FakeMetrics:
         self.settled: list[str] = []
         self.gates: list[tuple[int, int, int]] = []  # (limit in force, running, waiting) after each decision
         self.rates: list[float] = []  # the rate cap in force after each 429
+        self.gate_models: list[str | None] = []  # the model of each gate_state (None: the provider's gate)
 
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
         self.settled.append(record.id)
 
-    def gate_state(self, limit: int, running: int, waiting: int) -> None:
+    def gate_state(self, limit: int, running: int, waiting: int, *, model: str | None = None) -> None:
         self.gates.append((limit, running, waiting))
+        self.gate_models.append(model)
 
-    def rate_state(self, submits_per_minute: float) -> None:
+    def rate_state(self, submits_per_minute: float, *, model: str | None = None) -> None:
         self.rates.append(submits_per_minute)
 
 

@@ -16,7 +16,7 @@ from imagejobs.flows import submit_queue
 from imagejobs.flows.intake.api import Caller, accept_generation
 from imagejobs.flows.ports import Deps
 from imagejobs.flows.settle import end_job
-from tests.fakes import SETTINGS, FakeBudgets, FakeProvider, Fakes
+from tests.fakes import SETTINGS, FakeBudgets, FakeProvider, Fakes, FakeStore
 
 T0 = 1_800_000_000.0
 
@@ -203,3 +203,41 @@ def test_a_provider_429_gives_the_place_back_and_cuts_the_limit(monkeypatch: pyt
     gate = fakes.store.gate("provider")
     assert set(gate.holders) == set(jobs[:2])  # the refused one gave its place back...
     assert admission.limit_in_force(gate, 4, clock.now()) == 2  # ...and the limit is what the provider held
+
+
+def test_a_model_with_limits_of_its_own_has_its_own_gate_and_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ProviderModelLimits: gpt-image-2 takes one job at once at this provider, other models are
+    not gated; its jobs wait at their own gate and take their own rate turns, the others go by,
+    and the sweeper tidies its gate too."""
+    monkeypatch.setenv("IMAGEJOBS_TIME_SCALE", "1")
+    settings = SETTINGS.model_copy(update={"provider_max_concurrency": 0, "provider_model_limits": "gpt-image-2=1/6"})
+
+    class Turns(FakeStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.turns: list[str] = []
+
+        def take_turn(self, name: str, interval_seconds: float, now: float) -> float:
+            self.turns.append(f"{name} every {interval_seconds:g} s")
+            return 0.0
+
+    store = Turns()
+    fakes = Fakes(settings=settings, store=store, provider=FakeProvider("p-1", "p-2", "p-3"))
+
+    def job(model: str) -> str:
+        request = GenerationRequest(prompt="a", model=model, quality="low")
+        return accept_generation(fakes.deps, caller=Caller("t"), request=request)[0].id
+
+    first, second, other = job("openai/gpt-image-2"), job("openai/gpt-image-2"), job("openai/gpt-image-1")
+    assert [submit(fakes.deps, one) for one in (first, second, other)] == ["submitted", "waiting", "submitted"]
+    gate = fakes.store.gate("provider#gpt-image-2")
+    assert set(gate.holders) == {first} and set(gate.waiters) == {second}
+    assert fakes.store.gate("provider") == Gate()  # the provider's own gate is off
+    assert fakes.metrics.gate_models[-1] == "gpt-image-2"
+
+    end_job(fakes.deps, first, JobStatus.FAILED, "test", "ended")  # its place frees at its own gate
+    assert fakes.queue.sent[-1] == second and submit(fakes.deps, second) == "submitted"
+    assert store.turns == ["provider-submit#gpt-image-2 every 10 s"] * 2  # gpt-image-1: no cap, no turn
+
+    store.jobs[second] = store.jobs[second].model_copy(update={"status": JobStatus.SUCCEEDED})  # its leave lost
+    assert gate_flow.tidy(fakes.deps) == 1 and fakes.store.gate("provider#gpt-image-2").holders == {}

@@ -383,4 +383,3 @@ class JobRecords(TableAdapter):
             "(attribute_not_exists(caller_waits_until) OR caller_waits_until < :until)",
             {":until": until, ":queued": "queued", ":running": "in_progress"},
         )
-

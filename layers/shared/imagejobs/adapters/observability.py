@@ -68,19 +68,24 @@ class EmfMetrics:
         print(json.dumps(document, separators=(",", ":")), flush=True)
         metrics.clear_metrics()
 
-    def gate_state(self, limit: int, running: int, waiting: int) -> None:
+    def gate_state(self, limit: int, running: int, waiting: int, *, model: str | None = None) -> None:
         """The provider's admission gate after a decision: the limit in force (a 429 cuts it), the
-        jobs running upstream and the jobs in line."""
+        jobs running upstream and the jobs in line; a model's own gate with its Model dimension."""
         metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        if model is not None:
+            metrics.add_dimension(name="Model", value=_catalog_name(model))
         metrics.add_metric(name="ProviderConcurrencyLimit", unit=MetricUnit.Count, value=limit)
         metrics.add_metric(name="ProviderRunning", unit=MetricUnit.Count, value=running)
         metrics.add_metric(name="ProviderWaiting", unit=MetricUnit.Count, value=waiting)
         print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), flush=True)
         metrics.clear_metrics()
 
-    def rate_state(self, submits_per_minute: float) -> None:
-        """The provider rate cap in force after a 429 stretched it (ProviderSubmitsPerMinute at most)."""
+    def rate_state(self, submits_per_minute: float, *, model: str | None = None) -> None:
+        """The provider rate cap in force after a 429 stretched it (ProviderSubmitsPerMinute at most,
+        or the model's own from ProviderModelLimits, with its Model dimension)."""
         metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        if model is not None:
+            metrics.add_dimension(name="Model", value=_catalog_name(model))
         metrics.add_metric(name="ProviderSubmitsPerMinuteInForce", unit=MetricUnit.Count, value=submits_per_minute)
         print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), flush=True)
         metrics.clear_metrics()

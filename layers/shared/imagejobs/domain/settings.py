@@ -42,6 +42,11 @@ class Settings(BaseModel):
     provider_submits_per_minute: int = Field(default=0, ge=0, alias="PROVIDER_SUBMITS_PER_MINUTE")  # 0: no cap
     # Jobs running at the provider at once (imagejobs.domain.admission); 0: no gate.
     provider_max_concurrency: int = Field(default=0, ge=0, alias="PROVIDER_MAX_CONCURRENCY")
+    # "model=concurrency[/submits per minute],...": a model whose provider limits differ from the
+    # two above has its own gate and rate cap (0: none for that model).
+    provider_model_limits: str = Field(
+        default="", alias="PROVIDER_MODEL_LIMITS", pattern=r"^\s*([^,=\s]+\s*=\s*\d+(/\d+)?\s*(,\s*|$))*$"
+    )
     # What the provider guarantees for a resubmission after an unknown outcome: "header" (the same
     # Idempotency-Key returns the job it already has) or "none" (nothing documented: never resubmit).
     provider_idempotency: Literal["header", "none"] = Field(default="none", alias="PROVIDER_IDEMPOTENCY")
@@ -68,6 +73,21 @@ class Settings(BaseModel):
     def aliases(self) -> dict[str, str]:
         pairs = (pair.split("=", 1) for pair in self.model_aliases.split(",") if pair.strip())
         return {source.strip(): target.strip() for source, target in pairs}
+
+    @property
+    def provider_limited(self) -> bool:
+        """Whether any provider limit is set (else a submission reads nothing to check them)."""
+        return bool(self.provider_max_concurrency or self.provider_submits_per_minute or self.provider_model_limits)
+
+    def provider_limits(self, model: str) -> tuple[str, int, int]:
+        """Where a model's jobs queue for the provider and its limits: (the gate's and the rate
+        cap's name suffix, jobs at once, submissions per minute); 0 is no limit."""
+        for pair in self.provider_model_limits.split(","):
+            name, _, limits = (part.strip() for part in pair.partition("="))
+            if name in (model, model.rpartition("/")[2]):  # openai/gpt-image-1 or gpt-image-1
+                concurrency, _, per_minute = limits.partition("/")
+                return f"#{name}", int(concurrency), int(per_minute or 0)
+        return "", self.provider_max_concurrency, self.provider_submits_per_minute
 
     @property
     def download_hosts(self) -> list[str]:

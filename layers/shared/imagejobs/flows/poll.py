@@ -9,6 +9,7 @@ from imagejobs.domain import clock, polling
 from imagejobs.domain.errors import (
     StaleTransition,
 )
+from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import (
     PollInput,
     PollResult,
@@ -64,7 +65,7 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
     except StaleTransition:  # it ended meanwhile (cancelled while this call held): nothing to do
         return _ended(record.id, provider_job.status.value)
     if provider_job.status.final:
-        _done_upstream(deps, record.id)
+        _done_upstream(deps, record)
     return polling.decide(
         provider_job,
         job_id=record.id,
@@ -83,11 +84,11 @@ def _ended(job_id: str, provider_status: str) -> PollResult:
     return PollResult(job_id=job_id, action="end", provider_status=provider_status, reason="already_final")
 
 
-def _done_upstream(deps: Deps, job_id: str) -> None:
+def _done_upstream(deps: Deps, record: JobRecord) -> None:
     """Its place at the provider goes to the next in line now, not once its images are stored
     (settle gives it back again: a no-op; should this write fail, settle's stands)."""
     with contextlib.suppress(Exception):
-        admission.leave(deps, job_id)
+        admission.leave(deps, record)
 
 
 def _hold(deps: Deps, scheduled: float, time_left: Callable[[], float] | None) -> float:

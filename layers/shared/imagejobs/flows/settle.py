@@ -217,7 +217,7 @@ def settle(deps: Deps, record: JobRecord, status: JobStatus, fields: dict[str, A
     # Its place at the provider (or in line) goes to the next; should that write fail, the job has
     # ended all the same, and the sweeper gives back the places of ended jobs.
     with contextlib.suppress(Exception):
-        admission.leave(deps, record.id)
+        admission.leave(deps, record)
     if won and deps.metrics is not None:
         # Only the writer that moved the job to its final state emits: once per job, whatever
         # the retries and redeliveries around it.

@@ -121,10 +121,11 @@ def _rules(deps: Deps, log: Callable[..., None]) -> Any:
 
 def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, log: Callable[..., None]) -> str:
     queue = need(deps.queue, "queue")
-    cap = deps.settings.provider_submits_per_minute
-    record = deps.store.get(job_id) if cap or admission.enabled(deps) else None
+    record = deps.store.get(job_id) if deps.settings.provider_limited else None
+    suffix, _, cap = deps.settings.provider_limits(record.model) if record is not None else ("", 0, 0)
+    turns = SUBMIT_TURNS + suffix  # a model with limits of its own has its own turns
     unsent = record is not None and record.provider_job_id is None and not record.status.final
-    if record is not None and unsent and admission.enabled(deps):
+    if record is not None and unsent and admission.enabled(deps, record):
         decision = admission.admit(deps, record)
         if not decision.admitted:
             # In line for a place at the provider: a fresh message comes back at its estimated turn
@@ -133,7 +134,7 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
             log("waiting for a place at the provider", job_id=job_id, position=decision.position)
             return "waiting"
     if cap and unsent and record is not None:
-        wait = deps.store.take_turn(SUBMIT_TURNS, 60.0 / cap, clock.now())
+        wait = deps.store.take_turn(turns, 60.0 / cap, clock.now())
         if wait > 0:
             # Over our own cap: come back later as a fresh message, so waiting for a turn never
             # uses up the job's deliveries (the way a provider 429 does).
@@ -154,18 +155,19 @@ def _submit(deps: Deps, job_id: str, receipt_handle: str, receive_count: int, lo
                 return "ended"
         elif isinstance(exc, RateLimited):
             # Its place goes back, and the limit in force is cut: the provider said it had enough.
-            admission.leave(deps, job_id, rate_limited=True)
+            if record is not None:
+                admission.leave(deps, record, rate_limited=True)
             # Come back when the provider said, with jitter so a burst does not return as one.
             wait = (exc.retry_after or DEFAULT_RATE_LIMIT_BACKOFF_SECONDS) * random.uniform(1.0, 1.25)
             if cap:  # and the rate cap's turns spread out, none before the provider's Retry-After
-                stretch = deps.store.slow_down(SUBMIT_TURNS, clock.now(), wait)
+                stretch = deps.store.slow_down(turns, clock.now(), wait)
                 if deps.metrics is not None:
-                    deps.metrics.rate_state(cap / stretch)
+                    deps.metrics.rate_state(cap / stretch, model=record.model if suffix and record else None)
             queue.retry_after(receipt_handle, clock.real_seconds(wait))
             log("rate limited; message comes back later", job_id=job_id, seconds=round(wait, 1))
         else:
-            if isinstance(exc, ProviderUnavailable) and not exc.outcome_unknown:
-                admission.leave(deps, job_id)  # the provider did not take it: its place goes back
+            if isinstance(exc, ProviderUnavailable) and not exc.outcome_unknown and record is not None:
+                admission.leave(deps, record)  # the provider did not take it: its place goes back
             # The queue's visibility timeout is 6x the function's, as AWS advises for a queue that
             # feeds Lambda (15 min): a transient failure of ours comes back sooner, with backoff.
             backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, receive_count - 1))

@@ -42,7 +42,7 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
     wall = clock.to_wall
     kept_until = wall(record.completed_at or record.updated_at) + deps.settings.result_retention_days * 86_400
     waiting = record.status is JobStatus.QUEUED and record.provider_job_id is None
-    in_line = admission.place(deps, record.id) if waiting else None
+    in_line = admission.place(deps, record) if waiting else None
     view = JobView(
         id=record.id,
         status=record.status,
