@@ -107,9 +107,11 @@ def import_times(rounds: int = RUNS) -> None:
             )
         )
     print(
-        f"(issue #22's goal: at most {IMPORT_GOAL}x. A handler's import includes the boto3 clients it makes at init "
-        "(wiring.warm_now: on Lambda init runs on unthrottled vCPUs, the first invoke does not), and "
-        "`import pydantic` alone is about 0.45x: see init + first invoke below)"
+        f"(issue #22's goal: at most {IMPORT_GOAL}x. A handler's import includes the clients it makes at init "
+        "(wiring.warm_now: on Lambda init runs on unthrottled vCPUs, the first invoke does not): the boto3 ones "
+        "are shown apart; status, submit and finalize also open the provider's httpx pool there (httpx and an "
+        "SSL context, not in that figure). `import pydantic` and our models are about 0.55x of the rest: see "
+        "docs/performance.md, and init + first invoke below)"
     )
 
 
