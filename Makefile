@@ -130,13 +130,13 @@ bench-poll: $(VENV)/.stamp
 ## one tenant floods 300 jobs past the provider's limit while two send 20 each (prints numbers)
 loadtest: $(VENV)/.stamp
 	$(PY) -m bench.loadtest
-	$(PY) -m bench.fairshare
+	$(PY) -m bench.fairshare --time-scale 0.25 --timeout 3000
 
 ## The same, small, in make test (30 jobs; a flood of 40 against 5 each): it fails on a lost,
 ## stuck or twice-submitted job
 loadtest-small: $(VENV)/.stamp
 	$(PY) -m bench.loadtest --jobs 30 --timeout 240
-	$(PY) -m bench.fairshare --flood 40 --light 5 --limit 6 --provider-limit 4 --timeout 300
+	$(PY) -m bench.fairshare --flood 40 --light 5 --limit 6 --provider-limit 4 --time-scale 0.1 --timeout 900
 
 ## One job's AWS cost, every billed request counted (bench/costs.py), 3 jobs (make bench-small runs it too)
 costs-small: $(VENV)/.stamp
