@@ -81,6 +81,16 @@ def test_429_carries_retry_after() -> None:
     assert caught.value.retry_after == 7.0
 
 
+@pytest.mark.parametrize(("header", "seconds"), [("inf", 3600.0), ("1e12", 3600.0), ("-5", 0.0), ("nan", None)])
+def test_a_429s_retry_after_is_bounded(header: str, seconds: float | None) -> None:
+    """It delays the job and, under a rate cap, every submission's next turn: an answer of
+    "inf" or a year must not stop the stack (nor an infinity reach DynamoDB)."""
+    client = client_answering(lambda _: httpx.Response(429, headers={"Retry-After": header}, json={"error": {}}))
+    with pytest.raises(RateLimited) as caught:
+        client.get("img_p1")
+    assert caught.value.retry_after == seconds
+
+
 def test_429_without_retry_after() -> None:
     with pytest.raises(RateLimited) as caught:
         client_answering(lambda _: httpx.Response(429)).get("img_p1")

@@ -34,7 +34,11 @@ LEGACY_OPEN_KEY = "open"  # what records written before the shards carry until t
 
 
 def open_key(job_id: str) -> str:
-    return f"open#{zlib.crc32(job_id.encode()) % OPEN_SHARDS}"
+    return _shard_key(zlib.crc32(job_id.encode()) % OPEN_SHARDS)
+
+
+def _shard_key(shard: int) -> str:
+    return f"open#{shard}"
 
 
 def _record(item: dict[str, Any]) -> JobRecord:
@@ -332,7 +336,7 @@ class JobRecords(TableAdapter):
     def open_jobs(self, limit: int = 500) -> list[JobRecord]:
         """Jobs not yet final, oldest first (what the sweeper looks after): each shard's oldest, merged,
         read a page at a time, so a sweep reads about `limit` items and one page per shard."""
-        keys = (LEGACY_OPEN_KEY, *(f"open#{shard}" for shard in range(OPEN_SHARDS)))
+        keys = (LEGACY_OPEN_KEY, *(_shard_key(shard) for shard in range(OPEN_SHARDS)))
         page = max(10, limit // OPEN_SHARDS)
         merged = heapq.merge(*(self._open_in(key, page) for key in keys), key=lambda pair: pair[0])
         return [record for _, record in itertools.islice(merged, limit)]

@@ -74,14 +74,21 @@ def checked_usage(raw: Any) -> Usage | None:
     return Usage(**counts, input_tokens_details=details)
 
 
+RETRY_AFTER_MAX_SECONDS = 3600.0  # a provider's Retry-After is held to this (it spaces every submission)
+
+
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (RFC 9110 also allows an HTTP date: read as absent), bounded: it
+    delays the job and, under a rate cap, every submission's next turn, so "inf" or a year is
+    taken as an hour and "nan" as absent."""
     header = response.headers.get("retry-after")
     if not header:
         return None
     try:
-        return max(0.0, float(header))
+        seconds = float(header)
     except ValueError:
         return None
+    return None if math.isnan(seconds) else min(RETRY_AFTER_MAX_SECONDS, max(0.0, seconds))
 
 
 # Whatever a provider's message holds is shown to tenants (the job's error, its event and webhook):

@@ -104,15 +104,16 @@ def limit_in_force(gate: Gate, configured: int, now: float) -> int:
 
 def line(gate: Gate, now: float) -> list[str]:
     """The waiters in the order they get places."""
-    running: dict[str, float] = {tenant: used.now(now) for tenant, used in gate.usage.items()}
+    # what each tenant has ahead of its waiters: its recent use and its running jobs
+    ahead: dict[str, float] = {tenant: used.now(now) for tenant, used in gate.usage.items()}
     for holder in gate.holders.values():
-        running[holder.tenant] = running.get(holder.tenant, 0) + 1
+        ahead[holder.tenant] = ahead.get(holder.tenant, 0) + 1
     seen: dict[tuple[str, int], int] = {}  # a tenant's waiters so far, per class
     keys: list[tuple[float, int, float, str]] = []
     for job_id, waiter in sorted(gate.waiters.items(), key=lambda item: (item[1].since, item[0])):
         k = seen[waiter.tenant, waiter.klass] = seen.get((waiter.tenant, waiter.klass), 0) + 1
         weight = max(1, waiter.weight) * CLASS_WEIGHTS.get(waiter.klass, 1)
-        keys.append(((running.get(waiter.tenant, 0) + k) / weight, waiter.klass, waiter.since, job_id))
+        keys.append(((ahead.get(waiter.tenant, 0) + k) / weight, waiter.klass, waiter.since, job_id))
     return [job_id for *_, job_id in sorted(keys)]
 
 

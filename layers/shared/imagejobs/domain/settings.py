@@ -79,14 +79,24 @@ class Settings(BaseModel):
         """Whether any provider limit is set (else a submission reads nothing to check them)."""
         return bool(self.provider_max_concurrency or self.provider_submits_per_minute or self.provider_model_limits)
 
+    @property
+    def model_limits(self) -> dict[str, tuple[int, int]]:
+        """ProviderModelLimits read: model -> (jobs at once, submissions per minute); 0 is none."""
+        limits: dict[str, tuple[int, int]] = {}
+        for pair in self.provider_model_limits.split(","):
+            name, _, values = (part.strip() for part in pair.partition("="))
+            if name:
+                concurrency, _, per_minute = values.partition("/")
+                limits[name] = (int(concurrency), int(per_minute or 0))
+        return limits
+
     def provider_limits(self, model: str) -> tuple[str, int, int]:
         """Where a model's jobs queue for the provider and its limits: (the gate's and the rate
         cap's name suffix, jobs at once, submissions per minute); 0 is no limit."""
-        for pair in self.provider_model_limits.split(","):
-            name, _, limits = (part.strip() for part in pair.partition("="))
-            if name in (model, model.rpartition("/")[2]):  # openai/gpt-image-1 or gpt-image-1
-                concurrency, _, per_minute = limits.partition("/")
-                return f"#{name}", int(concurrency), int(per_minute or 0)
+        limits = self.model_limits
+        for name in (model, model.rpartition("/")[2]):  # openai/gpt-image-1 or gpt-image-1
+            if name in limits:
+                return f"#{name}", *limits[name]
         return "", self.provider_max_concurrency, self.provider_submits_per_minute
 
     @property

@@ -32,8 +32,7 @@ def enabled(deps: Deps, record: JobRecord) -> bool:
 
 def _gates(deps: Deps) -> list[tuple[str, int]]:
     """Every gate in force: the provider's and each model's own."""
-    models = [pair.partition("=")[0].strip() for pair in deps.settings.provider_model_limits.split(",") if pair.strip()]
-    found = [(GATE, deps.settings.provider_max_concurrency), *(gate_of(deps, model) for model in models)]
+    found = [(GATE, deps.settings.provider_max_concurrency), *(gate_of(deps, m) for m in deps.settings.model_limits)]
     return [(name, limit) for name, limit in found if limit > 0]
 
 
