@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from imagejobs.domain import clock
 from imagejobs_local.sim_behaviour import Behaviour, Latency, size_refusal
+from imagejobs_local.sim_openai import OpenAIDialect
 from imagejobs_local.sim_output import evil_usage, noise, render, usage_of
 
 
@@ -113,6 +114,7 @@ class SimulatedProvider:
         self._server = _QuietServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self.openai = OpenAIDialect(self)  # the same jobs in OpenAI's dialect: /v1/responses
 
     @property
     def base_url(self) -> str:
@@ -127,15 +129,21 @@ class SimulatedProvider:
     def start(self) -> SimulatedProvider:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sim-provider", daemon=True)
         self._thread.start()
+        self.openai.start()
         return self
 
     def stop(self) -> None:
+        self.openai.stop()
         self._server.shutdown()
         self._server.server_close()
 
     # -- the contract --------------------------------------------------------------------------
     def create_job(
-        self, body: dict[str, Any], idempotency_key: str | None, source_image: bytes | None = None
+        self,
+        body: dict[str, Any],
+        idempotency_key: str | None,
+        source_image: bytes | None = None,
+        id_prefix: str = "img_sim_",
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Returns (status, body, headers)."""
         prompt = body.get("prompt")
@@ -166,7 +174,7 @@ class SimulatedProvider:
             if idempotency_key and behaviour.honours_key and idempotency_key in self._by_key:
                 return 202, self.job_object(self._jobs[self._by_key[idempotency_key]]), {}
             job_id = (
-                f"{uuid.uuid4()}:v2" if behaviour.odd_id else "img_sim_" + secrets.token_hex(10)
+                f"{uuid.uuid4()}:v2" if behaviour.odd_id else id_prefix + secrets.token_hex(10)
             )  # ids of any shape: nothing documents theirs
             quality = str(body.get("quality") or "auto")
             latency = behaviour.latency if behaviour.latency is not None else self.latency.draw(self._rng, quality)
@@ -440,6 +448,9 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             parts = url.path.strip("/").split("/")
+            if parts[:2] == ["v1", "responses"]:
+                self._openai_post(parts, raw)
+                return
             if len(parts) == 4 and parts[:2] == ["v1", "jobs"] and parts[3] == "cancel":
                 if not self._authorised():
                     return
@@ -480,8 +491,52 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             status, answer, headers = sim.create_job(body, self.headers.get("Idempotency-Key"), source)
             self._send(status, answer, headers)
 
+        def _openai_authorised(self) -> bool:
+            if self.headers.get("Authorization") == f"Bearer {sim.openai.api_key}":
+                return True
+            self._send(401, _error("Incorrect API key provided.", "invalid_request_error", None, "invalid_api_key"))
+            return False
+
+        def _openai_post(self, parts: list[str], raw: bytes) -> None:
+            if not self._openai_authorised():
+                return
+            if len(parts) == 4 and parts[3] == "cancel":
+                job = sim.cancel_job(unquote(parts[2]))
+                if job is None or job.id not in sim.openai.responses:
+                    self._send(404, _error("No response found.", "invalid_request_error", "id", "not_found"))
+                else:
+                    self._send(200, sim.openai.response_object(job))
+                return
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                self._send(400, _error("Invalid JSON body.", "invalid_request_error"))
+                return
+            behaviour = Behaviour.from_prompt(json.dumps(body.get("input")) if isinstance(body, dict) else "")
+            key = self.headers.get("Idempotency-Key") or "responses"
+            fault = sim.take_fault(key, "submit", behaviour)
+            if fault and self._fault(fault, behaviour):
+                return
+            status, answer, headers = sim.openai.create(body, self.headers.get("Idempotency-Key"))
+            self._send(status, answer, headers)
+
+        def _openai_get(self, parts: list[str]) -> None:
+            if not self._openai_authorised():
+                return
+            job = sim.get_job(unquote(parts[2])) if len(parts) == 3 else None
+            if job is None or job.id not in sim.openai.responses:
+                self._send(404, _error("No response found.", "invalid_request_error", "id", "not_found"))
+                return
+            fault = sim.take_fault(job.key, "poll", job.behaviour)
+            if fault and self._fault(fault, job.behaviour):
+                return
+            self._send(200, sim.openai.response_object(job))
+
         def do_GET(self) -> None:
             parts = urlsplit(self.path).path.strip("/").split("/")
+            if parts[:2] == ["v1", "responses"]:
+                self._openai_get(parts)
+                return
             if parts == ["sim", "stats"]:  # the simulator's own counts, for tests of a served stack
                 with sim._lock:
                     self._send(200, sim.stats.summary())

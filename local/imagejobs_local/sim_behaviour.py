@@ -11,6 +11,9 @@ from typing import Any
 
 # Output tokens per image at 1024x1024 (OpenAI's published figures for gpt-image-1).
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
+# gpt-image-2's, from OpenAI's per-image costs at 1024x1024 ($0.006, $0.053, $0.211: its image
+# generation guide) over its $30 per 1M output tokens (its pricing page).
+OUTPUT_TOKENS_GPT_IMAGE_2 = {"low": 200, "medium": 1767, "high": 7033}
 SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
 
 
@@ -142,6 +145,11 @@ class Behaviour:
     odd_id: bool = False  # a job id that is not img_...: a UUID with a slash-free suffix
     # TheRouter documents no Idempotency-Key: "[sim:no_idempotency]" ignores it (every POST is a new job).
     honours_key: bool = True
+    # OpenAI direct's webhook for this job (sim_openai): "send", or a fault: "drop" (never sent),
+    # "duplicate" (sent twice), "late" (sent webhook_delay job seconds after the end), "forged"
+    # (signed with another secret), "stale" (a timestamp outside the 5-minute replay window).
+    webhook: str = "send"
+    webhook_delay: float = 0.0
     # A misbehaving provider, "[sim:evil_<kind>]": what a hostile or broken provider answers (EVIL).
     evil: frozenset[str] = frozenset()
 
@@ -184,6 +192,9 @@ class Behaviour:
                 values["download_seconds"] = float(number or 1)
             elif name in ("download_elsewhere", "download_redirect", "download_redirect_elsewhere"):
                 values["download_via"] = name.removeprefix("download_")
+            elif name in ("webhook_drop", "webhook_duplicate", "webhook_late", "webhook_forged", "webhook_stale"):
+                values["webhook"] = name.removeprefix("webhook_")
+                values["webhook_delay"] = float(number or 60) if name == "webhook_late" else 0.0
             elif name in FAULT_MARKERS:
                 values.setdefault("faults", {})[name] = int(float(number or 1))
             elif name.startswith("evil_") and name.removeprefix("evil_") in EVIL:

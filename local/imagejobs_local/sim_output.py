@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from imagejobs_local.sim_behaviour import OUTPUT_TOKENS, dimensions
+from imagejobs_local.sim_behaviour import OUTPUT_TOKENS, OUTPUT_TOKENS_GPT_IMAGE_2, dimensions
 
 
 def render(request: dict[str, Any], index: int, source: bytes | None = None) -> bytes:
@@ -75,7 +75,8 @@ def evil_usage(usage: dict[str, Any], evil: frozenset[str]) -> dict[str, Any]:
 
 def usage_of(request: dict[str, Any], edited: bool = False) -> dict[str, Any]:
     quality = str(request.get("quality", "auto"))
-    per_image = OUTPUT_TOKENS.get(quality, OUTPUT_TOKENS["medium"])
+    table = OUTPUT_TOKENS_GPT_IMAGE_2 if str(request.get("model", "")).endswith("gpt-image-2") else OUTPUT_TOKENS
+    per_image = table.get(quality, table["medium"])
     text_tokens = max(1, len(str(request.get("prompt", ""))) // 4)
     image_tokens = 323 if edited else 0  # an input image at low fidelity, roughly
     output = per_image * int(request.get("n", 1))

@@ -136,6 +136,7 @@ class LocalStack:
 
         parameters = {
             "ProviderBaseUrl": options.provider_url or self.provider.base_url,
+            "OpenAIBaseUrl": self.provider.base_url,  # the simulator's OpenAI dialect (sim_openai)
             "LogLevel": options.log_level,
             "WebhookAllowLoopback": "true",  # offline: webhooks may reach receivers on 127.0.0.1
         }
@@ -151,6 +152,10 @@ class LocalStack:
         boto3.client("secretsmanager", region_name=REGION).put_secret_value(
             SecretId=self.outputs["ProviderApiKeySecretArn"],
             SecretString=(options.provider_key or "") if options.provider_url else self.provider.api_key,
+        )
+        openai = {"api_key": self.provider.openai.api_key, "webhook_secret": self.provider.openai.webhook_secret}
+        boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+            SecretId=self.outputs["OpenAIApiKeySecretArn"], SecretString=json.dumps(openai)
         )
         self.tenants.add_key(self.api_key, LOCAL_TENANT, clock.now(), name="local")
         self.webhook_secret = self.store.ensure_webhook_secret(LOCAL_TENANT, webhooks.new_secret())

@@ -17,14 +17,17 @@ from imagejobs.flows.submit import submit
 from tests.fakes import SETTINGS, FakeProvider, Fakes, FakeStore
 
 
-def deps_with(provider: FakeProvider, idempotency: str = "none") -> tuple[Deps, FakeStore]:
+def deps_with(
+    provider: FakeProvider, idempotency: str = "none", model: str = "openai/gpt-image-1", routes: str = ""
+) -> tuple[Deps, FakeStore]:
     store = FakeStore()
-    settings = Settings.model_validate({**SETTINGS.model_dump(by_alias=True), "PROVIDER_IDEMPOTENCY": idempotency})
+    overrides = {"PROVIDER_IDEMPOTENCY": idempotency, "PROVIDER_ROUTES": routes}
+    settings = Settings.model_validate({**SETTINGS.model_dump(by_alias=True), **overrides})
     now = clock.now()
     store.jobs["img_1"] = JobRecord(
         id="img_1",
         tenant="t1",
-        model="openai/gpt-image-1",
+        model=model,
         request=GenerationRequest(prompt="a cat"),
         request_hash="h",
         created_at=now,
@@ -64,6 +67,18 @@ def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_de
 
     assert submit(deps, "img_1") == "submitted"
     assert store.jobs["img_1"].provider_job_id == "p-1" and provider.posts == 2
+
+
+def test_a_job_routed_to_openai_is_never_sent_again_whatever_therouter_promises() -> None:
+    """ProviderIdempotency speaks for TheRouter; OpenAI's API reference documents no Idempotency-Key
+    for responses, so an unknown outcome there ends the job rather than risk a second bill."""
+    provider = FakeProvider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
+    deps, store = deps_with(provider, "header", model="openai/gpt-image-2", routes="openai/gpt-image-2=openai")
+    with pytest.raises(ProviderUnavailable):
+        submit(deps, "img_1")
+    age_the_marker(store, 3600)
+
+    assert submit(deps, "img_1") == "submission_unknown" and provider.posts == 1
 
 
 def test_a_definite_refusal_clears_the_marker_so_the_retry_is_a_first_attempt() -> None:

@@ -34,6 +34,24 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+DEFAULT_PROVIDER = "therouter"
+# Providers whose job ids are stored as "<name>:<id>" (imagejobs.adapters.provider_router); a bare
+# id is TheRouter's, as in every record written before there was a second provider.
+QUALIFIED_PROVIDERS = ("openai",)
+
+
+def split_provider_id(value: str) -> tuple[str, str]:
+    """(provider, its own job id) of a stored provider job id."""
+    name, sep, rest = value.partition(":")
+    return (name, rest) if sep and name in QUALIFIED_PROVIDERS else (DEFAULT_PROVIDER, value)
+
+
+def qualified_provider_id(name: str, raw: str) -> str:
+    if name == DEFAULT_PROVIDER or split_provider_id(raw)[0] == name:
+        return raw
+    return f"{name}:{raw}"
+
+
 def can_transition(current: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[current]
 
@@ -105,6 +123,11 @@ class JobRecord(Model):
             except ValidationError:
                 data = {**data, "request": None, "refused_request": data["request"]}
         return data
+
+    @property
+    def provider(self) -> str | None:
+        """The provider that has (or had) the job; None before it was sent."""
+        return split_provider_id(self.provider_job_id)[0] if self.provider_job_id else None
 
     @property
     def webhook_url(self) -> str | None:

@@ -209,6 +209,14 @@ class Usage(Model):
     def image_input_tokens(self) -> int:
         return self.input_tokens_details.get("image_tokens", 0)
 
+    @property
+    def mainline_tokens(self) -> tuple[int, int]:
+        """OpenAI direct: the mainline model's (input, output) tokens, billed beside the image
+        model's (imagejobs.adapters.openai_direct); (0, 0) elsewhere."""
+        extra = self.model_extra or {}
+        counts = (extra.get("mainline_input_tokens", 0), extra.get("mainline_output_tokens", 0))
+        return (counts[0], counts[1]) if all(type(count) is int and count >= 0 for count in counts) else (0, 0)
+
 
 class ProviderJob(Model):
     """The provider's job object (TheRouter's async contract), normalised."""
@@ -340,6 +348,9 @@ class JobView(Model):
     completed_at: int | None
     polls: int
     source: Source
+    provider: str | None = Field(
+        default=None, description="the provider that has the job (therouter or openai), once it was sent"
+    )
     usage: dict[str, Any] | None
     cost: Cost | None
     orchestration_cost: OrchestrationCost | None
@@ -359,7 +370,7 @@ class JobView(Model):
     )
 
     def answer(self) -> dict[str, Any]:
-        optional = ("unsigned_urls", "webhook", "queue_position", "estimated_start_at")
+        optional = ("unsigned_urls", "webhook", "queue_position", "estimated_start_at", "provider")
         exclude: dict[str, Any] = {name: True for name in optional if getattr(self, name) is None}
         # a job's result carries URLs only (b64_json is for a waited-for answer)
         exclude["result"] = True if self.result is None else {"data": {"__all__": {"b64_json"}}}

@@ -64,6 +64,11 @@ def aliased(model: str, aliases: dict[str, str]) -> str:
     return next((target for source, target in aliases.items() if same_model(model, source)), model)
 
 
+def routed(model: str, routes: dict[str, str]) -> str | None:
+    """The provider ProviderRoutes names for a model (any spelling of it), or None."""
+    return next((target for source, target in routes.items() if same_model(model, source)), None)
+
+
 def lifecycle(model: str, today: date) -> Lifecycle:
     """active, deprecated (served, with Deprecation/Sunset headers) or shut_down (refused):
     a `shutdown` date that has come ends a model whatever its `status` says."""
@@ -148,8 +153,12 @@ def size_factor(model: str, size: str, *, auto_at_most: bool) -> Decimal:
     return max(Decimal(1), Decimal(width * height) / SQUARE_PIXELS)
 
 
-def model_prices(model: str) -> dict[str, Any]:
-    return dict(price_table()["models"][catalog_name(model)])
+def model_prices(model: str, provider: str | None = None) -> dict[str, Any]:
+    """A model's catalog entry; with `provider`, as that provider prices it (the entry's
+    `providers.<name>` overrides its rates: OpenAI's own prices for OpenAI direct)."""
+    entry = dict(price_table()["models"][catalog_name(model)])
+    override = (entry.get("providers") or {}).get(provider or "")
+    return {**entry, **{k: v for k, v in override.items() if not k.startswith("_")}} if override else entry
 
 
 def model_view(name: str) -> dict[str, Any]:
@@ -181,17 +190,20 @@ def model_views(today: date) -> list[dict[str, Any]]:
     return [model_view(name) for name in sorted(price_table()["models"]) if lifecycle(name, today) != "shut_down"]
 
 
-def image_price(model: str, quality: str) -> Decimal:
-    prices = model_prices(model)
+def image_price(model: str, quality: str, provider: str | None = None) -> Decimal:
+    prices = model_prices(model, provider)
     if quality == "auto":
         quality = prices["auto_quality_priced_as"]
     return Decimal(prices["per_image"][quality])
 
 
-def job_cost(model: str, quality: str, images: int, usage: Usage | None, *, size: str) -> Cost:
+def job_cost(
+    model: str, quality: str, images: int, usage: Usage | None, *, size: str, provider: str | None = None
+) -> Cost:
     """Usage tokens when the provider reported them, the per-image table otherwise (scaled by
-    size_factor: the table prices 1024x1024)."""
-    prices = model_prices(model)
+    size_factor: the table prices 1024x1024); at the rates of the provider that made the images,
+    with its mainline model's tokens where it bills them (OpenAI direct's background responses)."""
+    prices = model_prices(model, provider)
     if usage is not None and usage.total_tokens > 0:
         per_million = {k: Decimal(v) for k, v in prices["per_million_tokens"].items()}
         amount = (
@@ -199,8 +211,12 @@ def job_cost(model: str, quality: str, images: int, usage: Usage | None, *, size
             + usage.image_input_tokens * per_million["image_input"]
             + usage.output_tokens * per_million["output"]
         ) / MILLION
+        mainline = (prices.get("mainline") or {}).get("per_million_tokens")
+        if mainline:
+            tokens_in, tokens_out = usage.mainline_tokens
+            amount += (tokens_in * Decimal(mainline["input"]) + tokens_out * Decimal(mainline["output"])) / MILLION
         return Cost(amount=_money(amount), currency=prices["currency"], basis="usage")
-    amount = image_price(model, quality) * size_factor(model, size, auto_at_most=False) * images
+    amount = image_price(model, quality, provider) * size_factor(model, size, auto_at_most=False) * images
     return Cost(amount=_money(amount), currency=prices["currency"], basis="per_image")
 
 

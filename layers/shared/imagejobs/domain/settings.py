@@ -24,6 +24,14 @@ class Settings(BaseModel):
     provider_base_url: str = Field(alias="PROVIDER_BASE_URL")
     provider_secret_id: str = Field(alias="PROVIDER_SECRET_ID")
     provider_download_hosts: str = Field(default="*.amazonaws.com", alias="PROVIDER_DOWNLOAD_HOSTS")  # comma-separated
+    # A second provider, OpenAI direct (imagejobs.adapters.openai_direct): its key in its own secret.
+    openai_base_url: str = Field(default="https://api.openai.com", alias="OPENAI_BASE_URL")
+    openai_secret_id: str | None = Field(default=None, alias="OPENAI_SECRET_ID")
+    openai_mainline_model: str = Field(default="gpt-5-nano", alias="OPENAI_MAINLINE_MODEL")
+    # "model=provider,...": the provider a model's new jobs go to (therouter unless named here).
+    provider_routes: str = Field(
+        default="", alias="PROVIDER_ROUTES", pattern=r"^\s*([^,=\s]+\s*=\s*(therouter|openai)\s*(,\s*|$))*$"
+    )
     default_model: str = Field(default="openai/gpt-image-1", alias="DEFAULT_MODEL")
     # "from=to,from=to": requests for a model (e.g. one past its shutdown) run as another.
     model_aliases: str = Field(default="", alias="MODEL_ALIASES", pattern=r"^\s*([^,=\s]+\s*=\s*[^,=\s]+\s*(,\s*|$))*$")
@@ -73,6 +81,12 @@ class Settings(BaseModel):
     def aliases(self) -> dict[str, str]:
         pairs = (pair.split("=", 1) for pair in self.model_aliases.split(",") if pair.strip())
         return {source.strip(): target.strip() for source, target in pairs}
+
+    @property
+    def routes(self) -> dict[str, str]:
+        """ProviderRoutes read: model -> provider name."""
+        pairs = (pair.split("=", 1) for pair in self.provider_routes.split(",") if pair.strip())
+        return {model.strip(): name.strip() for model, name in pairs}
 
     @property
     def provider_limited(self) -> bool:

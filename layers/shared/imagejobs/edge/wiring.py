@@ -17,23 +17,25 @@ from imagejobs.domain.settings import Settings
 from imagejobs.flows.ports import Deps
 
 if TYPE_CHECKING:
-    from imagejobs.adapters.provider import ProviderClient
+    from imagejobs.adapters.provider_router import ProviderRouter
 
 
-def provider_api_key(settings: Settings) -> str:
-    """The provider key from Secrets Manager, cached by Powertools Parameters (never logged).
+def provider_api_key(settings: Settings, secret_id: str | None = None, field: str = "api_key") -> str:
+    """A provider key from Secrets Manager, cached by Powertools Parameters (never logged).
 
-    The secret holds either the bare key or {"api_key": "..."}."""
+    The secret holds either the bare key or {"api_key": "..."} (OpenAI's may hold its
+    "webhook_secret" beside it)."""
     from aws_lambda_powertools.utilities import parameters  # on first use: most calls never need it
 
-    value = str(parameters.get_secret(settings.provider_secret_id, max_age=settings.secret_cache_seconds))
+    secret = secret_id or settings.provider_secret_id
+    value = str(parameters.get_secret(secret, max_age=settings.secret_cache_seconds))
     try:
         parsed = json.loads(value)
     except ValueError:
         return value.strip()
-    if isinstance(parsed, dict) and "api_key" in parsed:
-        return str(parsed["api_key"])
-    return value.strip()
+    if isinstance(parsed, dict):
+        return str(parsed.get(field) or "")
+    return value.strip() if field == "api_key" else ""
 
 
 class LazyProvider:
@@ -48,16 +50,31 @@ class LazyProvider:
         """httpx and its connection pool now (the key is still read on first use, from its cache)."""
         self._pool()
 
-    def _client(self) -> ProviderClient:
+    def _client(self) -> ProviderRouter:
+        """TheRouter, and OpenAI direct where a route names it and its secret is configured; each
+        key is read only when a call goes to that provider."""
+        from imagejobs.adapters.openai_direct import OpenAIClient
         from imagejobs.adapters.provider import ProviderClient
+        from imagejobs.adapters.provider_router import ProviderRouter
 
-        return ProviderClient(
-            self._settings.provider_base_url,
-            provider_api_key(self._settings),
-            self._pool(),
-            download_hosts=self._settings.download_hosts,
-            total_seconds=self._settings.provider_timeout_seconds,
-        )
+        settings = self._settings
+        options: dict[str, Any] = {"total_seconds": settings.provider_timeout_seconds}
+
+        def therouter() -> ProviderClient:
+            key = provider_api_key(settings)
+            return ProviderClient(
+                settings.provider_base_url, key, self._pool(), download_hosts=settings.download_hosts, **options
+            )
+
+        def openai() -> ProviderClient:
+            key = provider_api_key(settings, settings.openai_secret_id)
+            mainline = settings.openai_mainline_model
+            return OpenAIClient(settings.openai_base_url, key, self._pool(), mainline_model=mainline, **options)
+
+        clients: dict[str, Any] = {"therouter": therouter}
+        if settings.openai_secret_id:
+            clients["openai"] = openai
+        return ProviderRouter(clients, settings.routes)
 
     def _pool(self) -> Any:
         from imagejobs.adapters.provider import DEFAULT_TIMEOUT

@@ -154,7 +154,7 @@ def charge_fields(record: JobRecord, images: int, usage: Usage | None) -> dict[s
     """What a job is charged, as fields of its settling write: its cost from the provider's
     (checked) usage or the per-image table, never more than its reservation (the excess beyond
     it is recorded, never charged, and counted by the CostOverReservation metric and alarm)."""
-    cost = pricing.job_cost(record.model, record.quality, images, usage, size=record.size)
+    cost = pricing.job_cost(record.model, record.quality, images, usage, size=record.size, provider=record.provider)
     cost, excess = pricing.within_reservation(cost, reservation_of(record))
     return {
         "usage": usage.model_dump() if usage else None,

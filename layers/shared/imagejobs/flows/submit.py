@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from imagejobs.domain import clock, failpoints, polling
+from imagejobs.domain import clock, failpoints, polling, pricing
 from imagejobs.domain.errors import (
     ImageJobsError,
     JobRejected,
@@ -15,7 +15,7 @@ from imagejobs.domain.errors import (
     StaleTransition,
     SubmissionInFlight,
 )
-from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.jobs import DEFAULT_PROVIDER, JobRecord
 from imagejobs.domain.models import (
     EditRequest,
     JobStatus,
@@ -63,7 +63,7 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
     provider's job id, or what was done instead (for logs and tests)."""
     job_id, provider = record.id, need(deps.provider, "provider")
     started, now = record.submission_started_at, clock.now()
-    if started is not None and (unknown := _outcome_unknown(deps, job_id, started, now)):
+    if started is not None and (unknown := _outcome_unknown(deps, record, started, now)):
         return unknown
     try:
         deps.store.mark_submitting(job_id, now, previous=started)
@@ -95,13 +95,16 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
     return record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
 
 
-def _outcome_unknown(deps: Deps, job_id: str, started: float, now: float) -> str | None:
+def _outcome_unknown(deps: Deps, record: JobRecord, started: float, now: float) -> str | None:
     """A submission was marked in flight and never recorded a provider id: while another delivery
     may still be sending it, come back later; after that, re-send only if the provider recognises
-    a resubmission (ProviderIdempotency=header), else end the job saying so."""
+    a resubmission (ProviderIdempotency=header, TheRouter's jobs only: OpenAI's API reference
+    documents no Idempotency-Key for responses), else end the job saying so."""
+    job_id = record.id
     if now - started < submission_in_flight_seconds(deps.settings):
         raise SubmissionInFlight(f"job {job_id} is being sent to the provider by another delivery")
-    if deps.settings.provider_idempotency != "none":
+    routed_elsewhere = pricing.routed(record.model, deps.settings.routes) not in (None, DEFAULT_PROVIDER)
+    if deps.settings.provider_idempotency != "none" and not routed_elsewhere:
         return None
     end_job(
         deps,

@@ -53,6 +53,7 @@ def job_view(deps: Deps, record: JobRecord, base_url: str) -> dict[str, Any]:
         completed_at=int(wall(record.completed_at)) if record.completed_at else None,
         polls=record.polls,
         source=record.source,
+        provider=record.provider,
         usage=record.usage.model_dump(exclude_none=True) if record.usage else None,
         cost=record.cost,
         orchestration_cost=(
