@@ -13,6 +13,8 @@
    and from the same counts, where 10,000 jobs a minute would stop first (bench/ceilings.py).
 6. Each handler's init and first invocation in a fresh process (bench/first_invoke.py), and the
    poll schedule's strategies and levers on latency traces (bench/poll.py).
+7. Calls per job and the delay after the provider finished, TheRouter (polled) against OpenAI
+   direct with its webhook and with the webhook dropped (bench/providers.py).
 
 `--small` (make bench-small, in make test): every part at a small size, so none of it rots.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import costs, finalize_memory, first_invoke, poll
+from bench import costs, finalize_memory, first_invoke, poll, providers
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 9
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     plain_call_added_latency(latencies=(1,) if small else (1, 5, 15), calls=1 if small else 3)
     finalize_memory.main()
     poll.main(["--jobs", "200" if small else str(poll.JOBS)])  # its targets print; they are no gate
+    providers.main(["--jobs", "2" if small else "10"])
     costs.main(["--jobs", "3" if small else "9"])  # last, in this order, as make bench runs them
     return 0
 

@@ -112,6 +112,21 @@ class FakeStore:
     def point(self, name: str, job_id: str, ttl: int) -> None:
         self.pointers[name] = job_id
 
+    def record_task_token(self, job_id: str, token: str, at: float) -> JobRecord | None:
+        record = self.jobs.get(job_id)
+        if record is None:
+            return None
+        self.jobs[job_id] = record.model_copy(update={"task_token": token, "waits": record.waits + 1})
+        return self.jobs[job_id]
+
+    def record_provider_event(self, job_id: str, event: str, at: float) -> JobRecord | None:
+        record = self.jobs.get(job_id)
+        if record is None:
+            return None
+        update = {"provider_event": record.provider_event or event, "provider_events": record.provider_events + 1}
+        self.jobs[job_id] = record.model_copy(update={**update, "provider_event_at": record.provider_event_at or at})
+        return self.jobs[job_id]
+
     def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
         record = self.jobs[job_id]
         if record.provider_job_id is not None or record.submission_started_at != previous:
@@ -208,6 +223,8 @@ class FakeLoops:
         self.described: list[str] = []  # each status (DescribeExecution) asked
         self.started: list[str] = []
         self.stopped: list[str] = []
+        self.completed: list[tuple[str, dict[str, Any]]] = []  # (task token, output) of each wait ended
+        self.ended_tokens: set[str] = set()  # waits that timed out or were ended
 
     def start(self, name: str, payload: dict[str, Any]) -> str:
         self.started.append(name)
@@ -215,6 +232,13 @@ class FakeLoops:
 
     def stop(self, execution_arn: str, cause: str) -> bool:
         self.stopped.append(execution_arn)
+        return True
+
+    def complete(self, task_token: str, output: dict[str, Any]) -> bool:
+        if task_token in self.ended_tokens:
+            return False  # SendTaskSuccess: TaskTimedOut
+        self.ended_tokens.add(task_token)
+        self.completed.append((task_token, output))
         return True
 
     def status(self, execution_arn: str) -> str | None:

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imagejobs.domain.errors import ImageJobsError
 from imagejobs.domain.settings import Settings
-from imagejobs.edge.api import common, document, images, jobs, models
+from imagejobs.edge.api import common, document, images, jobs, models, providers
 from imagejobs.edge.api.common import ApiError, logger
 from imagejobs.edge.wiring import build_deps
 
@@ -42,7 +42,7 @@ app = APIGatewayRestResolver(
         max_age=600,
     )
 )
-for router in (common.scope, images.router, jobs.router, models.router):
+for router in (common.scope, images.router, jobs.router, models.router, providers.router):
     app.include_router(router)
 
 

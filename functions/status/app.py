@@ -10,7 +10,7 @@ from imagejobs.adapters.observability import make_logger
 from imagejobs.domain.models import PollInput
 from imagejobs.domain.settings import Settings
 from imagejobs.edge.wiring import build_deps
-from imagejobs.flows.poll import poll
+from imagejobs.flows.poll import await_provider, poll
 
 logger = make_logger("status")
 deps = build_deps(Settings.from_env(), provider=True, warm=("store", "provider"))  # every poll uses both
@@ -18,6 +18,10 @@ deps = build_deps(Settings.from_env(), provider=True, warm=("store", "provider")
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "task_token" in event:  # AwaitProvider: keep the wait's token (its answer is not read)
+        done = await_provider(deps, str(event["job_id"]), str(event["task_token"]))
+        logger.info("awaiting provider", extra={"job_id": event["job_id"], "outcome": done})
+        return {"job_id": event["job_id"], "outcome": done}
     result = poll(
         deps, PollInput.model_validate(event), time_left=lambda: context.get_remaining_time_in_millis() / 1000
     )

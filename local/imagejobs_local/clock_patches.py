@@ -25,13 +25,22 @@ def _scaled_wait(self: Any, env: Any, wait_seconds: int) -> None:
         env.program_state_event.wait(wait_seconds * clock.time_scale())
 
 
+def _scaled_timeout(self: Any, env: Any) -> None:
+    """A Task's TimeoutSeconds(Path) on the job clock: AwaitProvider's fallback of 300 job seconds
+    waits 1.5 real seconds at scale 0.005 (moto waits it in real time otherwise)."""
+    seconds = self._eval_seconds(env=env)
+    env.stack.append(max(0.05, seconds * clock.time_scale()))
+
+
 def install() -> None:
     global _installed
     if _installed:
         return
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.common.timeouts import timeout
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
     wait_function.WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    timeout.Timeout._eval_body = _scaled_timeout  # type: ignore[method-assign]
     _installed = True

@@ -14,6 +14,7 @@ handler prints (Powertools logs, EMF metrics) goes to the function's CloudWatch 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -86,7 +87,8 @@ class _ThreadStdout(io.TextIOBase):
 
     def flush(self) -> None:
         if getattr(_capture, "buffer", None) is None:
-            self.real.flush()
+            with contextlib.suppress(ValueError):  # at interpreter exit, pytest's capture is closed
+                self.real.flush()
 
 
 class _TimedOut(Exception):

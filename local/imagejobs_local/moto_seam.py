@@ -60,6 +60,11 @@ SEAMS = [
         "clock_patches",
         "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl:time",
     ),
+    Seam(
+        "Task timeouts (a wait for a webhook) on the job clock",
+        "clock_patches",
+        "moto.stepfunctions.parser.asl.component.common.timeouts.timeout:Timeout._eval_body",
+    ),
     Seam("run handlers in process", "lambdas", "moto.awslambda.models:LambdaFunction._invoke_lambda"),
     Seam("take the event source mappings over", "sqs_poller", "moto.sqs.models:sqs_backends"),
     Seam("deliver standard queues as fair queues do", "sqs_poller", "moto.sqs.models:Queue.messages"),

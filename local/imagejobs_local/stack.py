@@ -172,6 +172,8 @@ class LocalStack:
                 gateway_responses=self.deployment.gateway_responses,
                 authorizer=self.deployment.authorizer,
             ).start()
+            # the simulator's OpenAI dialect sends its webhooks where OpenAI's dashboard would be told to
+            self.provider.openai.webhook_url = f"{self.gateway.base_url}/v1/providers/openai/webhooks"
         return self
 
     def _enforce_iam(self) -> None:

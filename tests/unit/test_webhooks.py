@@ -124,3 +124,50 @@ def test_a_redirect_to_a_public_address_is_followed_and_signed() -> None:
     )
     assert delivery.ok and delivery.status_code == 204
     assert Webhook(secret).verify(seen[-1].content, dict(seen[-1].headers)) == {"id": "img_2"}
+
+
+def test_verify_accepts_what_the_reference_implementation_signs() -> None:
+    """Receiving (OpenAI direct's webhooks): a delivery signed by the reference Standard Webhooks
+    implementation verifies with ours, whatever the header names' case (API Gateway keeps the
+    sender's), and with a second, rotated-out signature beside it."""
+    import time
+    from datetime import UTC, datetime
+
+    secret, body = signing.new_secret(), '{"type": "response.completed", "data": {"id": "resp_1"}}'
+    stamp = int(time.time())
+    signature = Webhook(secret).sign("evt_1", datetime.fromtimestamp(stamp, UTC), body)
+    headers = {"webhook-id": "evt_1", "webhook-timestamp": str(stamp), "webhook-signature": f"v1,b2xk {signature}"}
+    signing.verify(secret, headers, body.encode(), now=stamp + 299)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"webhook-timestamp": "OFFSET-301"}, "more than 300 s"),
+        ({"webhook-timestamp": "OFFSET+301"}, "more than 300 s"),
+        ({"webhook-timestamp": "soon"}, "not a number"),
+        ({"webhook-id": ""}, "missing"),
+        ({"webhook-signature": "v1,AAAA"}, "no webhook-signature matches"),
+        ({"body": b'{"type": "response.completed", "data": {"id": "resp_2"}}'}, "no webhook-signature matches"),
+        ({"secret": "whsec_" + "A" * 44}, "no webhook-signature matches"),
+        ({"body": b"\xff\xfe"}, "cannot be signed"),
+    ],
+)
+def test_verify_refuses_a_replay_a_forgery_or_a_tampered_body(change: dict[str, object], why: str) -> None:
+    """Each check, and the reference implementation refuses the same delivery."""
+    import time
+
+    secret, body = signing.new_secret(), b'{"type": "response.completed", "data": {"id": "resp_1"}}'
+    now = int(time.time())
+    headers = signing.signed_headers(secret, "evt_1", body.decode(), timestamp=now)
+    for name, value in change.items():
+        if isinstance(value, str) and value.startswith("OFFSET"):
+            headers[name] = str(now + int(value.removeprefix("OFFSET")))
+        elif name.startswith("webhook-"):
+            headers[name] = str(value)
+    body = change.get("body", body)  # type: ignore[assignment]
+    key = str(change.get("secret", secret))
+    with pytest.raises(signing.SignatureInvalid, match=why):
+        signing.verify(key, headers, body, now=now)
+    with pytest.raises(Exception):  # noqa: B017 - the reference refuses it too, in its own words
+        Webhook(key).verify(body, headers)

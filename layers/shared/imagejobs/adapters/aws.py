@@ -149,6 +149,18 @@ class Executions(_LazyClient[SFNClient]):
                 return None
             raise
 
+    def complete(self, task_token: str, output: dict[str, Any]) -> bool:
+        """End a wait (a waitForTaskToken task) with its output. False when that wait has ended
+        already: timed out, or ended by another (SendTaskSuccess answers TaskTimedOut, or
+        TaskDoesNotExist / InvalidToken for a token it no longer knows: its API reference)."""
+        try:
+            self._client.send_task_success(taskToken=task_token, output=json.dumps(output))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+                return False
+            raise
+
     def arn_for(self, name: str) -> str:
         prefix, _, machine = self._arn.rpartition(":stateMachine:")
         return f"{prefix}:execution:{machine}:{name}"

@@ -94,6 +94,14 @@ class JobRecord(Model):
     # poll loop looks every half second till then instead of following the learned schedule.
     caller_waits_until: float | None = None
     resumes: int = 0  # poll loops the sweeper started again after the first one died
+    # Waiting for the provider's webhook instead of polling (OpenAI direct): the wait's task token
+    # (Step Functions), the waits made, and the provider's word once it came (its event, when, how
+    # many deliveries of it).
+    task_token: str | None = None
+    waits: int = 0
+    provider_event: str | None = None
+    provider_event_at: float | None = None
+    provider_events: int = 0
     outputs: list[Output] = Field(default_factory=list)
     usage: Usage | None = None
     cost: Cost | None = None

@@ -210,12 +210,9 @@ class Usage(Model):
         return self.input_tokens_details.get("image_tokens", 0)
 
     @property
-    def mainline_tokens(self) -> tuple[int, int]:
-        """OpenAI direct: the mainline model's (input, output) tokens, billed beside the image
-        model's (imagejobs.adapters.openai_direct); (0, 0) elsewhere."""
-        extra = self.model_extra or {}
-        counts = (extra.get("mainline_input_tokens", 0), extra.get("mainline_output_tokens", 0))
-        return (counts[0], counts[1]) if all(type(count) is int and count >= 0 for count in counts) else (0, 0)
+    def mainline_tokens(self) -> tuple[int, int]:  # OpenAI direct's mainline model's (in, out); else (0, 0)
+        tokens_in, tokens_out = ((self.model_extra or {}).get(f"mainline_{k}_tokens", 0) for k in ("input", "output"))
+        return (tokens_in, tokens_out) if all(type(n) is int and n >= 0 for n in (tokens_in, tokens_out)) else (0, 0)
 
 
 class ProviderJob(Model):
@@ -263,13 +260,14 @@ class PollInput(Model):
 
     job_id: str
     next_poll_seconds: int = 0
+    action: str = "poll"  # "await": wait for the provider's webhook first (Begin); other values poll
 
 
 class PollResult(Model):
     """What the status step returns; the Choice state reads `action`."""
 
     job_id: str
-    action: Literal["wait", "finalize", "end"]
+    action: Literal["wait", "await", "finalize", "end"]  # await: the webhook, at most next_poll_seconds
     next_poll_seconds: int = 0
     provider_status: str
     final_status: JobStatus | None = None
@@ -348,9 +346,7 @@ class JobView(Model):
     completed_at: int | None
     polls: int
     source: Source
-    provider: str | None = Field(
-        default=None, description="the provider that has the job (therouter or openai), once it was sent"
-    )
+    provider: str | None = Field(default=None, description="who has the job (therouter, openai), once sent")
     usage: dict[str, Any] | None
     cost: Cost | None
     orchestration_cost: OrchestrationCost | None

@@ -33,6 +33,7 @@ from typing import Any
 
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import JobStatus, PollInput, PollResult, ProviderJob
+from imagejobs.domain.settings import Settings
 
 # Where finishes are likely before there is history, seconds after submission, by quality.
 PRIOR_WINDOWS: dict[str, tuple[float, float]] = {
@@ -244,9 +245,21 @@ def poll_window(record: JobRecord) -> Window:
     return window(record.quality)
 
 
-def first_poll_payload(record: JobRecord) -> dict[str, Any]:
+def first_poll_payload(record: JobRecord, await_seconds: int | None = None) -> dict[str, Any]:
     """Execution input. Deterministic for a job (its window is recorded with its submission, and
     whether a caller waits with its creation), so a repeated StartExecution is idempotent. A job a
-    caller waits on is looked at a second after submission, whatever its window."""
+    caller waits on is looked at a second after submission, whatever its window; one whose
+    provider sends webhooks (await_seconds) waits for it first, at most that long."""
+    if await_seconds:
+        return PollInput(job_id=record.id, next_poll_seconds=await_seconds, action="await").model_dump()
     first = WAITING_FIRST_LOOK_SECONDS if record.caller_waits_until else first_wait_seconds(poll_window(record))
     return PollInput(job_id=record.id, next_poll_seconds=first).model_dump()
+
+
+def await_seconds(record: JobRecord, settings: Settings, now: float) -> int | None:
+    """How long the loop waits for the provider's webhook instead of polling (None: it polls): for
+    OpenAI direct's jobs when its webhooks come here, never for a job a caller waits on (it is
+    polled every half second), and never past the job's deadline."""
+    if not settings.openai_webhooks or record.provider != "openai" or record.caller_waits_until:
+        return None
+    return max(1, min(settings.openai_webhook_fallback_seconds, math.ceil(record.deadline_at - now)))

@@ -28,6 +28,11 @@ class Settings(BaseModel):
     openai_base_url: str = Field(default="https://api.openai.com", alias="OPENAI_BASE_URL")
     openai_secret_id: str | None = Field(default=None, alias="OPENAI_SECRET_ID")
     openai_mainline_model: str = Field(default="gpt-5-nano", alias="OPENAI_MAINLINE_MODEL")
+    # Whether OpenAI sends its webhooks here (set up in its dashboard): the loop then waits for
+    # them instead of polling, at most the fallback, inside the ~10 minutes a background response
+    # is kept for polling (OpenAI's background mode guide).
+    openai_webhooks: bool = Field(default=False, alias="OPENAI_WEBHOOKS")
+    openai_webhook_fallback_seconds: int = Field(default=300, ge=30, le=540, alias="OPENAI_WEBHOOK_FALLBACK_SECONDS")
     # "model=provider,...": the provider a model's new jobs go to (therouter unless named here).
     provider_routes: str = Field(
         default="", alias="PROVIDER_ROUTES", pattern=r"^\s*([^,=\s]+\s*=\s*(therouter|openai)\s*(,\s*|$))*$"

@@ -9,6 +9,7 @@ adapter's (imagejobs.adapters.webhooks)."""
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -66,3 +67,37 @@ def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     """The payload shape Standard Webhooks recommends: type, timestamp (ISO 8601, UTC), data."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {"type": event_type, "timestamp": stamp, "data": data}
+
+
+class SignatureInvalid(ValueError):
+    """A Standard Webhooks delivery whose signature or timestamp does not check."""
+
+
+REPLAY_WINDOW_SECONDS = 300  # the tolerance of OpenAI's SDKs (`webhooks.verify_signature`)
+
+
+def verify(
+    secret: str, headers: dict[str, str], body: bytes, *, now: float, tolerance: int = REPLAY_WINDOW_SECONDS
+) -> None:
+    """Check a delivery as Standard Webhooks receivers do (lower-case header names): its
+    timestamp within `tolerance` seconds of `now` either way (a replay, or a clock far off), and
+    one of its space-separated `v1,<signature>`s the HMAC of "id.timestamp.body" (compared in
+    constant time). Raises SignatureInvalid saying which check failed."""
+    webhook_id, stamp, signatures = (
+        headers.get(name, "") for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
+    if not webhook_id or not stamp or not signatures:
+        raise SignatureInvalid("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise SignatureInvalid("webhook-timestamp is not a number of seconds") from None
+    if abs(now - timestamp) > tolerance:
+        raise SignatureInvalid(f"webhook-timestamp is more than {tolerance} s from now")
+    try:
+        text = body.decode("utf-8")
+        expected = sign(secret, webhook_id, timestamp, text).encode()
+    except (UnicodeDecodeError, ValueError, binascii.Error):
+        raise SignatureInvalid("the body or the secret cannot be signed") from None
+    if not any(hmac.compare_digest(expected, candidate.encode()) for candidate in signatures.split()):
+        raise SignatureInvalid("no webhook-signature matches")

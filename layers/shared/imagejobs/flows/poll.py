@@ -14,7 +14,7 @@ from imagejobs.domain.models import (
     PollInput,
     PollResult,
 )
-from imagejobs.flows import admission
+from imagejobs.flows import admission, provider_events
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.steps import TIME_RESERVE_SECONDS, load
 
@@ -66,7 +66,7 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         return _ended(record.id, provider_job.status.value)
     if provider_job.status.final:
         _done_upstream(deps, record)
-    return polling.decide(
+    decided = polling.decide(
         provider_job,
         job_id=record.id,
         win=win,
@@ -77,6 +77,37 @@ def poll(deps: Deps, poll_input: PollInput, time_left: Callable[[], float] | Non
         deadline_seconds=record.deadline_at - record.created_at,
         waiting=polling.caller_waiting(record, now),
     )
+    return _awaiting(deps, record, decided, now)
+
+
+def _awaiting(deps: Deps, record: JobRecord, decided: PollResult, now: float) -> PollResult:
+    """A job whose provider sends webhooks waits for one next, instead of a poll."""
+    wait = polling.await_seconds(record, deps.settings, now)
+    if decided.action == "wait" and wait:
+        return decided.model_copy(update={"action": "await", "next_poll_seconds": wait})
+    return decided
+
+
+def await_provider(deps: Deps, job_id: str, task_token: str) -> str:
+    """The loop waits for the provider's word on a job (AwaitProvider): its task token is kept for
+    the webhook to end the wait with; if the word came already (or the job ended), the wait ends
+    now. Returns what was done, for logs and tests."""
+    record = deps.store.record_task_token(job_id, task_token, clock.now())
+    if record is None:
+        return "no_job"  # the wait times out into a poll, which says so
+    if record.status.final:
+        ended = PollResult(
+            job_id=job_id,
+            action="end",
+            provider_status=record.status.value,
+            final_status=record.status,
+            reason="already_final",
+        )
+        need(deps.loops, "loops").complete(task_token, ended.model_dump(mode="json"))
+        return "already_final"
+    if record.provider_event and provider_events.wake(deps, record):
+        return "woke"
+    return "waiting"
 
 
 def _ended(job_id: str, provider_status: str) -> PollResult:

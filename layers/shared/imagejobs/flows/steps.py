@@ -27,5 +27,5 @@ def closing_fields(record: JobRecord) -> dict[str, Any]:
     return {
         "completed_at": now,
         "updated_at": now,
-        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls, record.held_seconds)),
+        "orchestration_cost_usd": str(pricing.orchestration_cost(record.polls + record.waits, record.held_seconds)),
     }

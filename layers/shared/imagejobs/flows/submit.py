@@ -4,6 +4,7 @@ loop started."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from imagejobs.domain import clock, failpoints, polling, pricing
 from imagejobs.domain.errors import (
@@ -15,7 +16,7 @@ from imagejobs.domain.errors import (
     StaleTransition,
     SubmissionInFlight,
 )
-from imagejobs.domain.jobs import DEFAULT_PROVIDER, JobRecord
+from imagejobs.domain.jobs import DEFAULT_PROVIDER, JobRecord, split_provider_id
 from imagejobs.domain.models import (
     EditRequest,
     JobStatus,
@@ -24,6 +25,7 @@ from imagejobs.domain.models import (
     UploadFile,
 )
 from imagejobs.domain.settings import Settings
+from imagejobs.flows import provider_events
 from imagejobs.flows.ports import Deps, Provider, need
 from imagejobs.flows.settle import end_job
 from imagejobs.flows.steps import TIME_RESERVE_SECONDS, load
@@ -52,7 +54,7 @@ def submit(deps: Deps, job_id: str) -> str:
         if isinstance(sent, str):
             return sent
         record = sent
-    arn = need(deps.loops, "loops").start(record.id, polling.first_poll_payload(record))
+    arn = need(deps.loops, "loops").start(record.id, first_payload(deps, record))
     failpoints.hit("submit.after_start_execution")
     deps.store.record_execution(job_id, arn, clock.now())
     return "submitted"
@@ -82,6 +84,10 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
             deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
         raise
     failpoints.hit("submit.after_provider")
+    if split_provider_id(provider_job.id)[0] != DEFAULT_PROVIDER:
+        # How its webhooks find the job (imagejobs.flows.provider_events); kept as long as the job.
+        ttl = record.ttl or int(clock.wall_now()) + deps.settings.job_record_ttl_days * 86_400
+        deps.store.point(provider_events.pointer(provider_job.id), job_id, ttl)
     win = polling.window(record.quality, deps.store.latency_counts(polling.latency_kind(record)))
     chosen = {"start": win.start, "end": win.end, "samples": win.samples}
     try:
@@ -93,6 +99,11 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
             provider.cancel(provider_job.id)
         return "ended_in_flight"
     return record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
+
+
+def first_payload(deps: Deps, record: JobRecord) -> dict[str, Any]:
+    """The poll loop's input: it waits for the provider's webhook first where one will come."""
+    return polling.first_poll_payload(record, polling.await_seconds(record, deps.settings, clock.now()))
 
 
 def _outcome_unknown(deps: Deps, record: JobRecord, started: float, now: float) -> str | None:

@@ -24,6 +24,7 @@ from imagejobs.domain.models import JobStatus, PollInput
 from imagejobs.flows import admission
 from imagejobs.flows.ports import Deps, need
 from imagejobs.flows.settle import end_job
+from imagejobs.flows.submit import first_payload
 
 
 def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
@@ -39,7 +40,7 @@ def sweep(deps: Deps, *, stale_after_seconds: float) -> Counter[str]:
             continue
         if record.execution_arn is None:
             if quiet > stale_after_seconds:
-                arn = loops.start(record.id, polling.first_poll_payload(record))
+                arn = loops.start(record.id, first_payload(deps, record))
                 deps.store.record_execution(record.id, arn, now)
                 done["started"] += 1
             continue

@@ -45,8 +45,36 @@ def openapi_document(app: APIGatewayRestResolver) -> str:
     _request_bodies(paths, schemas)
     _query_parameters(paths)
     _answer_headers(paths)
+    _provider_webhooks(paths)
     spec["webhooks"] = {"imageJobFinished": {"post": WEBHOOK_OPERATION}}
     return json.dumps(spec, indent=2, sort_keys=True)
+
+
+def _provider_webhooks(paths: dict[str, Any]) -> None:
+    """OpenAI's webhooks come with no API key (the route has no authorizer): their Standard
+    Webhooks headers are the authentication, and the body is OpenAI's event object."""
+    operation = paths["/v1/providers/openai/webhooks"]["post"]
+    operation["security"] = []
+    operation["parameters"] = [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": about}
+        for name, about in (
+            ("webhook-id", "the delivery's id"),
+            ("webhook-timestamp", "unix seconds; refused more than 300 s from now either way"),
+            ("webhook-signature", 'v1,<base64 HMAC-SHA256 of "id.timestamp.body">, space-separated'),
+        )
+    ]
+    event = {
+        "type": "object",
+        "required": ["type", "data"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "event"},
+            "created_at": {"type": "integer"},
+            "type": {"type": "string", "examples": ["response.completed"]},
+            "data": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+        },
+    }
+    operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": event}}}
 
 
 def _json_body(schema: str) -> dict[str, Any]:
