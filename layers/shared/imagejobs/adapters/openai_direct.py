@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from imagejobs.adapters.provider import CANCEL_TIMEOUT, CANCEL_TOTAL_SECONDS, ProviderClient
+from imagejobs.adapters.provider import ProviderClient
 from imagejobs.adapters.provider_answers import checked_usage, parse_timestamp
 from imagejobs.domain.errors import ProviderUnavailable
 from imagejobs.domain.models import EditRequest, GenerationRequest, JobStatus, ProviderJob, UploadFile, Usage
@@ -40,6 +40,8 @@ MAX_IMAGE_CALLS = 4  # output items read at most (one is asked for: tool_choice 
 
 
 class OpenAIClient(ProviderClient):
+    _parse = staticmethod(lambda body: parse_response(body))  # defined below
+
     def __init__(self, base_url: str, api_key: str, client: httpx.Client | None = None, **options: Any) -> None:
         self._mainline = str(options.pop("mainline_model", "gpt-5-nano"))
         super().__init__(base_url, api_key, client, **options)
@@ -82,32 +84,11 @@ class OpenAIClient(ProviderClient):
             body["tools"][0]["input_image_mask"] = {"image_url": _data_url(mask)}
         return self._create(body, idempotency_key)
 
-    def _response_url(self, response_id: str, *rest: str) -> str:
-        return "/".join([f"{self._base_url}/v1/responses/{quote(response_id, safe='')}", *rest])
-
-    def get(self, provider_job_id: str) -> ProviderJob:
-        response = self._send("GET", self._response_url(provider_job_id), headers=self._headers())
-        return self._parsed(self._json(response))
-
-    def cancel(self, provider_job_id: str) -> ProviderJob | None:
-        """Only a background response can be cancelled (the background guide); cancelling one
-        that already ended answers it as it is."""
-        response = self._send(
-            "POST",
-            self._response_url(provider_job_id, "cancel"),
-            headers=self._headers(),
-            timeout=CANCEL_TIMEOUT,
-            total_seconds=CANCEL_TOTAL_SECONDS,
-        )
-        if response.status_code in (404, 405, 501):
-            return None
-        return self._parsed(self._json(response))
-
-    def _parsed(self, body: Any) -> ProviderJob:
-        job = parse_response(body)
-        if job.error_message:
-            job = job.model_copy(update={"error_message": self._redact(job.error_message)})
-        return job
+    def _job_url(self, provider_job_id: str, *rest: str) -> str:
+        """GET /v1/responses/{id} and POST /v1/responses/{id}/cancel (only a background response
+        can be cancelled: the background guide); get and cancel themselves, bounds and redaction
+        included, are ProviderClient's."""
+        return "/".join([f"{self._base_url}/v1/responses/{quote(provider_job_id, safe='')}", *rest])
 
 
 def _data_url(file: UploadFile) -> str:

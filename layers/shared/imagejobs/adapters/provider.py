@@ -141,8 +141,10 @@ class ProviderClient:
             raise JobRejected(self._redact(message) or unavailable, code="model_unavailable")
         return self._parsed(self._json(response))
 
+    _parse = staticmethod(parse_job)  # the answer's reader (OpenAI direct's: its Response objects)
+
     def _parsed(self, body: Any) -> ProviderJob:
-        job = parse_job(body)
+        job = self._parse(body)
         if job.error_message:
             job = job.model_copy(update={"error_message": self._redact(job.error_message)})
         return job
