@@ -82,6 +82,7 @@ def main() -> None:
 def measure(provider_url: str) -> None:
     from imagejobs.adapters.aws import ResultStore
     from imagejobs.adapters.provider import ProviderClient
+    from imagejobs.adapters.provider_router import ProviderRouter
     from imagejobs.adapters.store import JobStore
     from imagejobs.domain import clock
     from imagejobs.domain.jobs import JobRecord
@@ -109,7 +110,10 @@ def measure(provider_url: str) -> None:
     )
     provider = ProviderClient(provider_url, "bench")
     deps = Deps(
-        settings=settings, store=JobStore("bench-jobs"), provider=provider, results=ResultStore("bench-results")
+        settings=settings,
+        store=JobStore("bench-jobs"),
+        provider=ProviderRouter({"therouter": lambda: provider}, {}),
+        results=ResultStore("bench-results"),
     )
     request = GenerationRequest(prompt="[sim:noise] bench", n=10, size="1536x1024", quality="low")
     provider_job = provider.submit(request, idempotency_key="bench-job")

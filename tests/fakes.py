@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from imagejobs.domain import budget
 from imagejobs.domain.admission import Gate
 from imagejobs.domain.budget import Caps
-from imagejobs.domain.errors import StaleTransition
+from imagejobs.domain.errors import ProviderUnavailable, StaleTransition
+from imagejobs.domain.failover import Breaker, Switch
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import (
     EditRequest,
@@ -53,6 +54,7 @@ class FakeStore:
         self.settles_won = 0
         self.pointers: dict[str, str] = {}
         self.gates: dict[str, Gate] = {}
+        self.breakers: dict[str, Breaker] = {}
         self.slowed: list[tuple[str, float]] = []  # (schedule, Retry-After) of each 429 under a rate cap
 
     def create(self, record: JobRecord, reservation: budget.Reservation | None = None) -> bool:
@@ -127,14 +129,14 @@ class FakeStore:
         self.jobs[job_id] = record.model_copy(update={**update, "provider_event_at": record.provider_event_at or at})
         return self.jobs[job_id]
 
-    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
+    def mark_submitting(self, job_id: str, at: float, previous: float | None, provider: str) -> None:
         record = self.jobs[job_id]
         if record.provider_job_id is not None or record.submission_started_at != previous:
             raise StaleTransition("marked meanwhile")
-        self._update(job_id, submission_started_at=at)
+        self._update(job_id, submission_started_at=at, submitting_to=provider)
 
     def clear_submitting(self, job_id: str, at: float) -> None:
-        self._update(job_id, submission_started_at=None)
+        self._update(job_id, submission_started_at=None, submitting_to=None)
 
     def record_poll(
         self, job_id: str, provider_status: JobStatus, at: float, checks: int = 1, held: float = 0.0
@@ -184,6 +186,15 @@ class FakeStore:
         if self.gate(name).version != gate.version:
             return False  # another writer came first, as the table's condition says
         self.gates[name] = dataclasses.replace(gate, version=gate.version + 1)
+        return True
+
+    def breaker(self, name: str) -> Breaker:
+        return self.breakers.get(name, Breaker())
+
+    def write_breaker(self, name: str, breaker: Breaker) -> bool:
+        if self.breaker(name).version != breaker.version:
+            return False
+        self.breakers[name] = dataclasses.replace(breaker, version=breaker.version + 1)
         return True
 
     def webhook_signing_secrets(self, tenant: str, new_secret: str, now: float) -> list[str]:
@@ -251,18 +262,41 @@ class FakeLoops:
 class FakeProvider:
     """A provider whose jobs are what the test says: `jobs[provider id]` is what get/cancel answer.
     Each submit takes the next of `outcomes` (a provider job id, or an exception it raises), or
-    makes `p_<n>` once they run out; with `refuse_submits`, a submit fails the test."""
+    makes `p_<n>` once they run out; with `refuse_submits`, a submit fails the test.
 
-    def __init__(self, *outcomes: str | Exception, refuse_submits: bool = False) -> None:
+    Two providers for failover: a job's route is its model's in `routes` (else "therouter"), `other`
+    (if set) makes any job too, a provider in `down` answers every submit with a 503, and `sent_to` lists where each
+    submit went."""
+
+    def __init__(
+        self,
+        *outcomes: str | Exception,
+        refuse_submits: bool = False,
+        other: str | None = None,
+        routes: dict[str, str] | None = None,
+    ) -> None:
         self.outcomes = list(outcomes)
         self.refuse_submits = refuse_submits
         self.jobs: dict[str, ProviderJob] = {}
         self.posts = 0
         self.cancels: list[str] = []
+        self.other = other
+        self.down: set[str] = set()
+        self.sent_to: list[str] = []
+        self.routes = routes or {}
 
-    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
+    def provider_for(self, request: GenerationRequest) -> str:
+        return self.routes.get(request.model or "", "therouter")
+
+    def alternate(self, request: GenerationRequest, name: str) -> str | None:
+        return next((p for p in ("therouter", self.other) if p and p != name), None)
+
+    def submit(self, request: GenerationRequest, *, idempotency_key: str, provider: str | None = None) -> ProviderJob:
         if self.refuse_submits:
             raise AssertionError("the provider must not be called here")
+        self.sent_to.append(provider or "therouter")
+        if (provider or "therouter") in self.down:
+            raise ProviderUnavailable("503 from the provider")
         self.posts += 1
         outcome = self.outcomes.pop(0) if self.outcomes else f"p_{self.posts}"
         if isinstance(outcome, Exception):
@@ -272,9 +306,15 @@ class FakeProvider:
         return job
 
     def submit_edit(
-        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+        self,
+        request: EditRequest,
+        images: list[UploadFile],
+        mask: UploadFile | None,
+        *,
+        idempotency_key: str,
+        provider: str | None = None,
     ) -> ProviderJob:
-        return self.submit(request, idempotency_key=idempotency_key)
+        return self.submit(request, idempotency_key=idempotency_key, provider=provider)
 
     def get(self, provider_job_id: str) -> ProviderJob:
         return self.jobs[provider_job_id]
@@ -356,6 +396,7 @@ class FakeMetrics:
         self.gates: list[tuple[int, int, int]] = []  # (limit in force, running, waiting) after each decision
         self.rates: list[float] = []  # the rate cap in force after each 429
         self.gate_models: list[str | None] = []  # the model of each gate_state (None: the provider's gate)
+        self.switches: list[Switch] = []  # failover breakers opened and closed
 
     def job_settled(self, record: JobRecord, orchestration_cost_usd: Decimal) -> None:
         self.settled.append(record.id)
@@ -366,6 +407,9 @@ class FakeMetrics:
 
     def rate_state(self, submits_per_minute: float, *, model: str | None = None) -> None:
         self.rates.append(submits_per_minute)
+
+    def provider_switch(self, switch: Switch) -> None:
+        self.switches.append(switch)
 
 
 class FakeWebhookUrls:

@@ -68,6 +68,7 @@ class SimStats:
     submit_times: list[float] = field(default_factory=list)  # job-clock times of submissions that made a job
     concurrent_jobs_peak: int = 0
     concurrency_refusals: int = 0  # 429s for max_concurrent
+    outage_refusals: int = 0  # 503s for a dialect in `outage`
     submit_calls: int = 0
     cancel_calls: int = 0
     poll_calls: int = 0
@@ -102,6 +103,9 @@ class SimulatedProvider:
         # answered 429 with Retry-After, as providers answer a concurrency limit.
         self.max_concurrent = max_concurrent
         self.fault_rate = fault_rate  # chance of a random transient fault (429, 5xx, reset) per call
+        # Dialects that are down ("therouter", "openai"): every submission there is answered 503,
+        # as a provider in an outage answers (failover's tests and `make faults`).
+        self.outage: set[str] = set()
         self.timeout_sleep = timeout_sleep  # real seconds a "timeout" fault holds the answer back
         self.latency = latency or Latency()
         self.stats = SimStats()
@@ -465,6 +469,8 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
                 return
             if not self._authorised():
                 return
+            if self._down("therouter"):
+                return
             if parse_qs(url.query).get("async") != ["true"]:
                 self._send(400, _error("This simulator only serves ?async=true.", "invalid_request_error", "async"))
                 return
@@ -491,6 +497,15 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
             status, answer, headers = sim.create_job(body, self.headers.get("Idempotency-Key"), source)
             self._send(status, answer, headers)
 
+        def _down(self, dialect: str) -> bool:
+            if dialect not in sim.outage:
+                return False
+            sim.stats.outage_refusals += 1
+            self._send(
+                503, _error("The server is temporarily unavailable.", "server_error", None, "service_unavailable")
+            )
+            return True
+
         def _openai_authorised(self) -> bool:
             if self.headers.get("Authorization") == f"Bearer {sim.openai.api_key}":
                 return True
@@ -511,6 +526,8 @@ def _handler_for(sim: SimulatedProvider) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw)
             except ValueError:
                 self._send(400, _error("Invalid JSON body.", "invalid_request_error"))
+                return
+            if self._down("openai"):
                 return
             behaviour = Behaviour.from_prompt(json.dumps(body.get("input")) if isinstance(body, dict) else "")
             key = self.headers.get("Idempotency-Key") or "responses"

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from imagejobs.adapters.observability import NAMESPACE, EmfMetrics
+from imagejobs.domain.failover import Switch
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import Cost, GenerationRequest, JobError, JobStatus
 from imagejobs_local import deploy
@@ -41,6 +42,13 @@ def emitted() -> tuple[set[str], list[list[list[str]]]]:
         document = json.loads(out.getvalue())
         for directive in document["_aws"]["CloudWatchMetrics"]:
             assert directive["Namespace"] == NAMESPACE
+            names |= {metric["Name"] for metric in directive["Metrics"]}
+            dimension_sets.append(directive["Dimensions"])
+    for state in ("open", "closed"):  # a failover breaker's switches
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            EmfMetrics().provider_switch(Switch(3.0, "therouter", "openai/gpt-image-2", state, 5))
+        for directive in json.loads(out.getvalue())["_aws"]["CloudWatchMetrics"]:
             names |= {metric["Name"] for metric in directive["Metrics"]}
             dimension_sets.append(directive["Dimensions"])
     return names, dimension_sets
@@ -91,6 +99,7 @@ def test_the_alarms_the_issue_asks_for_exist_with_their_parameters(stack: LocalS
         "TimedOutExecutionsAlarm",
         "SubmissionUnknownAlarm",
         "CostOverReservationAlarm",  # issue #21: a job's cost never passes its reservation silently
+        "ProviderFailoverAlarm",  # issue #25: every failover switch is alarmed
     }
     parameters = deploy.load_template()["Parameters"]
     assert alarms["FailureRateAlarm"]["Threshold"] == parameters["FailureRateAlarmThreshold"]["Default"]

@@ -250,9 +250,9 @@ class CancelledMidPost(FakeProvider):
         super().__init__()
         self.deps = deps
 
-    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
+    def submit(self, request: GenerationRequest, *, idempotency_key: str, provider: str | None = None) -> ProviderJob:
         cancel(self.deps, idempotency_key)  # no provider id yet: cancelled here at once
-        return super().submit(request, idempotency_key=idempotency_key)
+        return super().submit(request, idempotency_key=idempotency_key, provider=provider)
 
 
 def test_a_job_cancelled_during_its_provider_post_is_cancelled_upstream_after_it() -> None:

@@ -28,7 +28,7 @@ def deps_with(
         id="img_1",
         tenant="t1",
         model=model,
-        request=GenerationRequest(prompt="a cat"),
+        request=GenerationRequest(prompt="a cat", model=model),
         request_hash="h",
         created_at=now,
         updated_at=now,
@@ -72,7 +72,8 @@ def test_an_unknown_outcome_is_sent_again_with_the_same_key_when_the_provider_de
 def test_a_job_routed_to_openai_is_never_sent_again_whatever_therouter_promises() -> None:
     """ProviderIdempotency speaks for TheRouter; OpenAI's API reference documents no Idempotency-Key
     for responses, so an unknown outcome there ends the job rather than risk a second bill."""
-    provider = FakeProvider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1")
+    routes = {"openai/gpt-image-2": "openai"}
+    provider = FakeProvider(ProviderUnavailable("connection lost", outcome_unknown=True), "p-1", routes=routes)
     deps, store = deps_with(provider, "header", model="openai/gpt-image-2", routes="openai/gpt-image-2=openai")
     with pytest.raises(ProviderUnavailable):
         submit(deps, "img_1")

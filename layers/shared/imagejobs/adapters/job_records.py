@@ -153,25 +153,27 @@ class JobRecords(TableAdapter):
             values,
         )
 
-    def mark_submitting(self, job_id: str, at: float, previous: float | None) -> None:
-        """Record that a submission is about to be sent; refused (StaleTransition) if another
-        submitter marked it since `previous` was read, or the job already has a provider id."""
+    def mark_submitting(self, job_id: str, at: float, previous: float | None, provider: str) -> None:
+        """Record that a submission is about to be sent, and to which provider; refused
+        (StaleTransition) if another submitter marked it since `previous` was read, or the job
+        already has a provider id."""
         condition = "attribute_not_exists(provider_job_id) AND #status IN (:queued, :running) AND "
         if previous is not None:
             condition += "submission_started_at = :previous"
         else:
             condition += "attribute_not_exists(submission_started_at)"
-        values: dict[str, Any] = {":at": at, ":queued": "queued", ":running": "in_progress"}
+        values: dict[str, Any] = {":at": at, ":to": provider, ":queued": "queued", ":running": "in_progress"}
         if previous is not None:
             values[":previous"] = previous
-        self._update(job_id, "SET submission_started_at = :at, updated_at = :at", condition, values)
+        update = "SET submission_started_at = :at, submitting_to = :to, updated_at = :at"
+        self._update(job_id, update, condition, values)
 
     def clear_submitting(self, job_id: str, at: float) -> None:
         """The provider definitely did not take the submission (it answered an error, or the
         connection was refused): a later attempt is a clean first one."""
         self._update(
             job_id,
-            "REMOVE submission_started_at SET updated_at = :at",
+            "REMOVE submission_started_at, submitting_to SET updated_at = :at",
             "attribute_not_exists(provider_job_id)",
             {":at": at},
         )

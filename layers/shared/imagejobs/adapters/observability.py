@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from imagejobs.adapters.logs import SERVICE, make_logger
 from imagejobs.domain import pricing
+from imagejobs.domain.failover import Switch
 from imagejobs.domain.jobs import JobRecord
 from imagejobs.domain.models import JobStatus
 
@@ -88,6 +89,24 @@ class EmfMetrics:
             metrics.add_dimension(name="Model", value=_catalog_name(model))
         metrics.add_metric(name="ProviderSubmitsPerMinuteInForce", unit=MetricUnit.Count, value=submits_per_minute)
         print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), flush=True)
+        metrics.clear_metrics()
+
+    def provider_switch(self, switch: Switch) -> None:
+        """A failover breaker opened (the model's new jobs go to the other provider) or closed
+        (back home): ProviderFailover or ProviderFailback, 1, under [Provider, Model] and [service]
+        (the alarm's), with the switch itself as the document's metadata (its log line)."""
+        metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        metrics.add_dimension(name="Provider", value=switch.provider)
+        metrics.add_dimension(name="Model", value=_catalog_name(switch.model))
+        name = "ProviderFailover" if switch.state == "open" else "ProviderFailback"
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        metrics.add_metadata(key="breaker", value=switch.state)
+        metrics.add_metadata(key="failures_in_a_row", value=switch.failures)
+        metrics.add_metadata(key="switched_at", value=switch.at)
+        document = metrics.serialize_metric_set()
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            directive["Dimensions"].append(["service"])
+        print(json.dumps(document, separators=(",", ":")), flush=True)
         metrics.clear_metrics()
 
 

@@ -25,9 +25,18 @@ class ProviderRouter:
         """Where a new job goes: its model's route, if that provider is configured and can make
         what is asked (OpenAI's image tool makes one image per call: n > 1 stays on TheRouter)."""
         name = pricing.routed(request.model or "", self._routes)
-        if name is None or name not in self._clients or (name != DEFAULT_PROVIDER and request.n > 1):
-            return DEFAULT_PROVIDER
-        return name
+        return name if name is not None and self._can_make(name, request) else DEFAULT_PROVIDER
+
+    def alternate(self, request: GenerationRequest, name: str) -> str | None:
+        """The other provider that can make this job, if one is configured (failover: the model's
+        catalog entry prices it there, imagejobs.domain.pricing.served_by)."""
+        others = (other for other in self._clients if other != name)
+        return next((other for other in others if self._can_make(other, request)), None)
+
+    def _can_make(self, name: str, request: GenerationRequest) -> bool:
+        if name not in self._clients:
+            return False
+        return name == DEFAULT_PROVIDER or (request.n == 1 and pricing.served_by(request.model or "", name))
 
     def _client(self, name: str) -> ProviderClient:
         return self._clients[name if name in self._clients else DEFAULT_PROVIDER]()
@@ -35,14 +44,21 @@ class ProviderRouter:
     def _named(self, name: str, job: ProviderJob) -> ProviderJob:
         return job.model_copy(update={"id": qualified_provider_id(name, job.id)})
 
-    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
-        name = self.provider_for(request)
+    def submit(self, request: GenerationRequest, *, idempotency_key: str, provider: str | None = None) -> ProviderJob:
+        """Send a job to `provider` (chosen by the flow: failover), else to its route."""
+        name = provider or self.provider_for(request)
         return self._named(name, self._client(name).submit(request, idempotency_key=idempotency_key))
 
     def submit_edit(
-        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+        self,
+        request: EditRequest,
+        images: list[UploadFile],
+        mask: UploadFile | None,
+        *,
+        idempotency_key: str,
+        provider: str | None = None,
     ) -> ProviderJob:
-        name = self.provider_for(request)
+        name = provider or self.provider_for(request)
         job = self._client(name).submit_edit(request, images, mask, idempotency_key=idempotency_key)
         return self._named(name, job)
 

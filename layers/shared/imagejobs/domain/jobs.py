@@ -85,6 +85,7 @@ class JobRecord(Model):
     # Set just before the provider POST, cleared when it was definitely not accepted: found set
     # without a provider id, a submission's outcome is unknown (imagejobs.flows.submit).
     submission_started_at: float | None = None
+    submitting_to: str | None = None  # the provider that submission went to (a resend goes there too)
     execution_arn: str | None = None
     polls: int = 0  # status calls
     provider_checks: int = 0  # provider GETs made by those calls (a holding call makes several)

@@ -69,6 +69,16 @@ def routed(model: str, routes: dict[str, str]) -> str | None:
     return next((target for source, target in routes.items() if same_model(model, source)), None)
 
 
+def served_by(model: str, provider: str) -> bool:
+    """Whether a provider makes a model: TheRouter every model in the catalog, another provider
+    those its entry prices for it (`providers.<name>`, from that provider's own price list)."""
+    try:
+        entry = price_table()["models"][catalog_name(model)]
+    except UnknownModel:
+        return False
+    return provider == "therouter" or provider in (entry.get("providers") or {})
+
+
 def lifecycle(model: str, today: date) -> Lifecycle:
     """active, deprecated (served, with Deprecation/Sunset headers) or shut_down (refused):
     a `shutdown` date that has come ends a model whatever its `status` says."""

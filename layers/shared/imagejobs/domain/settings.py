@@ -37,6 +37,15 @@ class Settings(BaseModel):
     provider_routes: str = Field(
         default="", alias="PROVIDER_ROUTES", pattern=r"^\s*([^,=\s]+\s*=\s*(therouter|openai)\s*(,\s*|$))*$"
     )
+    # Failover (imagejobs.domain.failover): the models ("a,b") whose new jobs go to the other
+    # provider that serves them while their own provider fails; off (empty) by default.
+    provider_failover: str = Field(
+        default="", alias="PROVIDER_FAILOVER", pattern=r"^\s*([^,=\s]+(\s*,\s*[^,=\s]+)*)?\s*$"
+    )
+    provider_failover_threshold: int = Field(default=5, ge=1, le=1000, alias="PROVIDER_FAILOVER_THRESHOLD")
+    provider_failover_cooldown_seconds: int = Field(
+        default=300, ge=10, le=86_400, alias="PROVIDER_FAILOVER_COOLDOWN_SECONDS"
+    )
     default_model: str = Field(default="openai/gpt-image-1", alias="DEFAULT_MODEL")
     # "from=to,from=to": requests for a model (e.g. one past its shutdown) run as another.
     model_aliases: str = Field(default="", alias="MODEL_ALIASES", pattern=r"^\s*([^,=\s]+\s*=\s*[^,=\s]+\s*(,\s*|$))*$")
@@ -92,6 +101,11 @@ class Settings(BaseModel):
         """ProviderRoutes read: model -> provider name."""
         pairs = (pair.split("=", 1) for pair in self.provider_routes.split(",") if pair.strip())
         return {model.strip(): name.strip() for model, name in pairs}
+
+    @property
+    def failover_models(self) -> list[str]:
+        """ProviderFailover read: the models that fail over."""
+        return [model.strip() for model in self.provider_failover.split(",") if model.strip()]
 
     @property
     def provider_limited(self) -> bool:

@@ -90,13 +90,25 @@ class LazyProvider:
             self._http = httpx.Client(timeout=timeout, follow_redirects=False)
         return self._http
 
-    def submit(self, request: GenerationRequest, *, idempotency_key: str) -> ProviderJob:
-        return self._client().submit(request, idempotency_key=idempotency_key)
+    def provider_for(self, request: GenerationRequest) -> str:
+        return self._client().provider_for(request)
+
+    def alternate(self, request: GenerationRequest, name: str) -> str | None:
+        return self._client().alternate(request, name)
+
+    def submit(self, request: GenerationRequest, *, idempotency_key: str, provider: str | None = None) -> ProviderJob:
+        return self._client().submit(request, idempotency_key=idempotency_key, provider=provider)
 
     def submit_edit(
-        self, request: EditRequest, images: list[UploadFile], mask: UploadFile | None, *, idempotency_key: str
+        self,
+        request: EditRequest,
+        images: list[UploadFile],
+        mask: UploadFile | None,
+        *,
+        idempotency_key: str,
+        provider: str | None = None,
     ) -> ProviderJob:
-        return self._client().submit_edit(request, images, mask, idempotency_key=idempotency_key)
+        return self._client().submit_edit(request, images, mask, idempotency_key=idempotency_key, provider=provider)
 
     def get(self, provider_job_id: str) -> ProviderJob:
         return self._client().get(provider_job_id)

@@ -25,7 +25,7 @@ from imagejobs.domain.models import (
     UploadFile,
 )
 from imagejobs.domain.settings import Settings
-from imagejobs.flows import provider_events
+from imagejobs.flows import failover, provider_events
 from imagejobs.flows.ports import Deps, Provider, need
 from imagejobs.flows.settle import end_job
 from imagejobs.flows.steps import TIME_RESERVE_SECONDS, load
@@ -61,28 +61,33 @@ def submit(deps: Deps, job_id: str) -> str:
 
 
 def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
-    """The job's one POST to the provider, marked in flight before it is sent: the record with the
-    provider's job id, or what was done instead (for logs and tests)."""
+    """The job's one POST to the provider, marked in flight (and to which provider) before it is
+    sent: the record with the provider's job id, or what was done instead (for logs and tests)."""
     job_id, provider = record.id, need(deps.provider, "provider")
     started, now = record.submission_started_at, clock.now()
     if started is not None and (unknown := _outcome_unknown(deps, record, started, now)):
         return unknown
+    target = _target(deps, record, resend=started is not None)
     try:
-        deps.store.mark_submitting(job_id, now, previous=started)
+        deps.store.mark_submitting(job_id, now, previous=started, provider=target)
     except StaleTransition:
         raise SubmissionInFlight(f"job {job_id} was just marked by another delivery") from None
     try:
-        provider_job = _send_to_provider(deps, provider, record)
+        provider_job = _send_to_provider(deps, provider, record, target)
     except JobRejected as rejected:
+        failover.observe(deps, target, record.model, ok=True)  # it answered: it is up
         end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
         return "rejected"
     except ObjectMissing as gone:  # an input deleted or replaced since it was checked: never sent
         end_job(deps, job_id, JobStatus.FAILED, gone.reason, gone.message)
         return gone.reason
     except (RateLimited, ProviderUnavailable) as exc:
+        if isinstance(exc, ProviderUnavailable):  # 5xx, timeout, no connection: the provider's health
+            failover.observe(deps, target, record.model, ok=False)
         if not getattr(exc, "outcome_unknown", False):
             deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
         raise
+    failover.observe(deps, target, record.model, ok=True)
     failpoints.hit("submit.after_provider")
     if split_provider_id(provider_job.id)[0] != DEFAULT_PROVIDER:
         # How its webhooks find the job (imagejobs.flows.provider_events); kept as long as the job.
@@ -101,6 +106,14 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
     return record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
 
 
+def _target(deps: Deps, record: JobRecord, *, resend: bool) -> str:
+    """Where the POST goes: a resend (the same Idempotency-Key) where the first one went; a first
+    submission to its model's route, or, failing over, to the other provider that makes it."""
+    if resend and record.submitting_to:
+        return record.submitting_to
+    return failover.choose(deps, need(record.request, "request"))
+
+
 def first_payload(deps: Deps, record: JobRecord) -> dict[str, Any]:
     """The poll loop's input: it waits for the provider's webhook first where one will come."""
     return polling.first_poll_payload(record, polling.await_seconds(record, deps.settings, clock.now()))
@@ -114,8 +127,8 @@ def _outcome_unknown(deps: Deps, record: JobRecord, started: float, now: float) 
     job_id = record.id
     if now - started < submission_in_flight_seconds(deps.settings):
         raise SubmissionInFlight(f"job {job_id} is being sent to the provider by another delivery")
-    routed_elsewhere = pricing.routed(record.model, deps.settings.routes) not in (None, DEFAULT_PROVIDER)
-    if deps.settings.provider_idempotency != "none" and not routed_elsewhere:
+    tried = record.submitting_to or pricing.routed(record.model, deps.settings.routes) or DEFAULT_PROVIDER
+    if deps.settings.provider_idempotency != "none" and tried == DEFAULT_PROVIDER:
         return None
     end_job(
         deps,
@@ -134,10 +147,10 @@ def submission_in_flight_seconds(settings: Settings) -> float:
     return 2 * settings.provider_timeout_seconds + TIME_RESERVE_SECONDS
 
 
-def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> ProviderJob:
+def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord, target: str) -> ProviderJob:
     request = need(record.request, "request")  # a job whose request was refused is never queued
     if not isinstance(request, EditRequest):
-        return provider.submit(request, idempotency_key=record.id)
+        return provider.submit(request, idempotency_key=record.id, provider=target)
     objects = need(deps.objects, "objects")
 
     def upload_file(ref: ObjectRef, name: str) -> UploadFile:
@@ -147,4 +160,4 @@ def _send_to_provider(deps: Deps, provider: Provider, record: JobRecord) -> Prov
 
     images = [upload_file(ref, f"image-{index}") for index, ref in enumerate(record.inputs)]
     mask = upload_file(record.mask, "mask") if record.mask else None
-    return provider.submit_edit(request, images, mask, idempotency_key=record.id)
+    return provider.submit_edit(request, images, mask, idempotency_key=record.id, provider=target)
