@@ -14,7 +14,8 @@
 6. Each handler's init and first invocation in a fresh process (bench/first_invoke.py), and the
    poll schedule's strategies and levers on latency traces (bench/poll.py).
 7. Calls per job and the delay after the provider finished, TheRouter (polled) against OpenAI
-   direct with its webhook and with the webhook dropped (bench/providers.py).
+   direct with its webhook and with the webhook dropped, and OpenAI down with failover on
+   (bench/providers.py).
 
 `--small` (make bench-small, in make test): every part at a small size, so none of it rots.
 """
