@@ -203,3 +203,19 @@ def test_a_job_cancelled_while_a_call_holds_is_let_go_within_seconds(monkeypatch
     assert result.action == "end" and result.reason == "already_final"
     # let go at the first look at the record after the cancel (4 s in), not 120 s in at the end of the hold
     assert looks[-1] <= 4 + polling.RECHECK_RECORD_SECONDS < 60
+
+
+def test_each_provider_learns_its_own_latency_and_therouters_kinds_keep_their_names() -> None:
+    """A job that waited for OpenAI's webhook measures the wait too (up to the fallback): its
+    sample must not stretch the schedule TheRouter's jobs of the same model are polled by."""
+    from imagejobs.domain.jobs import JobRecord
+
+    record = JobRecord(
+        id="img_1", tenant="t", model="openai/gpt-image-2", request=GenerationRequest(prompt="p", quality="low"),
+        request_hash="h", created_at=1.0, updated_at=1.0, deadline_at=900.0,
+    )  # fmt: skip
+    at_therouter = record.model_copy(update={"provider_job_id": "img_abc"})
+    at_openai = record.model_copy(update={"provider_job_id": "openai:resp_abc"})
+    assert polling.latency_kind(record) == polling.latency_kind(at_therouter) == "openai/gpt-image-2#low#auto"
+    assert polling.latency_kind(at_openai) == "openai/gpt-image-2#low#auto#openai"
+    assert polling.latency_kind(record, "openai") == polling.latency_kind(at_openai)  # as submit names it

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from imagejobs.domain.jobs import JobRecord
+from imagejobs.domain.jobs import DEFAULT_PROVIDER, JobRecord
 from imagejobs.domain.models import JobStatus, PollInput, PollResult, ProviderJob
 from imagejobs.domain.settings import Settings
 
@@ -222,9 +222,14 @@ def decide(
 
 
 # -- a job's place in the schedule -----------------------------------------------------------------
-def latency_kind(record: JobRecord) -> str:
-    """Jobs that take alike: same model, quality and size (the poll schedule learns per kind)."""
-    return f"{record.model}#{record.quality}#{record.size}"
+def latency_kind(record: JobRecord, provider: str | None = None) -> str:
+    """Jobs that take alike: same model, quality and size at the same provider (the poll schedule
+    learns per kind). TheRouter's kinds keep the name they had before there were two providers;
+    another provider's are apart, as its speed is its own and a job that waited for its webhook
+    measures the wait too."""
+    kind = f"{record.model}#{record.quality}#{record.size}"
+    at = provider or record.provider
+    return kind if at in (None, DEFAULT_PROVIDER) else f"{kind}#{at}"
 
 
 def loop_silence_seconds(record: JobRecord, provider_timeout_seconds: float) -> float:

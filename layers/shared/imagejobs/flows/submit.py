@@ -93,7 +93,8 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
         # How its webhooks find the job (imagejobs.flows.provider_events); kept as long as the job.
         ttl = record.ttl or int(clock.wall_now()) + deps.settings.job_record_ttl_days * 86_400
         deps.store.point(provider_events.pointer(provider_job.id), job_id, ttl)
-    win = polling.window(record.quality, deps.store.latency_counts(polling.latency_kind(record)))
+    kind = polling.latency_kind(record, split_provider_id(provider_job.id)[0])
+    win = polling.window(record.quality, deps.store.latency_counts(kind))
     chosen = {"start": win.start, "end": win.end, "samples": win.samples}
     try:
         deps.store.record_submission(job_id, provider_job.id, clock.now(), chosen)
