@@ -162,3 +162,23 @@ def test_the_other_provider_is_one_that_makes_the_model_and_the_job() -> None:
         ProviderRouter({"therouter": Named}, {}).alternate(GenerationRequest(prompt="a", model=MODEL), "therouter")
         is None
     )
+
+
+def test_a_breaker_that_cannot_be_written_loses_no_job_and_sends_none_twice() -> None:
+    """The breaker is counted only once the provider's job id is recorded: a store error there
+    fails this delivery, and the next one starts the loop without a second POST."""
+    deps, store, provider, _ = stack()
+    queue_job(store, "img_1")
+    store.breakers[HOME] = failover.Breaker(failures=1)  # so the success has a change to write
+    broken = store.write_breaker
+    store.write_breaker = lambda name, breaker: (_ for _ in ()).throw(RuntimeError("throttled"))  # type: ignore[method-assign]
+    provider.down.add("therouter")
+    with pytest.raises(RuntimeError):
+        submit(deps, "img_1")
+    provider.down.clear()
+    assert store.jobs["img_1"].submission_started_at is None  # the 503 was cleared before the count
+    with pytest.raises(RuntimeError):
+        submit(deps, "img_1")
+    assert store.jobs["img_1"].provider_job_id == "p_1"
+    store.write_breaker = broken  # type: ignore[method-assign]
+    assert submit(deps, "img_1") == "submitted" and provider.posts == 1

@@ -75,19 +75,18 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
     try:
         provider_job = _send_to_provider(deps, provider, record, target)
     except JobRejected as rejected:
-        failover.observe(deps, target, record.model, ok=True)  # it answered: it is up
         end_job(deps, job_id, JobStatus.FAILED, rejected.code, rejected.message)
+        failover.observe(deps, target, record.model, ok=True)  # it answered: it is up
         return "rejected"
     except ObjectMissing as gone:  # an input deleted or replaced since it was checked: never sent
         end_job(deps, job_id, JobStatus.FAILED, gone.reason, gone.message)
         return gone.reason
     except (RateLimited, ProviderUnavailable) as exc:
-        if isinstance(exc, ProviderUnavailable):  # 5xx, timeout, no connection: the provider's health
-            failover.observe(deps, target, record.model, ok=False)
         if not getattr(exc, "outcome_unknown", False):
             deps.store.clear_submitting(job_id, clock.now())  # definitely not taken: a retry starts clean
+        if isinstance(exc, ProviderUnavailable):  # 5xx, timeout, no connection: the provider's health
+            failover.observe(deps, target, record.model, ok=False)
         raise
-    failover.observe(deps, target, record.model, ok=True)
     failpoints.hit("submit.after_provider")
     if split_provider_id(provider_job.id)[0] != DEFAULT_PROVIDER:
         # How its webhooks find the job (imagejobs.flows.provider_events); kept as long as the job.
@@ -104,6 +103,8 @@ def _send_once(deps: Deps, record: JobRecord) -> JobRecord | str:
         with contextlib.suppress(ImageJobsError):
             provider.cancel(provider_job.id)
         return "ended_in_flight"
+    # Counted once the job is recorded: nothing the breaker's write does can lose a job it took.
+    failover.observe(deps, target, record.model, ok=True)
     return record.model_copy(update={"provider_job_id": provider_job.id, "poll_window": chosen})
 
 
