@@ -5,10 +5,9 @@ conditional on the version it was read at."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from imagejobs.adapters.dynamo import from_dynamo, is_condition_failure, to_dynamo
+from imagejobs.adapters.dynamo import from_dynamo
 from imagejobs.adapters.tenants import TableAdapter
 from imagejobs.domain.failover import Breaker, Switch
 
@@ -32,26 +31,14 @@ class Breakers(TableAdapter):
     def write_breaker(self, name: str, breaker: Breaker) -> bool:
         """Write the breaker as decided from the state read at `breaker.version`; False when
         another writer came first (read again and decide again)."""
-        values = {
+        values: dict[str, Any] = {
             ":f": breaker.failures,
-            ":o": breaker.opened_at,
             ":s": [dataclasses.asdict(switch) for switch in breaker.switches],
-            ":seen": breaker.version,
-            ":next": breaker.version + 1,
         }
-        sets = "failures = :f, switches = :s, version = :next"
-        update = f"SET {sets}, opened_at = :o" if breaker.opened_at is not None else f"SET {sets} REMOVE opened_at"
+        sets, removes = "failures = :f, switches = :s", ""
         if breaker.opened_at is None:
-            del values[":o"]
-        try:
-            self._table.update_item(
-                Key={"pk": BREAKER_PREFIX + name},
-                UpdateExpression=update,
-                ConditionExpression="attribute_not_exists(version) OR version = :seen",
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+            removes = "opened_at"
+        else:
+            sets += ", opened_at = :o"
+            values[":o"] = breaker.opened_at
+        return self._write_versioned(BREAKER_PREFIX + name, sets, values, breaker.version, removes)

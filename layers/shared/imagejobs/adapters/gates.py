@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from imagejobs.adapters.dynamo import from_dynamo, is_condition_failure, to_dynamo
+from imagejobs.adapters.dynamo import from_dynamo
 from imagejobs.adapters.tenants import TableAdapter
 from imagejobs.domain.admission import Gate, Holder, Used, Waiter
 
@@ -44,22 +42,9 @@ class Gates(TableAdapter):
             # "used": "usage" is one of DynamoDB's reserved words
             ":u": {tenant: {"a": used.amount, "t": used.at} for tenant, used in gate.usage.items()},
             ":m": gate.mean_seconds,
-            ":seen": gate.version,
-            ":next": gate.version + 1,
         }
-        sets = "holders = :h, waiters = :w, used = :u, mean_seconds = :m, version = :next"
+        sets = "holders = :h, waiters = :w, used = :u, mean_seconds = :m"
         if gate.cut_limit is not None:
             sets += ", cut_limit = :cl, cut_at = :ca"
             values |= {":cl": gate.cut_limit, ":ca": gate.cut_at}
-        try:
-            self._table.update_item(
-                Key={"pk": GATE_PREFIX + name},
-                UpdateExpression="SET " + sets,
-                ConditionExpression="attribute_not_exists(version) OR version = :seen",
-                ExpressionAttributeValues=to_dynamo(values),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return self._write_versioned(GATE_PREFIX + name, sets, values, gate.version)

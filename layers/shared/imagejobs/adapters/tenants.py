@@ -20,8 +20,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.exceptions import ClientError
 
-from imagejobs.adapters.dynamo import to_dynamo
+from imagejobs.adapters.dynamo import is_condition_failure, to_dynamo
 from imagejobs.domain.budget import Caps
 
 if TYPE_CHECKING:
@@ -111,6 +112,24 @@ class TableAdapter:
         if self._made_table is None:
             self._made_table = boto3.resource("dynamodb").Table(self._table_name)
         return self._made_table
+
+    def _write_versioned(self, pk: str, sets: str, values: dict[str, Any], version: int, removes: str = "") -> bool:
+        """Write an item decided from its state read at `version` (SET `sets`, REMOVE `removes`),
+        the version moving on by one; False when another writer came first (read again and decide
+        again). The gates and the failover breakers are written so."""
+        update = f"SET {sets}, version = :next" + (f" REMOVE {removes}" if removes else "")
+        try:
+            self._table.update_item(
+                Key={"pk": pk},
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(version) OR version = :seen",
+                ExpressionAttributeValues=to_dynamo({**values, ":seen": version, ":next": version + 1}),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def spent(self, tenant: str, period: str) -> Decimal:
         """USD a tenant reserved or was billed in a period ('YYYY-MM-DD' or 'YYYY-MM'): what the
